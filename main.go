@@ -1,0 +1,217 @@
+// Command sessionplane is an MCP server that gives any MCP client a session
+// plane: durable agent sessions, sub-agents, agent-to-agent messaging and a
+// preset-driven policy layer, in one SQLite file. stdout carries JSON-RPC
+// only; every log line goes to stderr.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	spmcp "github.com/sessionplane/sessionplane/mcp"
+	"github.com/sessionplane/sessionplane/policy"
+	"github.com/sessionplane/sessionplane/runtime/config"
+	"github.com/sessionplane/sessionplane/runtime/store"
+	"github.com/sessionplane/sessionplane/tools"
+)
+
+// version is set at build time with -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+const usage = `sessionplane — an MCP server for durable agent sessions, sub-agents and policy presets.
+
+Usage:
+  sessionplane [flags]                      serve MCP over stdio (what MCP clients run)
+  sessionplane --http 127.0.0.1:8765        serve the same server as Streamable HTTP at /mcp
+  sessionplane config check [--config FILE] validate a config file and print the resolved config
+
+Flags:
+`
+
+type options struct {
+	config, db, agent, preset, http, logLevel string
+	version                                   bool
+}
+
+func parseFlags(name string, args []string, stderr io.Writer) (*options, *flag.FlagSet, error) {
+	var o options
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.config, "config", "", "config file (default: $SESSIONPLANE_CONFIG, else $XDG_CONFIG_HOME/sessionplane/config.toml if present, else built-in defaults)")
+	fs.StringVar(&o.db, "db", "", "SQLite database path (overrides [store] path; default $XDG_DATA_HOME/sessionplane/sessionplane.db)")
+	fs.StringVar(&o.agent, "agent", "", "agent id the MCP client acts as: its session is agent:<id>:main (default main, or [mcp] agent)")
+	fs.StringVar(&o.preset, "preset", "", "preset applied to the MCP client's calls (overrides [mcp] preset)")
+	fs.StringVar(&o.http, "http", "", "serve Streamable HTTP on this loopback address (e.g. 127.0.0.1:8765) instead of stdio")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, usage)
+		fs.PrintDefaults()
+	}
+	err := fs.Parse(args)
+	return &o, fs, err
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) >= 1 && args[0] == "config" {
+		return runConfig(args[1:], stdout, stderr)
+	}
+	o, fs, err := parseFlags("sessionplane", args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "sessionplane: unexpected argument %q (see --help)\n", fs.Arg(0))
+		return 2
+	}
+	if o.version {
+		fmt.Fprintln(stdout, "sessionplane", buildVersion())
+		return 0
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "sessionplane: --log-level %q: use debug, info, warn or error\n", o.logLevel)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	cfg, err := loadConfig(o)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	st, err := store.Open(ctx, cfg.Store.Path, &store.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintln(stderr, "sessionplane:", err)
+		return 1
+	}
+	defer st.Close()
+	srv, err := build(cfg, st, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "sessionplane:", err)
+		return 2
+	}
+	log.Info("sessionplane starting", "version", buildVersion(), "db", cfg.Store.Path, "schema", st.SchemaVersion(),
+		"agent", cfg.MCP.Agent, "config", cfg.Source())
+	if o.http != "" {
+		err = srv.ServeHTTP(ctx, o.http, func(a net.Addr) { log.Info("serving Streamable HTTP", "url", "http://"+a.String()+"/mcp") })
+	} else {
+		err = srv.ServeStdio(ctx, stdin, stdout, cfg.MCP.WorkerPool)
+	}
+	if err != nil {
+		log.Error("server stopped", "err", err)
+		return 1
+	}
+	log.Info("sessionplane stopped")
+	return 0
+}
+
+// loadConfig resolves and loads the configuration and applies flag overrides.
+func loadConfig(o *options) (*config.Config, error) {
+	cfg, err := config.Load(config.Resolve(o.config))
+	if err != nil {
+		return nil, err
+	}
+	if o.db != "" {
+		cfg.Store.Path = o.db
+	}
+	if o.agent != "" {
+		cfg.MCP.Agent = o.agent
+	}
+	if o.preset != "" {
+		if _, ok := cfg.Agents.Presets[o.preset]; !ok {
+			return nil, fmt.Errorf("--preset %q: no such preset (defined: %s)", o.preset, presetNames(cfg))
+		}
+		cfg.MCP.Preset = o.preset
+	}
+	return cfg, nil
+}
+
+func presetNames(cfg *config.Config) string {
+	var names []string
+	for n := range cfg.Agents.Presets {
+		names = append(names, n)
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// build wires the policy gate, the tool registry and the MCP surface.
+func build(cfg *config.Config, st *store.Store, log *slog.Logger) (*spmcp.Server, error) {
+	gate, err := policy.New(cfg, st, tools.Catalog)
+	if err != nil {
+		return nil, err
+	}
+	env := &tools.Env{Store: st, Config: cfg, Policy: gate, Log: log}
+	reg := tools.NewRegistry(env, tools.ReadTools()...)
+	return spmcp.New(reg, spmcp.Options{Agent: cfg.MCP.Agent, Preset: cfg.MCP.Preset, Version: buildVersion(), Logger: log})
+}
+
+func runConfig(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] != "check" {
+		fmt.Fprintln(stderr, "usage: sessionplane config check [--config FILE]")
+		return 2
+	}
+	o, fs, err := parseFlags("sessionplane config check", args[1:], stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: sessionplane config check [--config FILE]")
+		return 2
+	}
+	cfg, err := loadConfig(o)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if _, err := policy.New(cfg, nil, tools.Catalog); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	src := cfg.Source()
+	if src == "" {
+		src = "(built-in defaults)"
+	}
+	fmt.Fprintf(stderr, "config OK: %s\n", src)
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(cfg); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,384 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"unicode"
+
+	"github.com/sessionplane/sessionplane/runtime/config"
+)
+
+// Engine evaluates calls against the loaded configuration. It is safe for
+// concurrent use.
+type Engine struct {
+	cfg      *config.Config
+	sessions Sessions
+	known    map[string]bool
+	servers  map[string]bool
+}
+
+// New builds the gate for cfg. known lists every built-in tool name; tool
+// names in the configuration that are neither known nor "<server>__<tool>"
+// of a configured [[mcp_servers]] entry are reported as config errors.
+func New(cfg *config.Config, sessions Sessions, known []string) (*Engine, error) {
+	e := &Engine{cfg: cfg, sessions: sessions, known: map[string]bool{}, servers: map[string]bool{}}
+	for _, k := range known {
+		e.known[Canonical(k)] = true
+	}
+	for _, s := range cfg.MCPServers {
+		e.servers[s.Name] = true
+	}
+	if probs := e.validate(); len(probs) > 0 {
+		return nil, &config.Error{File: cfg.Source(), Problems: probs}
+	}
+	return e, nil
+}
+
+// Config is the configuration the engine enforces.
+func (e *Engine) Config() *config.Config { return e.cfg }
+
+func (e *Engine) isKnown(name string) bool {
+	c := Canonical(name)
+	if e.known[c] {
+		return true
+	}
+	if _, ok := Toolsets[c]; ok {
+		return true
+	}
+	if srv, _, ok := strings.Cut(c, "__"); ok && e.servers[srv] {
+		return true
+	}
+	return false
+}
+
+func (e *Engine) validate() []config.Problem {
+	var probs []config.Problem
+	check := func(path string, list []string) {
+		for i, n := range list {
+			if !e.isKnown(n) {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				probs = append(probs, config.Problem{Path: p, Line: e.cfg.Line(path),
+					Msg: fmt.Sprintf("unknown tool %q: use a tool name (%s), a toolset.* name, or <server>__<tool> of a [[mcp_servers]] entry", n, e.knownList())})
+			}
+		}
+	}
+	names := make([]string, 0, len(e.cfg.Agents.Presets))
+	for n := range e.cfg.Agents.Presets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		p := e.cfg.Agents.Presets[n]
+		base := "agents.presets." + n
+		check(base+".tools.allow", p.Tools.Allow)
+		check(base+".tools.deny", p.Tools.Deny)
+		check(base+".tool_controls.active_tools", p.ToolControls.ActiveTools)
+		if tc := p.ToolControls.ToolChoice; tc != nil && tc.Type == "tool" {
+			path := base + ".tool_controls.tool_choice.name"
+			if !e.isKnown(tc.Name) {
+				probs = append(probs, config.Problem{Path: path, Line: e.cfg.Line(path), Msg: fmt.Sprintf("unknown tool %q", tc.Name)})
+			}
+			if _, err := ResolveControls(Controls{Active: p.ToolControls.ActiveTools, Choice: toChoice(tc)}); err != nil {
+				probs = append(probs, config.Problem{Path: base + ".tool_controls.tool_choice", Line: e.cfg.Line(path), Msg: err.Error()})
+			}
+		}
+		if tc := p.ToolControls.ToolChoice; tc != nil && tc.Type == "tool" && len(p.Tools.Allow) > 0 && !matches(Expand(p.Tools.Allow), Canonical(tc.Name)) ||
+			tc != nil && tc.Type == "tool" && matches(Expand(p.Tools.Deny), Canonical(tc.Name)) {
+			path := base + ".tool_controls.tool_choice.name"
+			probs = append(probs, config.Problem{Path: path, Line: e.cfg.Line(path),
+				Msg: fmt.Sprintf("forced tool %q is not allowed by the preset's own tools.allow/tools.deny", tc.Name)})
+		}
+	}
+	check("tools.subagents.tools.allow", e.cfg.Tools.Subagents.Tools.Allow)
+	check("tools.subagents.tools.deny", e.cfg.Tools.Subagents.Tools.Deny)
+	return probs
+}
+
+func (e *Engine) knownList() string {
+	ks := make([]string, 0, len(e.known))
+	for k := range e.known {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ", ")
+}
+
+// Layers turns preset names into layers; an empty name is skipped and an
+// unknown one is an error (fail closed).
+func (e *Engine) Layers(names ...string) ([]Layer, error) {
+	var out []Layer
+	for _, n := range names {
+		if n == "" {
+			continue
+		}
+		p, ok := e.cfg.Agents.Presets[n]
+		if !ok {
+			return nil, fmt.Errorf("preset %q is not defined: add [agents.presets.%s] to the config", n, n)
+		}
+		out = append(out, Layer{Name: n, Path: "agents.presets." + n, Preset: p})
+	}
+	return out, nil
+}
+
+// AgentPreset is the preset configured for an agent ("" when none).
+func (e *Engine) AgentPreset(agentID string) string {
+	if a, ok := e.cfg.Agent(agentID); ok {
+		return a.Preset
+	}
+	return ""
+}
+
+// Decide is the gate: may caller run tool (of class) with these targets?
+// Order: tool allow/deny, the sub-agent deny set, active_tools, session
+// access, send rights, cross-agent spawn, then approval. Deny wins; an
+// evaluation error denies.
+func (e *Engine) Decide(ctx context.Context, c Caller, tool string, class Class, t Targets) Decision {
+	if d := e.ToolDecision(c, tool, class); !d.Allowed() && d.Effect != Ask {
+		return d
+	}
+	for _, k := range t.Read {
+		if d := e.Access(ctx, c, k); !d.Allowed() {
+			return d
+		}
+	}
+	for _, k := range t.Write {
+		if d := e.Access(ctx, c, k); !d.Allowed() {
+			return d
+		}
+		if d := e.sendRights(c, t.Role); !d.Allowed() {
+			return d
+		}
+	}
+	if t.Agent != "" && t.Agent != c.AgentID {
+		if d := e.spawnAgentRights(c, t.Agent); !d.Allowed() {
+			return d
+		}
+	}
+	return e.approval(class, tool)
+}
+
+// ToolDecision answers for the tool alone (used to list tools): layer
+// allow/deny, the sub-agent deny set, active_tools and an approval of "deny".
+func (e *Engine) ToolDecision(c Caller, tool string, class Class) Decision {
+	name := Canonical(tool)
+	for _, l := range c.Layers {
+		if matches(Expand(l.Preset.Tools.Deny), name) {
+			return deny("tools.deny", l.Path+".tools.deny",
+				"tool %s is denied by %s (remove it from %s.tools.deny to allow it)", name, l.Name, l.Path)
+		}
+		if len(l.Preset.Tools.Allow) > 0 && !matches(Expand(l.Preset.Tools.Allow), name) {
+			return deny("tools.allow", l.Path+".tools.allow",
+				"tool %s is not in the allow list of %s (add it to %s.tools.allow)", name, l.Name, l.Path)
+		}
+	}
+	if c.Depth > 0 {
+		if d := e.subagentTools(c, name); !d.Allowed() {
+			return d
+		}
+	}
+	if c.Active != nil && !matches(Expand(c.Active), name) {
+		return deny("tool_controls.active_tools", "active_tools",
+			"tool %s is not among the active tools of this run (%s); it was not offered to the model", name, strings.Join(c.Active, ", "))
+	}
+	if mode := e.ApprovalMode(class); mode == "deny" {
+		return deny("approval."+string(class), "[approval] "+string(class),
+			"tools of class %s are disabled: [approval] %s = \"deny\" (set it to none, auto or elicit)", class, class)
+	}
+	return allow
+}
+
+func (e *Engine) subagentTools(c Caller, name string) Decision {
+	sub := e.cfg.Tools.Subagents.Tools
+	if matches(Expand(sub.Deny), name) {
+		return deny("tools.subagents.tools.deny", "tools.subagents.tools.deny",
+			"sub-agents may not call %s: it is in tools.subagents.tools.deny", name)
+	}
+	orchestrator := c.Depth < e.cfg.Agents.Defaults.Subagents.MaxSpawnDepth
+	denied := contains(SubagentDefaultDeny, name)
+	if orchestrator && contains(spawnTools, name) {
+		denied = false
+	}
+	if !orchestrator && contains(controlTools, name) {
+		denied = true
+	}
+	if denied {
+		role := "a leaf sub-agent"
+		if orchestrator {
+			role = "an orchestrator sub-agent"
+		}
+		return deny("subagents.default_deny", "agents.defaults.subagents.max_spawn_depth",
+			"%s is in the sub-agent default deny set and this caller is %s (depth %d); the main session is in charge of it (raise agents.defaults.subagents.max_spawn_depth to let children spawn)", name, role, c.Depth)
+	}
+	if len(sub.Allow) > 0 && !matches(Expand(sub.Allow), name) {
+		return deny("tools.subagents.tools.allow", "tools.subagents.tools.allow",
+			"sub-agents may only call the tools in tools.subagents.tools.allow, and %s is not one", name)
+	}
+	return allow
+}
+
+// ResolveKey turns the aliases "main" and "current" into keys.
+func ResolveKey(c Caller, key string) string {
+	switch key {
+	case "current":
+		return c.Key
+	case "main":
+		return "agent:" + c.AgentID + ":main"
+	}
+	return key
+}
+
+// ValidKey reports whether key is a well-formed session key: 1–512
+// printable ASCII characters, no spaces (so look-alikes and padding never
+// match a policy prefix by accident).
+func ValidKey(key string) error {
+	if key == "" {
+		return fmt.Errorf("session key is empty")
+	}
+	if len(key) > 512 {
+		return fmt.Errorf("session key is longer than 512 characters")
+	}
+	for _, r := range key {
+		if r > unicode.MaxASCII || !unicode.IsPrint(r) || r == ' ' {
+			return fmt.Errorf("session key %q has a space or a character that is not printable ASCII (%q); keys look like agent:<agentId>:main", key, r)
+		}
+	}
+	return nil
+}
+
+// Access decides whether caller may read or address the session key:
+// per layer allowed_keys, then key_prefix, then cross_agent; then
+// tools.sessions.visibility for everyone.
+func (e *Engine) Access(ctx context.Context, c Caller, key string) Decision {
+	key = ResolveKey(c, key)
+	if err := ValidKey(key); err != nil {
+		return deny("sessions.key", "", "%v", err)
+	}
+	if key == c.Key {
+		return allow // a caller always sees itself
+	}
+	owner, ok, err := e.sessions.Owner(ctx, key)
+	if err != nil {
+		return deny("policy.error", "", "could not evaluate access to %s: %v (denied)", key, err)
+	}
+	if !ok {
+		owner = agentOfKey(key)
+	}
+	for _, l := range c.Layers {
+		s := l.Preset.Sessions
+		if contains(s.AllowedKeys, key) {
+			continue
+		}
+		if s.KeyPrefix != "" && !strings.HasPrefix(key, s.KeyPrefix) {
+			return deny("sessions.key_prefix", l.Path+".sessions.key_prefix",
+				"session %s is outside %s's key_prefix %q (add it to %s.sessions.allowed_keys or widen key_prefix)", key, l.Name, s.KeyPrefix, l.Path)
+		}
+		if owner != "" && owner != c.AgentID && (s.CrossAgent == nil || !*s.CrossAgent) {
+			return deny("sessions.cross_agent", l.Path+".sessions.cross_agent",
+				"session %s belongs to agent %q, not %q, and %s does not allow cross-agent access (set %s.sessions.cross_agent = true)", key, owner, c.AgentID, l.Name, l.Path)
+		}
+	}
+	switch e.cfg.Tools.Sessions.Visibility {
+	case "self":
+		return deny("tools.sessions.visibility", "tools.sessions.visibility",
+			"session %s is not visible: tools.sessions.visibility = \"self\" shows only the caller's own session (set it to tree, agent or all)", key)
+	case "tree":
+		in, err := e.sessions.IsDescendant(ctx, c.Key, key)
+		if err != nil {
+			return deny("policy.error", "", "could not evaluate access to %s: %v (denied)", key, err)
+		}
+		if !in {
+			return deny("tools.sessions.visibility", "tools.sessions.visibility",
+				"session %s is not visible: tools.sessions.visibility = \"tree\" shows only the caller and the sessions it spawned (set it to agent or all)", key)
+		}
+	case "agent":
+		if owner != c.AgentID {
+			return deny("tools.sessions.visibility", "tools.sessions.visibility",
+				"session %s belongs to agent %q: tools.sessions.visibility = \"agent\" shows only agent %q's sessions (set it to all)", key, owner, c.AgentID)
+		}
+	case "all":
+	default:
+		return deny("policy.error", "tools.sessions.visibility", "unknown visibility %q (denied)", e.cfg.Tools.Sessions.Visibility)
+	}
+	return allow
+}
+
+func agentOfKey(key string) string {
+	if !strings.HasPrefix(key, "agent:") {
+		return ""
+	}
+	rest := key[len("agent:"):]
+	if i := strings.IndexByte(rest, ':'); i > 0 {
+		return rest[:i]
+	}
+	return ""
+}
+
+func (e *Engine) sendRights(c Caller, role string) Decision {
+	for _, l := range c.Layers {
+		if s := l.Preset.Sessions.CanSend; s != nil && !*s {
+			return deny("sessions.can_send", l.Path+".sessions.can_send",
+				"%s may not send to sessions: %s.sessions.can_send = false", l.Name, l.Path)
+		}
+	}
+	if role == "system" {
+		if len(c.Layers) == 0 {
+			return deny("sessions.can_send_system", "agents.presets.<name>.sessions.can_send_system",
+				"role=system needs an explicit grant: apply a preset with sessions.can_send_system = true ([mcp] preset or --preset for the MCP client)")
+		}
+		for _, l := range c.Layers {
+			if s := l.Preset.Sessions.CanSendSystem; s == nil || !*s {
+				return deny("sessions.can_send_system", l.Path+".sessions.can_send_system",
+					"role=system needs an explicit grant: set %s.sessions.can_send_system = true", l.Path)
+			}
+		}
+	}
+	return allow
+}
+
+// AllowedAgents is the list of agent ids caller may spawn under other than
+// its own (["*"] = any).
+func (e *Engine) AllowedAgents(agentID string) (list []string, path string) {
+	for i, a := range e.cfg.Agents.List {
+		if a.ID == agentID && a.Subagents.AllowAgents != nil {
+			return a.Subagents.AllowAgents, fmt.Sprintf("agents.list[%d].subagents.allow_agents", i)
+		}
+	}
+	return e.cfg.Agents.Defaults.Subagents.AllowAgents, "agents.defaults.subagents.allow_agents"
+}
+
+func (e *Engine) spawnAgentRights(c Caller, target string) Decision {
+	list, path := e.AllowedAgents(c.AgentID)
+	if contains(list, "*") || contains(list, target) {
+		return allow
+	}
+	return deny("subagents.allow_agents", path,
+		"agent %q may not spawn under agent %q: add %q (or \"*\") to %s", c.AgentID, target, target, path)
+}
+
+// ApprovalMode is the configured approval for a class: none, auto, elicit
+// or deny. Defaults: read none, mutate none, spawn auto.
+func (e *Engine) ApprovalMode(class Class) string {
+	if m, ok := e.cfg.Approval[string(class)]; ok && m != "" {
+		return m
+	}
+	if class == ClassSpawn {
+		return "auto"
+	}
+	return "none"
+}
+
+func (e *Engine) approval(class Class, tool string) Decision {
+	switch mode := e.ApprovalMode(class); mode {
+	case "none":
+		return allow
+	case "auto", "elicit":
+		return Decision{Effect: Ask, Mode: mode, Rule: "approval." + string(class), Hint: "[approval] " + string(class)}
+	case "deny":
+		return deny("approval."+string(class), "[approval] "+string(class),
+			"tools of class %s are disabled: [approval] %s = \"deny\"", class, class)
+	default:
+		return deny("policy.error", "[approval] "+string(class), "unknown approval mode %q for %s (denied)", mode, tool)
+	}
+}

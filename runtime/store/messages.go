@@ -1,0 +1,190 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Roles of a message.
+const (
+	RoleSystem    = "system"
+	RoleUser      = "user"
+	RoleAssistant = "assistant"
+	RoleTool      = "tool"
+)
+
+// Trust classes of a message (seed 001).
+const (
+	TrustControl      = "control_trusted"
+	TrustUser         = "user_owned"
+	TrustModel        = "model_generated"
+	TrustExternal     = "external_untrusted"
+	TrustInterSession = "inter_session"
+)
+
+// ToolCall is a tool call recorded in an assistant message.
+type ToolCall struct {
+	ID   string          `json:"id"`
+	Name string          `json:"name"`
+	Args json.RawMessage `json:"args,omitempty"`
+}
+
+// ToolResult is a tool result recorded in a tool message.
+type ToolResult struct {
+	CallID  string `json:"call_id"`
+	Name    string `json:"name"`
+	Content string `json:"content"`
+	IsError bool   `json:"is_error,omitempty"`
+}
+
+// Content is a message's body: text and/or tool calls/results.
+type Content struct {
+	Text        string       `json:"text,omitempty"`
+	ToolCalls   []ToolCall   `json:"tool_calls,omitempty"`
+	ToolResults []ToolResult `json:"tool_results,omitempty"`
+}
+
+// Message is one transcript entry.
+type Message struct {
+	SessionKey string
+	Seq        int64
+	Role       string
+	Content    Content
+	Trust      string
+	TokensIn   int64
+	TokensOut  int64
+	CreatedAt  int64
+}
+
+// IndexText is what the full-text index holds for a message: its text.
+// Tool calls and tool results are not indexed, so results that quote other
+// sessions (a sessions_history call, say) do not echo them into search.
+func (c Content) IndexText() string { return strings.TrimSpace(c.Text) }
+
+func validRole(r string) bool {
+	return r == RoleSystem || r == RoleUser || r == RoleAssistant || r == RoleTool
+}
+
+func validTrust(t string) bool {
+	switch t {
+	case TrustControl, TrustUser, TrustModel, TrustExternal, TrustInterSession:
+		return true
+	}
+	return false
+}
+
+// AppendMessages appends messages (each naming its session, which must
+// exist) in one transaction, assigning each the next per-session seq. The
+// assigned seqs are written back into msgs.
+func (s *Store) AppendMessages(ctx context.Context, msgs []Message) error {
+	for i := range msgs {
+		if !validRole(msgs[i].Role) {
+			return fmt.Errorf("store: message %d: role %q is not system|user|assistant|tool", i, msgs[i].Role)
+		}
+		if !validTrust(msgs[i].Trust) {
+			return fmt.Errorf("store: message %d: trust %q is not a trust class", i, msgs[i].Trust)
+		}
+	}
+	now := s.nowMS()
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		bump, err := tx.PrepareContext(ctx, `UPDATE sessions SET message_count = message_count + 1,
+			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, updated_at = ? WHERE key = ? RETURNING message_count`)
+		if err != nil {
+			return err
+		}
+		defer bump.Close()
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		for i := range msgs {
+			m := &msgs[i]
+			if m.CreatedAt == 0 {
+				m.CreatedAt = now
+			}
+			var seq int64
+			if err := bump.QueryRowContext(ctx, m.TokensIn, m.TokensOut, now, m.SessionKey).Scan(&seq); err != nil {
+				if errors.Is(err, sql.ErrNoRows) {
+					return fmt.Errorf("store: append to session %q: %w", m.SessionKey, ErrNotFound)
+				}
+				return err
+			}
+			body, err := json.Marshal(m.Content)
+			if err != nil {
+				return err
+			}
+			if _, err := ins.ExecContext(ctx, m.SessionKey, seq, m.Role, string(body), m.Content.IndexText(), m.Trust,
+				m.TokensIn, m.TokensOut, m.CreatedAt); err != nil {
+				return err
+			}
+			m.Seq = seq
+		}
+		return nil
+	})
+}
+
+// AppendMessage appends one message and returns its seq.
+func (s *Store) AppendMessage(ctx context.Context, m Message) (int64, error) {
+	msgs := []Message{m}
+	if err := s.AppendMessages(ctx, msgs); err != nil {
+		return 0, err
+	}
+	return msgs[0].Seq, nil
+}
+
+// HistoryQuery selects a page of a transcript.
+type HistoryQuery struct {
+	Key          string
+	Limit        int  // messages to return
+	Offset       int  // newest messages skipped
+	IncludeTools bool // include tool messages and tool-call-only assistant messages
+}
+
+// History returns up to q.Limit messages, oldest first, ending q.Offset
+// messages before the newest; total counts the messages the query could
+// see (tool messages excluded unless IncludeTools).
+func (s *Store) History(ctx context.Context, q HistoryQuery) (msgs []Message, total int, err error) {
+	filter := ""
+	if !q.IncludeTools {
+		filter = " AND role != 'tool' AND NOT (role = 'assistant' AND body = '')"
+	}
+	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM messages WHERE session_key = ?"+filter, q.Key).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("store: history of %q: %w", q.Key, err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
+		WHERE session_key = ?`+filter+` ORDER BY seq DESC LIMIT ? OFFSET ?`, q.Key, q.Limit, q.Offset)
+	if err != nil {
+		return nil, 0, fmt.Errorf("store: history of %q: %w", q.Key, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		m := Message{SessionKey: q.Key}
+		var content string
+		if err := rows.Scan(&m.Seq, &m.Role, &content, &m.Trust, &m.TokensIn, &m.TokensOut, &m.CreatedAt); err != nil {
+			return nil, 0, err
+		}
+		if err := json.Unmarshal([]byte(content), &m.Content); err != nil {
+			m.Content = Content{Text: content}
+		}
+		msgs = append(msgs, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, err
+	}
+	for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
+		msgs[i], msgs[j] = msgs[j], msgs[i]
+	}
+	return msgs, total, nil
+}
+
+// Transcript returns every message of a session in seq order.
+func (s *Store) Transcript(ctx context.Context, key string) ([]Message, error) {
+	msgs, _, err := s.History(ctx, HistoryQuery{Key: key, Limit: -1, IncludeTools: true})
+	return msgs, err
+}

@@ -1,0 +1,259 @@
+// Package store owns sessionplane's SQLite file: the schema and its embedded
+// migrations, sessions, the per-session ordered transcript, the FTS5 index,
+// and (filled by later layers) runs, announces, cron jobs and task lists.
+//
+// It lives under runtime/ because the runtime is its main writer, but it
+// imports nothing of sessionplane: the read tools use it directly.
+//
+// Several processes may open the same file: every write transaction takes
+// the lock up front (_txlock=immediate), waits up to busy_timeout, and is
+// retried on SQLITE_BUSY, so "database is locked" never reaches a caller.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// ErrNotFound is returned when a session (or other row) does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Options tune Open. A nil *Options takes the defaults.
+type Options struct {
+	Logger      *slog.Logger  // default: discard
+	BusyTimeout time.Duration // default 10s
+	Now         func() time.Time
+}
+
+// Store is an open sessionplane database. It is safe for concurrent use.
+type Store struct {
+	db     *sql.DB
+	path   string
+	log    *slog.Logger
+	now    func() time.Time
+	schema int
+}
+
+// Open opens (creating when missing, with 0700/0600 permissions) the
+// database at path and applies pending migrations.
+func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
+	if opts == nil {
+		opts = &Options{}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	busy := opts.BusyTimeout
+	if busy <= 0 {
+		busy = 10 * time.Second
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	if path == "" {
+		return nil, errors.New("store: empty database path (set [store] path or --db)")
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: create directory for %s: %w", path, err)
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("store: create %s: %w", path, err)
+		}
+		if f != nil {
+			f.Close()
+		}
+	}
+	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + q.Encode()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetMaxIdleConns(8)
+	s := &Store{db: db, path: path, log: log, now: now}
+	if err := s.verify(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) verify(ctx context.Context) error {
+	var mode string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("store: read journal_mode of %s: %w", s.path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("store: %s: journal_mode is %q, want wal (is the file on a network filesystem?)", s.path, mode)
+	}
+	var fk int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
+		return fmt.Errorf("store: %s: foreign_keys not enabled (%v)", s.path, err)
+	}
+	return nil
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+func loadMigrations() ([]migration, error) {
+	entries, err := migrationFS.ReadDir("migrations")
+	if err != nil {
+		return nil, err
+	}
+	var out []migration
+	for _, e := range entries {
+		name := e.Name()
+		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
+		if err != nil {
+			return nil, fmt.Errorf("store: migration %s: name must start with a number", name)
+		}
+		b, err := migrationFS.ReadFile("migrations/" + name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, migration{version: v, name: name, sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// migrate applies every embedded migration newer than the recorded schema
+// version, each in its own immediate transaction (so two processes opening
+// a new file at once apply each migration exactly once).
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil && !isBusy(err) {
+		return fmt.Errorf("store: create schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		err := s.Tx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return fmt.Errorf("apply %s: %w", m.name, err)
+			}
+			_, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", m.version, m.name, s.nowMS())
+			if err == nil {
+				s.log.Info("store migration applied", "version", m.version, "name", m.name)
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("store: migrate %s: %w", s.path, err)
+		}
+		s.schema = m.version
+	}
+	return nil
+}
+
+// SchemaVersion is the newest migration applied.
+func (s *Store) SchemaVersion() int { return s.schema }
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+// DB exposes the handle for packages that own their own tables (runs, cron, tasks).
+func (s *Store) DB() *sql.DB { return s.db }
+
+// Close closes the database. It may be called more than once.
+func (s *Store) Close() error {
+	if s == nil || s.db == nil {
+		return nil
+	}
+	// Fold the WAL back into the main file so a clean shutdown leaves one file.
+	_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+	return s.db.Close()
+}
+
+// NowMS is the store clock in milliseconds.
+func (s *Store) NowMS() int64 { return s.nowMS() }
+
+func (s *Store) nowMS() int64 { return s.now().UnixMilli() }
+
+// Tx runs fn in a write transaction (BEGIN IMMEDIATE), retrying the whole
+// transaction when another process holds the lock past busy_timeout.
+// fn must be safe to run more than once.
+func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		err = s.tx(ctx, fn)
+		if err == nil || !isBusy(err) {
+			return err
+		}
+		d := time.Duration(10<<attempt)*time.Millisecond + time.Duration(rand.IntN(20))*time.Millisecond
+		s.log.Debug("store busy, retrying", "attempt", attempt+1, "wait", d)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(d):
+		}
+	}
+	return fmt.Errorf("store: database stayed locked by another process: %w", err)
+}
+
+func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code() & 0xff
+		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
+	}
+	return false
+}
