@@ -260,7 +260,7 @@ func (s *Server) addSessionResources(ctx context.Context, _ any, _ *mcp.ListReso
 
 // SessionResource is the JSON of a session:// resource.
 type SessionResource struct {
-	Session  tools.SessionInfo       `json:"session"`
+	Session  tools.SessionInfo      `json:"session"`
 	Messages []tools.HistoryMessage `json:"messages"`
 }
 

@@ -50,7 +50,9 @@ type Call struct {
 func (c *Call) registry() *Registry { return c.reg }
 
 // Note adds a line to the result text.
-func (c *Call) Note(format string, args ...any) { c.Notes = append(c.Notes, fmt.Sprintf(format, args...)) }
+func (c *Call) Note(format string, args ...any) {
+	c.Notes = append(c.Notes, fmt.Sprintf(format, args...))
+}
 
 // Tool is one tool definition.
 type Tool struct {

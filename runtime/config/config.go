@@ -14,16 +14,16 @@ import (
 
 // Config is the whole resolved configuration.
 type Config struct {
-	Store      Store                     `toml:"store" json:"store"`
-	MCP        MCP                       `toml:"mcp" json:"mcp"`
-	Providers  map[string]Provider       `toml:"providers" json:"providers"`
-	Models     []Model                   `toml:"models" json:"models"`
-	Agents     Agents                    `toml:"agents" json:"agents"`
-	Tools      Tools                     `toml:"tools" json:"tools"`
-	Approval   map[string]string         `toml:"approval" json:"approval"`
-	MCPServers []MCPServer               `toml:"mcp_servers" json:"mcp_servers"`
-	lines      map[string]int            // key path → line, for errors found after decoding
-	source     string                    // file the config came from ("" = defaults)
+	Store      Store               `toml:"store" json:"store"`
+	MCP        MCP                 `toml:"mcp" json:"mcp"`
+	Providers  map[string]Provider `toml:"providers" json:"providers"`
+	Models     []Model             `toml:"models" json:"models"`
+	Agents     Agents              `toml:"agents" json:"agents"`
+	Tools      Tools               `toml:"tools" json:"tools"`
+	Approval   map[string]string   `toml:"approval" json:"approval"`
+	MCPServers []MCPServer         `toml:"mcp_servers" json:"mcp_servers"`
+	lines      map[string]int      // key path → line, for errors found after decoding
+	source     string              // file the config came from ("" = defaults)
 }
 
 // Store is [store].
@@ -171,8 +171,8 @@ type MCPServer struct {
 // Default returns the built-in configuration used when no file is given.
 func Default() *Config {
 	return &Config{
-		Store: Store{Path: DefaultDBPath()},
-		MCP:   MCP{Agent: "main", WorkerPool: 64},
+		Store:     Store{Path: DefaultDBPath()},
+		MCP:       MCP{Agent: "main", WorkerPool: 64},
 		Providers: map[string]Provider{},
 		Agents: Agents{
 			Defaults: AgentDefaults{
