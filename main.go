@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	defer st.Close()
-	srv, err := build(cfg, st, log)
+	srv, err := spmcp.Build(cfg, st, log, buildVersion())
 	if err != nil {
 		fmt.Fprintln(stderr, "sessionplane:", err)
 		return 2
@@ -167,17 +167,6 @@ func presetNames(cfg *config.Config) string {
 		return "none"
 	}
 	return strings.Join(names, ", ")
-}
-
-// build wires the policy gate, the tool registry and the MCP surface.
-func build(cfg *config.Config, st *store.Store, log *slog.Logger) (*spmcp.Server, error) {
-	gate, err := policy.New(cfg, st, tools.Catalog)
-	if err != nil {
-		return nil, err
-	}
-	env := &tools.Env{Store: st, Config: cfg, Policy: gate, Log: log}
-	reg := tools.NewRegistry(env, tools.ReadTools()...)
-	return spmcp.New(reg, spmcp.Options{Agent: cfg.MCP.Agent, Preset: cfg.MCP.Preset, Version: buildVersion(), Logger: log})
 }
 
 func runConfig(args []string, stdout, stderr io.Writer) int {

@@ -125,10 +125,36 @@ func decodeProblems(err error) []Problem {
 	var de *toml.DecodeError
 	if errors.As(err, &de) {
 		line, _ := de.Position()
-		msg := strings.TrimPrefix(de.Error(), "toml: ")
-		return []Problem{{Path: strings.Join(de.Key(), "."), Line: line, Msg: msg}}
+		return []Problem{{Path: strings.Join(de.Key(), "."), Line: line, Msg: friendlyDecode(strings.TrimPrefix(de.Error(), "toml: "))}}
 	}
 	return []Problem{{Msg: err.Error()}}
+}
+
+var typeErrRe = regexp.MustCompile(`cannot decode TOML (\w+) into (?:struct field \S+ of type|a Go value of type) (\S+)`)
+
+// friendlyDecode rewrites go-toml's type errors without Go type names:
+// "expected an integer, got a string".
+func friendlyDecode(msg string) string {
+	m := typeErrRe.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	want := m[2]
+	switch {
+	case strings.HasPrefix(want, "int"), strings.HasPrefix(want, "uint"):
+		want = "an integer"
+	case strings.HasPrefix(want, "float"):
+		want = "a number"
+	case want == "bool", want == "*bool":
+		want = "true or false"
+	case want == "string":
+		want = "a string"
+	case strings.HasPrefix(want, "[]"):
+		want = "an array"
+	default:
+		want = "a table"
+	}
+	return fmt.Sprintf("wrong type: expected %s, got a TOML %s", want, m[1])
 }
 
 // keyLines maps every key path in the document to the line it is written on.

@@ -90,13 +90,48 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []Message) error {
 		}
 	}
 	now := s.nowMS()
-	return s.Tx(ctx, func(tx *sql.Tx) error {
-		bump, err := tx.PrepareContext(ctx, `UPDATE sessions SET message_count = message_count + 1,
-			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, updated_at = ? WHERE key = ? RETURNING message_count`)
+	// Reserve each session's seqs with one UPDATE per session per batch.
+	type span struct {
+		count         int64
+		tokIn, tokOut int64
+	}
+	spans := map[string]*span{}
+	var order []string
+	for i := range msgs {
+		sp := spans[msgs[i].SessionKey]
+		if sp == nil {
+			sp = &span{}
+			spans[msgs[i].SessionKey] = sp
+			order = append(order, msgs[i].SessionKey)
+		}
+		sp.count++
+		sp.tokIn += msgs[i].TokensIn
+		sp.tokOut += msgs[i].TokensOut
+	}
+	bodies := make([]string, len(msgs))
+	for i := range msgs {
+		b, err := json.Marshal(msgs[i].Content)
 		if err != nil {
 			return err
 		}
-		defer bump.Close()
+		bodies[i] = string(b)
+	}
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		next := make(map[string]int64, len(order))
+		for _, key := range order {
+			sp := spans[key]
+			var last int64
+			err := tx.QueryRowContext(ctx, `UPDATE sessions SET message_count = message_count + ?,
+				tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, updated_at = ? WHERE key = ? RETURNING message_count`,
+				sp.count, sp.tokIn, sp.tokOut, now, key).Scan(&last)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("store: append to session %q: %w", key, ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			next[key] = last - sp.count + 1
+		}
 		ins, err := tx.PrepareContext(ctx, `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
@@ -108,18 +143,9 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []Message) error {
 			if m.CreatedAt == 0 {
 				m.CreatedAt = now
 			}
-			var seq int64
-			if err := bump.QueryRowContext(ctx, m.TokensIn, m.TokensOut, now, m.SessionKey).Scan(&seq); err != nil {
-				if errors.Is(err, sql.ErrNoRows) {
-					return fmt.Errorf("store: append to session %q: %w", m.SessionKey, ErrNotFound)
-				}
-				return err
-			}
-			body, err := json.Marshal(m.Content)
-			if err != nil {
-				return err
-			}
-			if _, err := ins.ExecContext(ctx, m.SessionKey, seq, m.Role, string(body), m.Content.IndexText(), m.Trust,
+			seq := next[m.SessionKey]
+			next[m.SessionKey] = seq + 1
+			if _, err := ins.ExecContext(ctx, m.SessionKey, seq, m.Role, bodies[i], m.Content.IndexText(), m.Trust,
 				m.TokensIn, m.TokensOut, m.CreatedAt); err != nil {
 				return err
 			}

@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"unicode"
 )
@@ -25,38 +28,119 @@ type SearchQuery struct {
 }
 
 // Search streams hits best first to yield until it returns false, so the
-// caller can apply policy before its limit. The query is free text: each
-// word must appear (prefix match on the last word); FTS5 syntax characters
-// are neutralised, so any user input is a valid query.
+// caller can apply policy before its limit. The query is free text: every
+// word must appear (whole words, case- and accent-insensitive); FTS5 syntax
+// characters are neutralised, so any user input is a valid query. There is
+// no implicit prefix matching: a short prefix of a common word would merge
+// hundreds of posting lists and make latency unpredictable.
 func (s *Store) Search(ctx context.Context, q SearchQuery, yield func(Hit) bool) error {
 	match := ftsQuery(q.Query)
 	if match == "" {
 		return nil
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT m.session_key, s.label, s.agent_id,
-			snippet(messages_fts, 0, '[', ']', '…', 12), m.role, m.seq, bm25(messages_fts)
-		FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid JOIN sessions s ON s.key = m.session_key
-		WHERE messages_fts MATCH ? AND m.session_key != ? AND s.archived_at IS NULL
-		ORDER BY bm25(messages_fts), m.id DESC`, match, q.ExcludeKey)
-	if err != nil {
-		return fmt.Errorf("store: search %q: %w", q.Query, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var h Hit
-		if err := rows.Scan(&h.Key, &h.Label, &h.AgentID, &h.Snippet, &h.Role, &h.Seq, &h.Score); err != nil {
-			return err
+	// Matches are ranked by BM25 within windows of the rankWindow most
+	// recent matching messages, newest window first: a word found in half
+	// the corpus costs one window, not the whole corpus. Within a window
+	// only rowids and ranks are read, a page at a time; snippets and
+	// metadata are read for the hits that are kept.
+	upper := int64(math.MaxInt64)
+	for {
+		bound, err := s.windowBound(ctx, match, upper)
+		if err != nil {
+			return fmt.Errorf("store: search %q: %w", q.Query, err)
 		}
-		h.Score = -h.Score
-		if !yield(h) {
+		for offset := 0; ; offset += searchPage {
+			ids, scores, err := s.rankPage(ctx, match, bound, upper, offset)
+			if err != nil {
+				return fmt.Errorf("store: search %q: %w", q.Query, err)
+			}
+			for i, id := range ids {
+				h, ok, err := s.hit(ctx, match, id, q.ExcludeKey)
+				if err != nil {
+					return fmt.Errorf("store: search %q: %w", q.Query, err)
+				}
+				if !ok {
+					continue
+				}
+				h.Score = -scores[i]
+				if !yield(h) {
+					return nil
+				}
+			}
+			if len(ids) < searchPage {
+				break
+			}
+		}
+		if bound <= 0 {
 			return nil
 		}
+		upper = bound
 	}
-	return rows.Err()
+}
+
+const (
+	searchPage = 64
+	// rankWindow is how many matching messages are ranked together.
+	rankWindow = 5000
+)
+
+// windowBound is the lowest rowid of the rankWindow newest matches below
+// upper, or 0 when fewer remain (the window reaches the oldest message).
+func (s *Store) windowBound(ctx context.Context, match string, upper int64) (int64, error) {
+	var bound int64
+	err := s.db.QueryRowContext(ctx, `SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? AND rowid < ?
+		ORDER BY rowid DESC LIMIT 1 OFFSET ?`, match, upper, rankWindow-1).Scan(&bound)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return bound, err
+}
+
+func (s *Store) rankPage(ctx context.Context, match string, lower, upper int64, offset int) ([]int64, []float64, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT rowid, rank FROM messages_fts WHERE messages_fts MATCH ? AND rowid >= ? AND rowid < ?
+		ORDER BY rank, rowid DESC LIMIT ? OFFSET ?`, match, lower, upper, searchPage, offset)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	var scores []float64
+	for rows.Next() {
+		var id int64
+		var score float64
+		if err := rows.Scan(&id, &score); err != nil {
+			return nil, nil, err
+		}
+		ids = append(ids, id)
+		scores = append(scores, score)
+	}
+	return ids, scores, rows.Err()
+}
+
+// hit reads one ranked message's snippet and session; ok is false when the
+// message belongs to the excluded or an archived session.
+func (s *Store) hit(ctx context.Context, match string, id int64, exclude string) (Hit, bool, error) {
+	var h Hit
+	var archived int64
+	err := s.db.QueryRowContext(ctx, `SELECT m.session_key, s.label, s.agent_id, m.role, m.seq, COALESCE(s.archived_at, 0)
+		FROM messages m JOIN sessions s ON s.key = m.session_key WHERE m.id = ?`, id).
+		Scan(&h.Key, &h.Label, &h.AgentID, &h.Role, &h.Seq, &archived)
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, false, nil // deleted since it was ranked
+	}
+	if err != nil || h.Key == exclude || archived != 0 {
+		return h, false, err
+	}
+	err = s.db.QueryRowContext(ctx, `SELECT snippet(messages_fts, 0, '[', ']', '…', 12) FROM messages_fts
+		WHERE messages_fts MATCH ? AND rowid = ?`, match, id).Scan(&h.Snippet)
+	if errors.Is(err, sql.ErrNoRows) {
+		return h, false, nil
+	}
+	return h, err == nil, err
 }
 
 // ftsQuery turns free text into an FTS5 MATCH expression: every token
-// quoted (so operators and punctuation are literal), the last one a prefix.
+// quoted, so operators and punctuation are literal.
 func ftsQuery(text string) string {
 	words := strings.FieldsFunc(text, func(r rune) bool {
 		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_'
@@ -67,6 +151,5 @@ func ftsQuery(text string) string {
 	for i, w := range words {
 		words[i] = `"` + w + `"`
 	}
-	words[len(words)-1] += "*"
 	return strings.Join(words, " ")
 }

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sessionplane/sessionplane/runtime/store"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// buildBinary builds the sessionplane binary once per test run.
+func buildBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "sessionplane-bin")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "sessionplane")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// stdioProc is a running server with JSON-RPC over its stdin/stdout.
+type stdioProc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	lines  chan string
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+func startServer(t *testing.T, args ...string) *stdioProc {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t), args...)
+	cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+t.TempDir())
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	p := &stdioProc{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 100), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 1<<20), 1<<24)
+		for sc.Scan() {
+			p.lines <- sc.Text()
+		}
+		close(p.lines)
+	}()
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return p
+}
+
+func (p *stdioProc) send(msg string) {
+	p.t.Helper()
+	if _, err := io.WriteString(p.stdin, msg+"\n"); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// next returns the next stdout line, which must be one JSON-RPC 2.0 message.
+func (p *stdioProc) next() map[string]any {
+	p.t.Helper()
+	select {
+	case line, ok := <-p.lines:
+		if !ok {
+			p.t.Fatalf("stdout closed; stderr:\n%s", p.stderr)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil || m["jsonrpc"] != "2.0" {
+			p.t.Fatalf("stdout line is not JSON-RPC: %q", line)
+		}
+		return m
+	case <-time.After(20 * time.Second):
+		p.t.Fatalf("no response; stderr:\n%s", p.stderr)
+	}
+	return nil
+}
+
+// response waits for the response with that id, skipping notifications.
+func (p *stdioProc) response(id int) map[string]any {
+	p.t.Helper()
+	for {
+		m := p.next()
+		if v, ok := m["id"].(float64); ok && int(v) == id {
+			return m
+		}
+	}
+}
+
+func (p *stdioProc) wait() int {
+	p.t.Helper()
+	select {
+	case err := <-p.done:
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		return 0
+	case <-time.After(20 * time.Second):
+		p.t.Fatalf("server did not exit; stderr:\n%s", p.stderr)
+	}
+	return -1
+}
+
+const initMsg = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"stdio-test","version":"1"}}}`
+
+func TestStdioOnlyJSONRPCAndCleanEOF(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "sp.db")
+	p := startServer(t, "--db", db, "--log-level", "debug")
+	p.send(initMsg)
+	init := p.response(1)
+	result := init["result"].(map[string]any)
+	if result["instructions"] == "" || result["serverInfo"].(map[string]any)["name"] != "sessionplane" {
+		t.Fatalf("initialize: %v", init)
+	}
+	p.send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	p.send(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
+	tools := p.response(2)["result"].(map[string]any)["tools"].([]any)
+	if len(tools) != 5 {
+		t.Fatalf("tools/list: %d tools", len(tools))
+	}
+	p.send(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"sessions_list","arguments":{"limit":5}}}`)
+	call := p.response(3)["result"].(map[string]any)
+	if call["isError"] == true || call["structuredContent"] == nil {
+		t.Fatalf("tools/call: %v", call)
+	}
+	p.send(`{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"sessions_history","arguments":{"key":"agent:main:absent"}}}`)
+	bad := p.response(4)["result"].(map[string]any)
+	if bad["isError"] != true {
+		t.Fatalf("not-found: %v", bad)
+	}
+	p.stdin.Close() // EOF: clean shutdown
+	// Any further stdout line must still be JSON-RPC.
+	for line := range p.lines {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil {
+			t.Fatalf("non-JSON on stdout: %q", line)
+		}
+	}
+	if code := p.wait(); code != 0 {
+		t.Fatalf("exit code %d after EOF; stderr:\n%s", code, p.stderr)
+	}
+	if !strings.Contains(p.stderr.String(), "sessionplane starting") {
+		t.Fatalf("logs did not go to stderr: %q", p.stderr)
+	}
+	// The calls were committed to the client's transcript.
+	st, err := store.Open(context.Background(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sess, err := st.GetSession(context.Background(), "agent:main:main")
+	if err != nil || sess.MessageCount != 4 {
+		t.Fatalf("client transcript after exit: %+v %v", sess, err)
+	}
+}
+
+func TestStdioSIGTERMExitsZero(t *testing.T) {
+	p := startServer(t, "--db", filepath.Join(t.TempDir(), "sp.db"))
+	p.send(initMsg)
+	p.response(1)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM; stderr:\n%s", code, p.stderr)
+	}
+}
+
+func TestCLI(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[mcp]\nagent = \"main\"\nagnet = 1\n"), 0o600)
+	cases := []struct {
+		args       []string
+		code       int
+		stdout     string
+		stderr     string
+		stdoutJSON bool
+	}{
+		{[]string{"--version"}, 0, "sessionplane ", "", false},
+		{[]string{"--help"}, 0, "", "Usage:", false},
+		{[]string{"config", "check", "--config", "testdata/example.toml"}, 0, "", "config OK", true},
+		{[]string{"config", "check"}, 0, "", "built-in defaults", true},
+		{[]string{"config", "check", "--config", bad}, 2, "", "mcp.agnet: unknown key", false},
+		{[]string{"--config", bad}, 2, "", "(line 3)", false},
+		{[]string{"--config", filepath.Join(dir, "missing.toml")}, 2, "", "cannot read the file", false},
+		{[]string{"--preset", "ghost", "--db", filepath.Join(dir, "x.db")}, 2, "", "--preset \"ghost\"", false},
+		{[]string{"--log-level", "loud"}, 2, "", "--log-level", false},
+		{[]string{"--http", "0.0.0.0:0", "--db", filepath.Join(dir, "y.db")}, 1, "", "only loopback", false},
+		{[]string{"stray"}, 2, "", "unexpected argument", false},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			cmd := exec.Command(bin, c.args...)
+			cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			err := cmd.Run()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != c.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, c.code, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), c.stdout) || !strings.Contains(stderr.String(), c.stderr) {
+				t.Fatalf("stdout %q / stderr %q; want %q / %q", stdout.String(), stderr.String(), c.stdout, c.stderr)
+			}
+			if c.stdoutJSON && !json.Valid(stdout.Bytes()) {
+				t.Fatalf("config check stdout is not JSON: %s", stdout.String())
+			}
+		})
+	}
+}
+
+// The same server over Streamable HTTP on loopback.
+func TestHTTPTransport(t *testing.T) {
+	cmd := exec.Command(buildBinary(t), "--http", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "sp.db"))
+	cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+t.TempDir())
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	url := ""
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if i := strings.Index(sc.Text(), "url=http://"); i >= 0 {
+			url = strings.Fields(sc.Text()[i+4:])[0]
+			break
+		}
+	}
+	go io.Copy(io.Discard, stderr)
+	if url == "" {
+		t.Fatal("no url logged")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := httpClient(t, ctx, url)
+	res, err := c.ListTools(ctx, listToolsReq())
+	if err != nil || len(res.Tools) != 5 {
+		t.Fatalf("tools/list over HTTP: %v", err)
+	}
+}

@@ -1,0 +1,183 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExampleLoadsEveryKey(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "testdata", "example.toml"))
+	if err != nil {
+		t.Fatalf("example.toml: %v", err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"mcp.agent", cfg.MCP.Agent, "main"},
+		{"mcp.worker_pool", cfg.MCP.WorkerPool, 64},
+		{"providers.local.kind", cfg.Providers["local"].Kind, "openai-compatible"},
+		{"providers.local.max_retries", cfg.Providers["local"].MaxRetries, 3},
+		{"providers.demo.script", cfg.Providers["demo"].Script, "testdata/providers/demo.script.json"},
+		{"models[1].cost.output", cfg.Models[1].Cost.Output, 15.0},
+		{"agents.defaults.max_iterations", cfg.Agents.Defaults.MaxIterations, 25},
+		{"agents.defaults.subagents.max_concurrent", cfg.Agents.Defaults.Subagents.MaxConcurrent, 8},
+		{"agents.list[0].subagents.allow_agents", strings.Join(cfg.Agents.List[0].Subagents.AllowAgents, ","), "researcher"},
+		{"agents.list[1].subagents.thinking", cfg.Agents.List[1].Subagents.Thinking, "low"},
+		{"presets.observer.key_prefix", cfg.Agents.Presets["observer"].Sessions.KeyPrefix, "agent:research:"},
+		{"presets.observer.can_send", *cfg.Agents.Presets["observer"].Sessions.CanSend, false},
+		{"presets.destination-router.tool_choice", cfg.Agents.Presets["destination-router"].ToolControls.ToolChoice.Name, "sessions_yield"},
+		{"tools.sessions.visibility", cfg.Tools.Sessions.Visibility, "all"},
+		{"approval.spawn-subagent", cfg.Approval["spawn-subagent"], "auto"},
+		{"mcp_servers[0].env", cfg.MCPServers[0].Env["NODE_ENV"], "production"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	home, _ := os.UserHomeDir()
+	if !strings.HasPrefix(cfg.Store.Path, home) {
+		t.Errorf("store.path %q: ~ not expanded", cfg.Store.Path)
+	}
+	if cfg.Line("agents.presets.observer.sessions.key_prefix") == 0 {
+		t.Errorf("no line recorded for a dotted key inside a preset table")
+	}
+}
+
+func TestDefaultsWithoutFile(t *testing.T) {
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MCP.Agent != "main" || cfg.Tools.Sessions.Visibility != "all" || cfg.Agents.Defaults.Subagents.MaxConcurrent != 8 {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+	if !strings.HasSuffix(cfg.Store.Path, filepath.Join("sessionplane", "sessionplane.db")) {
+		t.Fatalf("default db path %q", cfg.Store.Path)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	cases := []struct {
+		name     string
+		doc      string
+		wantPath string
+		wantLine int
+		wantMsg  string
+	}{
+		{"unknown key", "[mcp]\nagent = \"main\"\nagnet = \"x\"\n", "mcp.agnet", 3, "unknown key"},
+		{"unknown table", "[stor]\npath = \"x\"\n", "stor", 1, "unknown key"},
+		{"wrong type", "[agents.defaults]\nmax_iterations = \"many\"\n", "agents.defaults.max_iterations", 2, "expected an integer, got a TOML string"},
+		{"wrong bool", "[agents.presets.x]\nsessions.can_send = \"yes\"\n", "agents.presets.x.sessions.can_send", 2, "expected true or false"},
+		{"bad visibility", "\n[tools.sessions]\nvisibility = \"everyone\"\n", "tools.sessions.visibility", 3, "use one of self, tree, agent, all"},
+		{"ping pong range", "[tools.sessions]\nmax_ping_pong_turns = 9\n", "tools.sessions.max_ping_pong_turns", 2, "between 0 and 5"},
+		{"bad provider kind", "[providers.p]\nkind = \"gpt\"\n", "providers.p.kind", 2, "not a provider kind"},
+		{"scripted without script", "[providers.p]\nkind = \"scripted\"\n", "providers.p.script", 1, "needs script"},
+		{"model names missing provider", "[[models]]\nid = \"a/b\"\nprovider = \"nope\"\n", "models[0].provider", 3, "not defined"},
+		{"unknown default model", "[agents.defaults]\nmodel = \"x/y\"\n", "agents.defaults.model", 2, "not defined in [[models]]"},
+		{"bad thinking", "[agents.defaults.subagents]\nthinking = \"max\"\n", "agents.defaults.subagents.thinking", 2, "not a thinking level"},
+		{"max_concurrent zero", "[agents.defaults.subagents]\nmax_concurrent = 0\n", "agents.defaults.subagents.max_concurrent", 2, "between 1 and 1024"},
+		{"second array entry", "[[agents.list]]\nid = \"a\"\n[[agents.list]]\nid = \"b\"\npreset = \"ghost\"\n", "agents.list[1].preset", 5, "preset \"ghost\" is not defined"},
+		{"nested table of array entry", "[[agents.list]]\nid = \"a\"\n[agents.list.subagents]\nthinking = \"loud\"\n", "agents.list[0].subagents.thinking", 4, "not a thinking level"},
+		{"tool_choice needs name", "[agents.presets.r.tool_controls]\ntool_choice = { type = \"tool\" }\n", "agents.presets.r.tool_controls.tool_choice.name", 2, "needs name"},
+		{"bad approval class", "[approval]\nspawn = \"auto\"\n", "approval.spawn", 2, "not an action class"},
+		{"bad approval mode", "[approval]\nspawn-subagent = \"maybe\"\n", "approval.spawn-subagent", 2, "not an approval mode"},
+		{"server name with __", "[[mcp_servers]]\nname = \"a__b\"\ncommand = \"x\"\n", "mcp_servers[0].name", 2, "no \"__\""},
+		{"syntax", "[mcp\n", "", 1, "TOML syntax"},
+		{"mcp preset missing", "[mcp]\npreset = \"observer\"\n", "mcp.preset", 2, "not defined"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse([]byte(c.doc), "bad.toml")
+			var ce *Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("want *config.Error, got %v", err)
+			}
+			var found *Problem
+			for i := range ce.Problems {
+				if ce.Problems[i].Path == c.wantPath {
+					found = &ce.Problems[i]
+				}
+			}
+			if found == nil {
+				t.Fatalf("no problem at %q in:\n%v", c.wantPath, err)
+			}
+			if found.Line != c.wantLine {
+				t.Errorf("line = %d, want %d (%v)", found.Line, c.wantLine, err)
+			}
+			if !strings.Contains(found.Msg, c.wantMsg) {
+				t.Errorf("message %q does not contain %q", found.Msg, c.wantMsg)
+			}
+			if !strings.HasPrefix(err.Error(), "config bad.toml: ") {
+				t.Errorf("error does not name the file: %v", err)
+			}
+		})
+	}
+}
+
+func TestResolveOrder(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", dir)
+	t.Setenv("SESSIONPLANE_CONFIG", "")
+	if got := Resolve(""); got != "" {
+		t.Fatalf("no file anywhere: got %q", got)
+	}
+	p := filepath.Join(dir, "sessionplane", "config.toml")
+	os.MkdirAll(filepath.Dir(p), 0o700)
+	os.WriteFile(p, nil, 0o600)
+	if got := Resolve(""); got != p {
+		t.Fatalf("xdg: got %q want %q", got, p)
+	}
+	t.Setenv("SESSIONPLANE_CONFIG", "/env.toml")
+	if got := Resolve(""); got != "/env.toml" {
+		t.Fatalf("env: got %q", got)
+	}
+	if got := Resolve("/flag.toml"); got != "/flag.toml" {
+		t.Fatalf("flag: got %q", got)
+	}
+}
+
+func TestSubagentModelResolution(t *testing.T) {
+	cfg, err := Parse([]byte(`
+[providers.p]
+kind = "openai-compatible"
+[[models]]
+id = "p/a"
+provider = "p"
+[[models]]
+id = "p/b"
+provider = "p"
+[[models]]
+id = "p/c"
+provider = "p"
+[agents.defaults]
+model = "p/a"
+[agents.defaults.subagents]
+model = "p/b"
+[[agents.list]]
+id = "x"
+model = "p/c"
+[[agents.list]]
+id = "y"
+model = "p/c"
+[agents.list.subagents]
+model = "p/a"
+`), "m.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ agent, want, src string }{
+		{"x", "p/c", "agents.list[0].model"},
+		{"y", "p/a", "agents.list[1].subagents.model"},
+		{"z", "p/b", "agents.defaults.subagents.model"},
+	} {
+		got, src := cfg.SubagentModel(c.agent)
+		if got != c.want || src != c.src {
+			t.Errorf("%s: got %s from %s, want %s from %s", c.agent, got, src, c.want, c.src)
+		}
+	}
+}

@@ -1,0 +1,319 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func openTest(t *testing.T, path string) *Store {
+	t.Helper()
+	if path == "" {
+		path = filepath.Join(t.TempDir(), "sp.db")
+	}
+	s, err := Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestMigrationsEmptyAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "sp.db")
+	s := openTest(t, path)
+	if s.SchemaVersion() < 1 {
+		t.Fatalf("schema version %d", s.SchemaVersion())
+	}
+	var n int
+	if err := s.DB().QueryRow("SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != s.SchemaVersion() {
+		t.Fatalf("schema_migrations rows = %d (%v)", n, err)
+	}
+	for _, table := range []string{"sessions", "messages", "messages_fts", "runs", "announces", "cron_jobs", "task_lists", "tasks", "task_events"} {
+		if err := s.DB().QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
+			t.Errorf("table %s: %v", table, err)
+		}
+	}
+	if _, err := s.EnsureSession(context.Background(), Session{Key: "agent:main:main"}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// Reopen: nothing re-applied, data intact.
+	s2 := openTest(t, path)
+	if err := s2.DB().QueryRow("SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != s2.SchemaVersion() {
+		t.Fatalf("after reopen schema_migrations rows = %d (%v)", n, err)
+	}
+	if _, err := s2.GetSession(context.Background(), "agent:main:main"); err != nil {
+		t.Fatalf("session lost on reopen: %v", err)
+	}
+	for p, want := range map[string]os.FileMode{filepath.Dir(path): 0o700, path: 0o600} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s mode %o, want %o", p, got, want)
+		}
+	}
+	var mode string
+	s2.DB().QueryRow("PRAGMA journal_mode").Scan(&mode)
+	if mode != "wal" {
+		t.Errorf("journal_mode %q", mode)
+	}
+}
+
+func TestKindAndAgentOf(t *testing.T) {
+	for _, c := range []struct{ key, kind, agent string }{
+		{"agent:main:main", KindMain, "main"},
+		{"agent:main:subagent:123", KindSubagent, "main"},
+		{"agent:ops:subagent:1:subagent:2", KindSubagent, "ops"},
+		{"cron:job1", KindCron, ""},
+		{"agent:main:project-x", KindOther, "main"},
+		{"whatever", KindOther, ""},
+	} {
+		if got := KindOf(c.key); got != c.kind {
+			t.Errorf("KindOf(%q) = %s, want %s", c.key, got, c.kind)
+		}
+		if got := AgentOf(c.key); got != c.agent {
+			t.Errorf("AgentOf(%q) = %s, want %s", c.key, got, c.agent)
+		}
+	}
+}
+
+func TestAppendOrderingBySeq(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	s.EnsureSession(ctx, Session{Key: "agent:a:main"})
+	s.EnsureSession(ctx, Session{Key: "agent:b:main"})
+	// Same created_at for all: order must come from seq alone.
+	for i := 0; i < 30; i++ {
+		key := "agent:a:main"
+		if i%3 == 0 {
+			key = "agent:b:main"
+		}
+		if _, err := s.AppendMessage(ctx, Message{SessionKey: key, Role: RoleUser, Trust: TrustUser, CreatedAt: 42,
+			Content: Content{Text: fmt.Sprintf("m%d", i)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, total, err := s.History(ctx, HistoryQuery{Key: "agent:a:main", Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 20 || len(msgs) != 20 {
+		t.Fatalf("total %d len %d", total, len(msgs))
+	}
+	for i, m := range msgs {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("message %d has seq %d", i, m.Seq)
+		}
+	}
+	page, _, _ := s.History(ctx, HistoryQuery{Key: "agent:a:main", Limit: 5, Offset: 5})
+	if page[0].Seq != 11 || page[4].Seq != 15 {
+		t.Fatalf("offset page seqs %d..%d, want 11..15", page[0].Seq, page[4].Seq)
+	}
+	sess, _ := s.GetSession(ctx, "agent:a:main")
+	if sess.MessageCount != 20 {
+		t.Fatalf("message_count %d", sess.MessageCount)
+	}
+	if _, err := s.AppendMessage(ctx, Message{SessionKey: "agent:none:main", Role: RoleUser, Trust: TrustUser}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("append to missing session: %v", err)
+	}
+	if _, err := s.AppendMessage(ctx, Message{SessionKey: "agent:a:main", Role: "boss", Trust: TrustUser}); err == nil {
+		t.Fatal("bad role accepted")
+	}
+}
+
+func TestHistoryIncludeTools(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	s.EnsureSession(ctx, Session{Key: "k"})
+	s.AppendMessages(ctx, []Message{
+		{SessionKey: "k", Role: RoleUser, Trust: TrustUser, Content: Content{Text: "hi"}},
+		{SessionKey: "k", Role: RoleAssistant, Trust: TrustModel, Content: Content{ToolCalls: []ToolCall{{ID: "1", Name: "x"}}}},
+		{SessionKey: "k", Role: RoleTool, Trust: TrustExternal, Content: Content{ToolResults: []ToolResult{{CallID: "1", Name: "x", Content: "r"}}}},
+		{SessionKey: "k", Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "done"}},
+	})
+	without, total, _ := s.History(ctx, HistoryQuery{Key: "k", Limit: 10})
+	if total != 2 || len(without) != 2 || without[1].Content.Text != "done" {
+		t.Fatalf("without tools: total %d %+v", total, without)
+	}
+	with, total, _ := s.History(ctx, HistoryQuery{Key: "k", Limit: 10, IncludeTools: true})
+	if total != 4 || with[2].Content.ToolResults[0].Content != "r" {
+		t.Fatalf("with tools: total %d %+v", total, with)
+	}
+}
+
+func TestSearchRankingAndSnippet(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	s.EnsureSession(ctx, Session{Key: "agent:a:main", Label: "alpha"})
+	s.EnsureSession(ctx, Session{Key: "agent:b:main", Label: "beta"})
+	s.EnsureSession(ctx, Session{Key: "agent:c:main"})
+	s.AppendMessages(ctx, []Message{
+		{SessionKey: "agent:a:main", Role: RoleUser, Trust: TrustUser, Content: Content{Text: "we discussed a checkpoint once among many other unrelated topics like lunch, weather, travel plans and music"}},
+		{SessionKey: "agent:b:main", Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "checkpoint rollback: the checkpoint rollback procedure restores the checkpoint"}},
+		{SessionKey: "agent:c:main", Role: RoleUser, Trust: TrustUser, Content: Content{Text: "nothing relevant here"}},
+		{SessionKey: "agent:c:main", Role: RoleTool, Trust: TrustExternal, Content: Content{ToolResults: []ToolResult{{Content: "checkpoint in a tool result"}}}},
+	})
+	var hits []Hit
+	if err := s.Search(ctx, SearchQuery{Query: "checkpoint"}, func(h Hit) bool { hits = append(hits, h); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(hits) != 2 {
+		t.Fatalf("hits %+v (tool results must not be indexed)", hits)
+	}
+	if hits[0].Key != "agent:b:main" || hits[0].Score <= hits[1].Score {
+		t.Fatalf("ranking: %+v", hits)
+	}
+	if !strings.Contains(hits[0].Snippet, "[checkpoint]") || hits[0].Label != "beta" || hits[0].Role != RoleAssistant {
+		t.Fatalf("snippet/label: %+v", hits[0])
+	}
+	hits = nil
+	s.Search(ctx, SearchQuery{Query: "checkpoint", ExcludeKey: "agent:b:main"}, func(h Hit) bool { hits = append(hits, h); return true })
+	if len(hits) != 1 || hits[0].Key != "agent:a:main" {
+		t.Fatalf("exclude: %+v", hits)
+	}
+	// Whole words only, case-insensitive; FTS syntax in user input is literal.
+	hits = nil
+	s.Search(ctx, SearchQuery{Query: "rollb"}, func(h Hit) bool { hits = append(hits, h); return true })
+	if len(hits) != 0 {
+		t.Fatalf("prefix matched: %+v", hits)
+	}
+	s.Search(ctx, SearchQuery{Query: "ROLLBACK Checkpoint"}, func(h Hit) bool { hits = append(hits, h); return true })
+	if len(hits) != 1 || hits[0].Key != "agent:b:main" {
+		t.Fatalf("case-insensitive AND: %+v", hits)
+	}
+	for _, q := range []string{`"unbalanced`, "NEAR(a b)", "a AND OR", "*", "col:umn", "-x", "()"} {
+		if err := s.Search(ctx, SearchQuery{Query: q}, func(Hit) bool { return true }); err != nil {
+			t.Errorf("query %q: %v", q, err)
+		}
+	}
+}
+
+// Two handles on one file writing at once: every write lands, none fails.
+func TestConcurrentWritersTwoHandles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sp.db")
+	a := openTest(t, path)
+	b := openTest(t, path)
+	ctx := context.Background()
+	a.EnsureSession(ctx, Session{Key: "shared"})
+	var wg sync.WaitGroup
+	errs := make(chan error, 400)
+	for w, st := range []*Store{a, b, a, b} {
+		wg.Add(1)
+		go func(w int, st *Store) {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				if _, err := st.AppendMessage(ctx, Message{SessionKey: "shared", Role: RoleUser, Trust: TrustUser,
+					Content: Content{Text: fmt.Sprintf("w%d-%d", w, i)}}); err != nil {
+					errs <- err
+				}
+			}
+		}(w, st)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("write failed: %v", err)
+	}
+	msgs, total, _ := b.History(ctx, HistoryQuery{Key: "shared", Limit: -1})
+	if total != 400 {
+		t.Fatalf("total %d", total)
+	}
+	for i, m := range msgs {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("seq gap at %d: %d", i, m.Seq)
+		}
+	}
+}
+
+func TestUsageIncrementsAndTree(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	s.EnsureSession(ctx, Session{Key: "agent:m:main"})
+	s.EnsureSession(ctx, Session{Key: "agent:m:subagent:1", ParentKey: "agent:m:main", Depth: 1})
+	s.EnsureSession(ctx, Session{Key: "agent:m:subagent:1:subagent:2", ParentKey: "agent:m:subagent:1", Depth: 2})
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.AddUsage(ctx, "agent:m:main", 10, 5, 0.5) }()
+	}
+	wg.Wait()
+	sess, _ := s.GetSession(ctx, "agent:m:main")
+	if sess.TokensIn != 200 || sess.TokensOut != 100 || sess.CostUSD != 10 {
+		t.Fatalf("usage %+v", sess)
+	}
+	for _, c := range []struct {
+		anc, key string
+		want     bool
+	}{
+		{"agent:m:main", "agent:m:subagent:1", true},
+		{"agent:m:main", "agent:m:subagent:1:subagent:2", true},
+		{"agent:m:subagent:1", "agent:m:main", false},
+		{"agent:x:main", "agent:m:subagent:1", false},
+	} {
+		got, err := s.IsDescendant(ctx, c.anc, c.key)
+		if err != nil || got != c.want {
+			t.Errorf("IsDescendant(%s, %s) = %v, %v", c.anc, c.key, got, err)
+		}
+	}
+	owner, ok, _ := s.Owner(ctx, "agent:m:subagent:1")
+	if owner != "m" || !ok {
+		t.Fatalf("owner %q %v", owner, ok)
+	}
+	if _, ok, _ := s.Owner(ctx, "nope"); ok {
+		t.Fatal("owner of missing session")
+	}
+	kids, _ := s.Children(ctx, "agent:m:main")
+	if len(kids) != 1 {
+		t.Fatalf("children %v", kids)
+	}
+	s.Archive(ctx, "agent:m:subagent:1")
+	var listed []string
+	s.ListSessions(ctx, ListFilter{}, func(x *Session) bool { listed = append(listed, x.Key); return true })
+	if len(listed) != 2 {
+		t.Fatalf("archived session listed by default: %v", listed)
+	}
+	listed = nil
+	s.ListSessions(ctx, ListFilter{IncludeArchived: true, Kinds: []string{KindSubagent}}, func(x *Session) bool { listed = append(listed, x.Key); return true })
+	if len(listed) != 2 {
+		t.Fatalf("includeArchived+kinds: %v", listed)
+	}
+}
+
+// A match older than the first ranking window is still reached when the
+// caller filters out everything newer (policy filters before the limit).
+func TestSearchReachesOlderWindows(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	s.EnsureSession(ctx, Session{Key: "old"})
+	s.EnsureSession(ctx, Session{Key: "new"})
+	s.AppendMessage(ctx, Message{SessionKey: "old", Role: RoleUser, Trust: TrustUser, Content: Content{Text: "common word here"}})
+	batch := make([]Message, rankWindow+500)
+	for i := range batch {
+		batch[i] = Message{SessionKey: "new", Role: RoleUser, Trust: TrustUser, Content: Content{Text: fmt.Sprintf("common %d", i)}}
+	}
+	if err := s.AppendMessages(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	var got []Hit
+	seen := 0
+	err := s.Search(ctx, SearchQuery{Query: "common"}, func(h Hit) bool {
+		seen++
+		if h.Key == "old" {
+			got = append(got, h)
+			return false
+		}
+		return true
+	})
+	if err != nil || len(got) != 1 || seen != rankWindow+501 {
+		t.Fatalf("older window: got %v after %d hits (%v)", got, seen, err)
+	}
+}
