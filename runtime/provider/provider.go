@@ -35,8 +35,8 @@ type Message struct {
 // ("anthropic"); a provider ignores Reasoning of any other format, so a
 // conversation may move between providers.
 type Reasoning struct {
-	Format string          `json:"format"`
-	Items  json.RawMessage `json:"items"` // a JSON array of the API's own blocks
+	Format string          `json:"format"` // the producing wire API: "anthropic"
+	Items  json.RawMessage `json:"items"`  // a JSON array of the API's own blocks
 }
 
 // ToolCall is a model's request to run a tool.
