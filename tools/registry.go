@@ -48,7 +48,7 @@ type ApprovalRequest struct {
 
 // Refusal is the structured content of a call the gate refused.
 type Refusal struct {
-	Status  string `json:"status"` // always "forbidden"
+	Status  string `json:"status" jsonschema:"always forbidden" schema:"enum=forbidden"`
 	Tool    string `json:"tool"`
 	Rule    string `json:"rule"`
 	Hint    string `json:"hint,omitempty"`
@@ -57,7 +57,7 @@ type Refusal struct {
 
 // ErrorOut is the structured content of a call that failed.
 type ErrorOut struct {
-	Status  string `json:"status"` // "error"
+	Status  string `json:"status" jsonschema:"always error" schema:"enum=error"`
 	Tool    string `json:"tool"`
 	Message string `json:"message"`
 }

@@ -31,6 +31,60 @@ func mustSchema[T any](input bool) json.RawMessage {
 	if err != nil {
 		panic(fmt.Sprintf("tools: marshal schema for %T: %v", *new(T), err))
 	}
+	var tree any
+	if err := json.Unmarshal(b, &tree); err != nil {
+		panic(err)
+	}
+	b, _ = json.Marshal(normalize(tree))
+	return b
+}
+
+// normalize makes generated schemas plain for strict clients: a bare true
+// (any value) becomes {}, and ["null", T] becomes T (we never send null
+// where a slice, map or pointer is optional: the field is omitted).
+func normalize(v any) any {
+	switch x := v.(type) {
+	case bool:
+		if x {
+			return map[string]any{}
+		}
+		return x
+	case map[string]any:
+		for k, sub := range x {
+			if k == "type" {
+				if ts, ok := sub.([]any); ok && len(ts) == 2 {
+					for i, t := range ts {
+						if t == "null" {
+							x[k] = ts[1-i]
+						}
+					}
+				}
+				continue
+			}
+			if k == "enum" || k == "default" || k == "required" {
+				continue
+			}
+			x[k] = normalize(sub)
+		}
+		return x
+	case []any:
+		for i := range x {
+			x[i] = normalize(x[i])
+		}
+		return x
+	}
+	return v
+}
+
+// outputSchema is a tool's output schema: its success shape, or a Refusal,
+// or an ErrorOut, so that structuredContent always matches it (clients such
+// as the TypeScript SDK validate it on error results too).
+func outputSchema[Out any]() json.RawMessage {
+	var alts []json.RawMessage
+	for _, s := range []json.RawMessage{mustSchema[Out](false), mustSchema[Refusal](false), mustSchema[ErrorOut](false)} {
+		alts = append(alts, s)
+	}
+	b, _ := json.Marshal(map[string]any{"type": "object", "anyOf": alts})
 	return b
 }
 

@@ -98,7 +98,7 @@ func Define[In, Out any](m Meta, h Handler[In, Out]) *Tool {
 		Class:        m.Class,
 		Annotations:  m.Annotations,
 		InputSchema:  mustSchema[In](true),
-		OutputSchema: mustSchema[Out](false),
+		OutputSchema: outputSchema[Out](),
 	}
 	t.decode = func(raw json.RawMessage) (any, error) {
 		var in In

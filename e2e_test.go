@@ -1,0 +1,247 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestRealClients drives the real sessionplane binary with MCP clients nobody
+// in this repository wrote: the official TypeScript SDK (e2e/sdk_client.mjs)
+// and the MCP Inspector CLI (e2e/inspector.sh), both pinned in
+// e2e/package-lock.json. It needs Node.js 20+ and npm; it fails (never skips)
+// when they are missing, and runs `npm ci` in e2e/ when e2e/node_modules is
+// missing or does not match e2e/package.json.
+func TestRealClients(t *testing.T) {
+	root, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2eDir := filepath.Join(root, "e2e")
+	e2eRequireNode(t)
+	e2eEnsureNodeModules(t, e2eDir)
+
+	bin := filepath.Join(t.TempDir(), "sessionplane")
+	e2eBuild(t, root, bin)
+
+	// The clients start the server with a HOME of their own, so neither
+	// sessionplane's nor the Inspector's per-user files are read or written.
+	env := e2eHermeticEnv(t)
+
+	t.Run("sdk", func(t *testing.T) {
+		db := filepath.Join(t.TempDir(), "sdk.db")
+		out := e2eRun(t, root, env, 3*time.Minute, "node", filepath.Join("e2e", "sdk_client.mjs"), bin, db)
+		e2eRequireSummary(t, out, "sdk client")
+	})
+	t.Run("inspector", func(t *testing.T) {
+		db := filepath.Join(t.TempDir(), "inspector.db")
+		out := e2eRun(t, root, env, 3*time.Minute, "bash", filepath.Join("e2e", "inspector.sh"), bin, db)
+		e2eRequireSummary(t, out, "inspector cli")
+	})
+}
+
+const e2eInstallHelp = `the real-client end-to-end tests need Node.js 20 (or newer) and npm on PATH.
+Install them, for example:
+  - Debian/Ubuntu: sudo apt-get install -y nodejs npm   (check: node --version prints v20 or later;
+    otherwise use the NodeSource packages: https://github.com/nodesource/distributions)
+  - macOS: brew install node@20
+  - any OS: https://nodejs.org/en/download (Node 20 LTS) or nvm: nvm install 20
+then run: (cd e2e && npm ci)`
+
+// e2eRequireNode fails the test unless node ≥ 20 and npm are installed.
+func e2eRequireNode(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"node", "npm", "bash"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found on PATH: %v\n%s", tool, err, e2eInstallHelp)
+		}
+	}
+	out, err := exec.Command("node", "--version").Output()
+	if err != nil {
+		t.Fatalf("node --version: %v\n%s", err, e2eInstallHelp)
+	}
+	v := strings.TrimSpace(string(out))
+	m := regexp.MustCompile(`^v(\d+)\.`).FindStringSubmatch(v)
+	if m == nil {
+		t.Fatalf("node --version printed %q, want v20 or later\n%s", v, e2eInstallHelp)
+	}
+	if major, _ := strconv.Atoi(m[1]); major < 20 {
+		t.Fatalf("node is %s, want v20 or later\n%s", v, e2eInstallHelp)
+	}
+}
+
+// e2eEnsureNodeModules runs `npm ci` in e2e/ when node_modules is missing or
+// holds other versions than e2e/package.json pins.
+func e2eEnsureNodeModules(t *testing.T, dir string) {
+	t.Helper()
+	var pkg struct {
+		Dependencies map[string]string `json:"dependencies"`
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &pkg); err != nil {
+		t.Fatalf("e2e/package.json: %v", err)
+	}
+	reason := ""
+	for name, want := range pkg.Dependencies {
+		var got struct {
+			Version string `json:"version"`
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "node_modules", filepath.FromSlash(name), "package.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &got)
+		}
+		switch {
+		case err != nil:
+			reason = fmt.Sprintf("%s is not installed", name)
+		case got.Version != want:
+			reason = fmt.Sprintf("%s is %s, e2e/package.json pins %s", name, got.Version, want)
+		}
+		if reason != "" {
+			break
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", "mcp-inspector")); reason == "" && err != nil {
+		reason = "node_modules/.bin/mcp-inspector is missing"
+	}
+	if reason == "" {
+		return
+	}
+	t.Logf("e2e/node_modules: %s: running npm ci", reason)
+	// npm keeps the user's environment (its cache lives in ~/.npm).
+	e2eRun(t, dir, os.Environ(), 5*time.Minute, "npm", "ci", "--no-audit", "--no-fund")
+}
+
+// e2eBuild builds the server binary with the go command running this test.
+func e2eBuild(t *testing.T, root, bin string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	cmd.Dir = root
+	cmd.WaitDelay = 10 * time.Second
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build -o %s .: %v\n%s", bin, err, out)
+	}
+}
+
+// e2eHermeticEnv is the environment for the client scripts: the user's, with
+// HOME and the XDG directories in a temporary directory and the
+// SESSIONPLANE_* variables removed.
+func e2eHermeticEnv(t *testing.T) []string {
+	home := t.TempDir()
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		switch {
+		case k == "HOME", strings.HasPrefix(k, "XDG_"), strings.HasPrefix(k, "SESSIONPLANE_"):
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env,
+		"HOME="+home,
+		"XDG_CONFIG_HOME="+filepath.Join(home, ".config"),
+		"XDG_DATA_HOME="+filepath.Join(home, ".local", "share"),
+		"XDG_STATE_HOME="+filepath.Join(home, ".local", "state"),
+		"XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
+		"NO_COLOR=1",
+	)
+}
+
+// e2eRun runs a command in dir with a bounded timeout, streams its stdout and
+// stderr into t.Log line by line, fails the test on a non-zero exit and
+// returns the combined output. On timeout the whole process group (the script,
+// its clients and their sessionplane servers) is killed.
+func e2eRun(t *testing.T, dir string, env []string, timeout time.Duration, name string, args ...string) string {
+	t.Helper()
+	if dl, ok := t.Deadline(); ok {
+		if left := time.Until(dl) - 15*time.Second; left < timeout {
+			timeout = max(left, 10*time.Second)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 10 * time.Second
+	w := &e2eLogWriter{t: t}
+	cmd.Stdout = w
+	cmd.Stderr = w
+	start := time.Now()
+	err := cmd.Run()
+	w.flush()
+	cmdline := name + " " + strings.Join(args, " ")
+	if ctx.Err() == context.DeadlineExceeded {
+		t.Fatalf("%s: timed out after %s (in %s)", cmdline, timeout, dir)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v after %s (in %s); its output is logged above", cmdline, err, time.Since(start).Round(time.Millisecond), dir)
+	}
+	return w.all.String()
+}
+
+// e2eRequireSummary checks the script's final "<name>: N passed, 0 failed"
+// line, so a script that stops early with exit 0 cannot pass.
+func e2eRequireSummary(t *testing.T, out, name string) {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `: (\d+) passed, (\d+) failed$`)
+	m := re.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no %q summary line in the output", name+": N passed, M failed")
+	}
+	if m[1] == "0" || m[2] != "0" {
+		t.Fatalf("summary: %s", m[0])
+	}
+}
+
+// e2eLogWriter sends complete lines to t.Log and keeps a copy of everything.
+type e2eLogWriter struct {
+	t   *testing.T
+	mu  sync.Mutex
+	buf []byte
+	all bytes.Buffer
+}
+
+func (w *e2eLogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.all.Write(p)
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.t.Log(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+	return len(p), nil
+}
+
+func (w *e2eLogWriter) flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.t.Log(string(w.buf))
+		w.buf = nil
+	}
+}
