@@ -117,7 +117,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	defer st.Close()
-	srv, err := spmcp.Build(cfg, st, log, buildVersion())
+	srv, err := spmcp.Build(cfg, st, &spmcp.BuildOptions{Logger: log, Version: buildVersion()})
 	if err != nil {
 		fmt.Fprintln(stderr, "sessionplane:", err)
 		return 2

@@ -21,6 +21,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/sessionplane/sessionplane/policy"
+	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
 	"github.com/sessionplane/sessionplane/tools"
 )
@@ -47,6 +48,9 @@ type Server struct {
 
 	ensureMu sync.Mutex
 	ensured  bool
+
+	sessMu sync.Mutex
+	sess   server.ClientSession // the client of the latest request
 }
 
 // New builds the MCP server: every registered tool with its schemas and
@@ -135,7 +139,7 @@ func (s *Server) filterTools(_ context.Context, ts []mcp.Tool) []mcp.Tool {
 	out := ts[:0:0]
 	for _, t := range ts {
 		def, ok := s.reg.Get(t.Name)
-		if ok && s.reg.Env().Policy.ToolDecision(s.caller, def.Name, def.Class).Allowed() {
+		if ok && !def.ChildOnly && s.reg.Env().Policy.ToolDecision(s.caller, def.Name, def.Class).Allowed() {
 			out = append(out, t)
 		}
 	}
@@ -168,6 +172,7 @@ func presetOf(c policy.Caller) string {
 
 func (s *Server) handler(name string) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		s.rememberSession(ctx)
 		if err := s.ensureMain(ctx); err != nil {
 			return mcp.NewToolResultError("the session store is unavailable: " + err.Error()), nil
 		}
@@ -385,4 +390,50 @@ func (s *Server) ServeHTTP(ctx context.Context, addr string, ready func(net.Addr
 		}
 		return err
 	}
+}
+
+// sampler lets "sampling" providers use the connected client's model. It
+// remembers the client session of the latest request so that runs in the
+// background (outside any request) can still reach it.
+func (s *Server) sampler() provider.Sampler { return &clientSampler{s: s} }
+
+type clientSampler struct{ s *Server }
+
+func (c *clientSampler) RequestSampling(ctx context.Context, req mcp.CreateMessageRequest) (*mcp.CreateMessageResult, error) {
+	if server.ClientSessionFromContext(ctx) == nil {
+		sess := c.s.lastSession()
+		if sess == nil {
+			return nil, errors.New("no MCP client is connected to answer sampling/createMessage")
+		}
+		ctx = c.s.srv.WithContext(ctx, sess)
+	}
+	return c.s.srv.RequestSampling(ctx, req)
+}
+
+// SupportsTools reports whether the client declared sampling.tools.
+func (c *clientSampler) SupportsTools(ctx context.Context) bool {
+	sess := server.ClientSessionFromContext(ctx)
+	if sess == nil {
+		sess = c.s.lastSession()
+	}
+	ci, ok := sess.(server.SessionWithClientInfo)
+	if !ok {
+		return false
+	}
+	caps := ci.GetClientCapabilities()
+	return caps.Sampling != nil && caps.Sampling.Tools != nil
+}
+
+func (s *Server) rememberSession(ctx context.Context) {
+	if sess := server.ClientSessionFromContext(ctx); sess != nil {
+		s.sessMu.Lock()
+		s.sess = sess
+		s.sessMu.Unlock()
+	}
+}
+
+func (s *Server) lastSession() server.ClientSession {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	return s.sess
 }

@@ -44,7 +44,7 @@ func newFixtureVersion(t *testing.T, toml, version string, opts ...client.Client
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := Build(cfg, st, nil, "test")
+	srv, err := Build(cfg, st, &BuildOptions{Version: "test"})
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}

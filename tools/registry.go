@@ -16,6 +16,7 @@ import (
 	"golang.org/x/text/message"
 
 	"github.com/sessionplane/sessionplane/policy"
+	spruntime "github.com/sessionplane/sessionplane/runtime"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
@@ -24,8 +25,9 @@ import (
 type Env struct {
 	Store  *store.Store
 	Config *config.Config
-	Policy *policy.Engine
-	Log    *slog.Logger
+	Policy  *policy.Engine
+	Runtime *spruntime.Runtime
+	Log     *slog.Logger
 }
 
 // Approver asks a human to approve a call. Implementations return

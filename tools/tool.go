@@ -63,6 +63,9 @@ type Tool struct {
 	Annotations  Annotations
 	InputSchema  json.RawMessage
 	OutputSchema json.RawMessage
+	// ChildOnly tools make sense only inside a child run (sessions_yield);
+	// the MCP surface does not list them.
+	ChildOnly bool
 
 	decode  func(raw json.RawMessage) (any, error)
 	targets func(in any) policy.Targets
@@ -76,6 +79,7 @@ type Meta struct {
 	Description string
 	Class       policy.Class
 	Annotations Annotations
+	ChildOnly   bool
 }
 
 // Handler is a typed tool handler. It returns the structured output and the
@@ -97,6 +101,7 @@ func Define[In, Out any](m Meta, h Handler[In, Out]) *Tool {
 		Description:  m.Description,
 		Class:        m.Class,
 		Annotations:  m.Annotations,
+		ChildOnly:    m.ChildOnly,
 		InputSchema:  mustSchema[In](true),
 		OutputSchema: outputSchema[Out](),
 	}

@@ -46,6 +46,9 @@ type Content struct {
 	Text        string       `json:"text,omitempty"`
 	ToolCalls   []ToolCall   `json:"tool_calls,omitempty"`
 	ToolResults []ToolResult `json:"tool_results,omitempty"`
+	// Reasoning is a provider's opaque reasoning state for an assistant
+	// turn (kept so it can be sent back with the next request).
+	Reasoning json.RawMessage `json:"reasoning,omitempty"`
 }
 
 // Message is one transcript entry.
@@ -57,6 +60,7 @@ type Message struct {
 	Trust      string
 	TokensIn   int64
 	TokensOut  int64
+	CostUSD    float64 // estimated cost of the model call that produced it
 	CreatedAt  int64
 }
 
@@ -94,6 +98,7 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []Message) error {
 	type span struct {
 		count         int64
 		tokIn, tokOut int64
+		cost          float64
 	}
 	spans := map[string]*span{}
 	var order []string
@@ -107,6 +112,7 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []Message) error {
 		sp.count++
 		sp.tokIn += msgs[i].TokensIn
 		sp.tokOut += msgs[i].TokensOut
+		sp.cost += msgs[i].CostUSD
 	}
 	bodies := make([]string, len(msgs))
 	for i := range msgs {
@@ -122,8 +128,8 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []Message) error {
 			sp := spans[key]
 			var last int64
 			err := tx.QueryRowContext(ctx, `UPDATE sessions SET message_count = message_count + ?,
-				tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, updated_at = ? WHERE key = ? RETURNING message_count`,
-				sp.count, sp.tokIn, sp.tokOut, now, key).Scan(&last)
+				tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ? WHERE key = ? RETURNING message_count`,
+				sp.count, sp.tokIn, sp.tokOut, sp.cost, now, key).Scan(&last)
 			if errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("store: append to session %q: %w", key, ErrNotFound)
 			}
