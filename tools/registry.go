@@ -23,8 +23,8 @@ import (
 
 // Env is what handlers depend on. It is built once by main.
 type Env struct {
-	Store  *store.Store
-	Config *config.Config
+	Store   *store.Store
+	Config  *config.Config
 	Policy  *policy.Engine
 	Runtime *spruntime.Runtime
 	Log     *slog.Logger
