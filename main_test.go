@@ -276,3 +276,29 @@ func TestHTTPTransport(t *testing.T) {
 		t.Fatalf("tools/list over HTTP: %v", err)
 	}
 }
+
+// BenchmarkStartToInitialize: fork-exec of the binary to the initialize
+// response over stdio (a fresh database each time: includes migrations).
+func BenchmarkStartToInitialize(b *testing.B) {
+	bin := buildBinary(b)
+	dir := b.TempDir()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(bin, "--db", filepath.Join(dir, fmt.Sprintf("s%d.db", i)), "--log-level", "error")
+		cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+dir)
+		stdin, _ := cmd.StdinPipe()
+		stdout, _ := cmd.StdoutPipe()
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		io.WriteString(stdin, initMsg+"\n")
+		line, err := bufio.NewReader(stdout).ReadString('\n')
+		if err != nil || !strings.Contains(line, `"id":1`) {
+			b.Fatalf("initialize: %q %v", line, err)
+		}
+		b.StopTimer()
+		stdin.Close()
+		cmd.Wait()
+		b.StartTimer()
+	}
+}
