@@ -122,6 +122,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, "sessionplane:", err)
 		return 2
 	}
+	if err := srv.Start(ctx); err != nil {
+		fmt.Fprintln(stderr, "sessionplane:", err)
+		return 1
+	}
+	defer srv.Close()
 	log.Info("sessionplane starting", "version", buildVersion(), "db", cfg.Store.Path, "schema", st.SchemaVersion(),
 		"agent", cfg.MCP.Agent, "config", cfg.Source())
 	if o.http != "" {

@@ -37,13 +37,18 @@ func Build(cfg *config.Config, st *store.Store, opts *BuildOptions) (*Server, er
 		return nil, err
 	}
 	rt := spruntime.New(cfg, st, &spruntime.Options{Logger: log, Providers: opts.Providers, Provider: opts.Provider})
-	env := &tools.Env{Store: st, Config: cfg, Policy: gate, Runtime: rt, Log: log}
-	reg := tools.NewRegistry(env, append(tools.ReadTools(), tools.YieldTool())...)
+	runs := spruntime.NewManager(rt)
+	env := &tools.Env{Store: st, Config: cfg, Policy: gate, Runtime: rt, Runs: runs, Log: log}
+	all := append(tools.ReadTools(), tools.YieldTool(), tools.SubagentsTool())
+	all = append(all, tools.SpawnTools()...)
+	reg := tools.NewRegistry(env, all...)
 	srv, err := New(reg, Options{Agent: cfg.MCP.Agent, Preset: cfg.MCP.Preset, Version: opts.Version, Logger: log})
 	if err != nil {
 		return nil, err
 	}
+	srv.runs = runs
 	rt.SetTools(&tools.Box{Reg: reg})
 	rt.SetSampler(srv.sampler())
+	runs.SetNotifier(srv.announced)
 	return srv, nil
 }

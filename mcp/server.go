@@ -21,6 +21,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/sessionplane/sessionplane/policy"
+	spruntime "github.com/sessionplane/sessionplane/runtime"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
 	"github.com/sessionplane/sessionplane/tools"
@@ -51,7 +52,30 @@ type Server struct {
 
 	sessMu sync.Mutex
 	sess   server.ClientSession // the client of the latest request
+
+	runs *spruntime.Manager
 }
+
+// Start starts the run manager (restart recovery, heartbeats, lanes). ctx
+// bounds it; Close stops it.
+func (s *Server) Start(ctx context.Context) error {
+	if s.runs == nil {
+		return nil
+	}
+	return s.runs.Start(ctx)
+}
+
+// Close stops the run manager: active runs are recorded as killed with
+// their announces, and every goroutine is waited for.
+func (s *Server) Close() error {
+	if s.runs == nil {
+		return nil
+	}
+	return s.runs.Close()
+}
+
+// Runs is the run manager.
+func (s *Server) Runs() *spruntime.Manager { return s.runs }
 
 // New builds the MCP server: every registered tool with its schemas and
 // explicit annotations, the policy-driven tool filter, session:// resources.
@@ -182,7 +206,9 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 		}
 		res := s.reg.Call(ctx, s.caller, &elicitApprover{srv: s.srv}, name, raw, s.progress(ctx, req))
 		s.record(ctx, name, raw, res)
-		return toMCP(res), nil
+		out := toMCP(res)
+		s.prependAnnounces(ctx, out)
+		return out, nil
 	}
 }
 
@@ -436,4 +462,53 @@ func (s *Server) lastSession() server.ClientSession {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	return s.sess
+}
+
+// prependAnnounces puts every announce not yet delivered to the client in
+// front of this tool result, marking them delivered in the same
+// transaction: each reaches the client exactly once.
+func (s *Server) prependAnnounces(ctx context.Context, res *mcp.CallToolResult) {
+	anns, err := s.reg.Env().Store.ClaimAnnounces(context.WithoutCancel(ctx), s.caller.Key)
+	if err != nil {
+		s.log.Error("deliver announces", "err", err)
+		return
+	}
+	if len(anns) == 0 {
+		return
+	}
+	var b strings.Builder
+	for _, a := range anns {
+		b.WriteString(a.Body)
+		b.WriteString("\n\n")
+	}
+	b.WriteString("---\n")
+	res.Content = append([]mcp.Content{mcp.NewTextContent(b.String())}, res.Content...)
+}
+
+// announced is called when an announce was written (here, or found by the
+// heartbeat's poll when requester is ""): it pushes a logging notification
+// to the client for announces addressed to it, at once. Best effort: the
+// durable delivery is the prefix on the next tool result.
+func (s *Server) announced(requester string) {
+	if requester != "" && requester != s.caller.Key {
+		return
+	}
+	sess := s.lastSession()
+	if sess == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	anns, err := s.reg.Env().Store.ClaimNotifications(ctx, s.caller.Key)
+	if err != nil || len(anns) == 0 {
+		return
+	}
+	for _, a := range anns {
+		n := mcp.NewLoggingMessageNotification(mcp.LoggingLevelNotice, "sessionplane.announce", map[string]any{
+			"runId": a.RunID, "status": a.Status, "text": a.Body,
+		})
+		if err := s.srv.SendLogMessageToSpecificClient(sess.SessionID(), n); err != nil {
+			s.log.Debug("announce notification not sent", "err", err)
+		}
+	}
 }

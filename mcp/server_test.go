@@ -12,6 +12,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/sessionplane/sessionplane/runtime/config"
+	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
@@ -34,6 +35,12 @@ func newFixture(t *testing.T, toml string, opts ...client.ClientOption) *fixture
 // client's preference).
 func newFixtureVersion(t *testing.T, toml, version string, opts ...client.ClientOption) *fixture {
 	t.Helper()
+	return newFixtureFull(t, toml, version, nil, opts...)
+}
+
+// newFixtureFull is newFixture with provider instances replaced by name.
+func newFixtureFull(t *testing.T, toml, version string, testProviders map[string]provider.Provider, opts ...client.ClientOption) *fixture {
+	t.Helper()
 	cfg, err := config.Parse([]byte(toml), "test.toml")
 	if err != nil {
 		t.Fatalf("config: %v", err)
@@ -44,10 +51,14 @@ func newFixtureVersion(t *testing.T, toml, version string, opts ...client.Client
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	srv, err := Build(cfg, st, &BuildOptions{Version: "test"})
+	srv, err := Build(cfg, st, &BuildOptions{Version: "test", Providers: testProviders})
 	if err != nil {
 		t.Fatalf("build: %v", err)
 	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
 	c, err := client.NewInProcessClientWithOptions(srv.MCPServer(), opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -135,16 +146,22 @@ func TestToolsListedWithSchemasAndAnnotations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"sessions_list": true, "sessions_history": true, "sessions_search": true, "session_status": true, "agents_list": true}
-	if len(res.Tools) != len(want) {
+	readOnly := map[string]bool{"sessions_list": true, "sessions_history": true, "sessions_search": true, "session_status": true, "agents_list": true,
+		"spawn_status": true, "spawn_result": true, "spawn_list": true}
+	others := map[string]bool{"sessions_spawn": true, "spawn_agent": true, "cancel_spawn": true, "subagents": true}
+	if len(res.Tools) != len(readOnly)+len(others) {
 		t.Fatalf("got %d tools", len(res.Tools))
 	}
 	for _, tool := range res.Tools {
-		if !want[tool.Name] {
-			t.Errorf("unexpected tool %s", tool.Name)
+		if !readOnly[tool.Name] && !others[tool.Name] {
+			t.Errorf("unexpected tool %s (sessions_yield is for children only)", tool.Name)
 		}
 		a := tool.Annotations
-		if a.ReadOnlyHint == nil || !*a.ReadOnlyHint || a.DestructiveHint == nil || *a.DestructiveHint || a.OpenWorldHint == nil || *a.OpenWorldHint {
+		if a.ReadOnlyHint == nil || a.DestructiveHint == nil || a.IdempotentHint == nil || a.OpenWorldHint == nil {
+			t.Errorf("%s: annotations not all set explicitly: %+v", tool.Name, a)
+			continue
+		}
+		if readOnly[tool.Name] && (!*a.ReadOnlyHint || *a.DestructiveHint || *a.OpenWorldHint) {
 			t.Errorf("%s annotations %+v", tool.Name, a)
 		}
 		if tool.Description == "" || len(tool.RawInputSchema) == 0 && tool.InputSchema.Type == "" {
@@ -449,7 +466,7 @@ func TestProtocolEras(t *testing.T) {
 				t.Fatalf("negotiated %q, want %q", got, v)
 			}
 			res, err := f.c.ListTools(context.Background(), mcp.ListToolsRequest{})
-			if err != nil || len(res.Tools) != 5 {
+			if err != nil || len(res.Tools) != 12 {
 				t.Fatalf("list: %v (%d tools)", err, len(res.Tools))
 			}
 			var out struct {

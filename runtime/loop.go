@@ -90,6 +90,14 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 			return fail(res, err.Error())
 		}
 	}
+	own := map[int64]bool{} // seqs this run wrote
+	persist := func(m store.Message) error {
+		seq, err := r.persist(ctx, m)
+		if err == nil {
+			own[seq] = true
+		}
+		return err
+	}
 	if t.Input != "" {
 		role, trust := t.InputRole, t.InputTrust
 		if role == "" {
@@ -98,7 +106,7 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		if trust == "" {
 			trust = store.TrustUser
 		}
-		if err := r.persist(ctx, store.Message{SessionKey: t.SessionKey, Role: role, Trust: trust, Content: store.Content{Text: t.Input}}); err != nil {
+		if err := persist(store.Message{SessionKey: t.SessionKey, Role: role, Trust: trust, Content: store.Content{Text: t.Input}}); err != nil {
 			return fail(res, "record the input message: "+err.Error())
 		}
 	}
@@ -107,6 +115,10 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		return fail(res, "read the transcript: "+err.Error())
 	}
 	msgs := toProviderMessages(history)
+	var lastSeq int64
+	if len(history) > 0 {
+		lastSeq = history[len(history)-1].Seq
+	}
 
 	// Tools offered for this run: the gate's list, narrowed by active_tools.
 	// The caller carries the offered names, so a call to any other tool is
@@ -133,6 +145,16 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 	corrected := false
 	for res.Iterations < maxIter {
 		res.Iterations++
+		// Messages others appended meanwhile (a message sent into this
+		// session, an announce from one of its children) join the conversation.
+		if extra, err := r.st.MessagesAfter(ctx, t.SessionKey, lastSeq); err == nil {
+			for _, m := range extra {
+				lastSeq = max(lastSeq, m.Seq)
+				if !own[m.Seq] {
+					msgs = append(msgs, toProviderMessages([]store.Message{m})...)
+				}
+			}
+		}
 		req := provider.Request{Model: t.Model.Name, System: t.System, Messages: msgs, Thinking: t.Thinking}
 		if choice.Mode != "none" {
 			req.Tools = specs
@@ -168,7 +190,7 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		if resp.Reasoning != nil {
 			sm.Content.Reasoning, _ = json.Marshal(resp.Reasoning)
 		}
-		if err := r.persist(ctx, sm); err != nil {
+		if err := persist(sm); err != nil {
 			return fail(res, "record the model's answer: "+err.Error())
 		}
 		if len(resp.ToolCalls) == 0 {
@@ -177,7 +199,7 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 				corrected = true
 				note := "This task requires a structured result: call sessions_yield with a result that matches the output_schema. Do not answer in plain text."
 				msgs = append(msgs, provider.Message{Role: provider.RoleUser, Text: note})
-				if err := r.persist(ctx, store.Message{SessionKey: t.SessionKey, Role: store.RoleUser, Trust: store.TrustControl, Content: store.Content{Text: note}}); err != nil {
+				if err := persist(store.Message{SessionKey: t.SessionKey, Role: store.RoleUser, Trust: store.TrustControl, Content: store.Content{Text: note}}); err != nil {
 					return fail(res, err.Error())
 				}
 				continue
@@ -196,7 +218,7 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		for _, tr := range results {
 			st.Content.ToolResults = append(st.Content.ToolResults, store.ToolResult{CallID: tr.CallID, Name: tr.Name, Content: tr.Content, IsError: tr.IsError})
 		}
-		if err := r.persist(ctx, st); err != nil {
+		if err := persist(st); err != nil {
 			return fail(res, "record tool results: "+err.Error())
 		}
 		if y := sink.Get(); y != nil {
@@ -249,12 +271,12 @@ func (r *Runtime) dispatch(ctx context.Context, tb ToolBox, c policy.Caller, cal
 	return out
 }
 
-// persist writes a message even when ctx was cancelled (bounded).
-func (r *Runtime) persist(ctx context.Context, m store.Message) error {
+// persist writes a message even when ctx was cancelled (bounded) and
+// returns its seq.
+func (r *Runtime) persist(ctx context.Context, m store.Message) (int64, error) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	_, err := r.st.AppendMessage(wctx, m)
-	return err
+	return r.st.AppendMessage(wctx, m)
 }
 
 func fail(res Result, note string) Result {

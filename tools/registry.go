@@ -27,6 +27,7 @@ type Env struct {
 	Config  *config.Config
 	Policy  *policy.Engine
 	Runtime *spruntime.Runtime
+	Runs    *spruntime.Manager
 	Log     *slog.Logger
 }
 
@@ -151,16 +152,29 @@ func (r *Registry) Call(ctx context.Context, c policy.Caller, approver Approver,
 	}
 	targets := t.targets(in)
 	d := r.env.Policy.Decide(ctx, c, t.Name, t.Class, targets)
-	call := &Call{Caller: c, Env: r.env, Progress: progress, reg: r}
+	call := &Call{Caller: c, Env: r.env, Progress: progress, reg: r, approver: approver, tool: t, targets: targets}
 	switch d.Effect {
 	case policy.Deny:
 		return refusal(t.Name, d)
 	case policy.Ask:
-		if res, ok := r.ask(ctx, c, approver, t, d, targets, in, call); !ok {
+		if t.DeferApproval {
+			call.pending = &d
+			break
+		}
+		summary := ""
+		if s, ok := in.(interface{ ApprovalSummary() string }); ok {
+			summary = s.ApprovalSummary()
+		}
+		if res, ok := r.ask(ctx, c, approver, t, d, targets, summary, call); !ok {
 			return res
 		}
 	}
 	out, text, err := t.run(ctx, call, in)
+	if err == nil && call.pending != nil {
+		// A DeferApproval handler must ask before acting; one that did not
+		// is a bug, and the call fails closed.
+		return errorResult(t.Name, "internal error: approval was required but not requested (denied)")
+	}
 	if err != nil {
 		var den *policy.Denied
 		if errors.As(err, &den) {
@@ -174,11 +188,8 @@ func (r *Registry) Call(ctx context.Context, c policy.Caller, approver Approver,
 	return Result{Structured: out, Text: text}
 }
 
-func (r *Registry) ask(ctx context.Context, c policy.Caller, approver Approver, t *Tool, d policy.Decision, targets policy.Targets, in any, call *Call) (Result, bool) {
-	req := ApprovalRequest{Tool: t.Name, Class: t.Class, Caller: c.Key, Targets: append(append([]string{}, targets.Read...), targets.Write...)}
-	if s, ok := in.(interface{ ApprovalSummary() string }); ok {
-		req.Summary = s.ApprovalSummary()
-	}
+func (r *Registry) ask(ctx context.Context, c policy.Caller, approver Approver, t *Tool, d policy.Decision, targets policy.Targets, summary string, call *Call) (Result, bool) {
+	req := ApprovalRequest{Tool: t.Name, Class: t.Class, Caller: c.Key, Targets: append(append([]string{}, targets.Read...), targets.Write...), Summary: summary}
 	var ok bool
 	var err error = ErrCannotAsk
 	if approver != nil {

@@ -109,6 +109,10 @@ func applyTags(t reflect.Type, s *jsonschema.Schema) {
 		if ps == nil {
 			continue
 		}
+		if f.Type == reflect.TypeFor[json.RawMessage]() {
+			// jsonschema-go sees []byte: an array of integers. Use any.
+			panic(fmt.Sprintf("tools: field %s.%s is json.RawMessage; declare it as any so its schema is not an array of bytes", t.Name(), f.Name))
+		}
 		applyTags(f.Type, ps)
 		tag := f.Tag.Get("schema")
 		if tag == "" {

@@ -44,7 +44,31 @@ type Call struct {
 	// Progress reports progress of a long call (no-op when nil).
 	Progress func(progress, total float64, message string)
 
-	reg *Registry
+	reg      *Registry
+	approver Approver
+	pending  *policy.Decision // approval a DeferApproval tool still has to get
+	tool     *Tool
+	targets  policy.Targets
+}
+
+// NoApproval waives a pending deferred approval for an action that only
+// reads (subagents list, info, log).
+func (c *Call) NoApproval() { c.pending = nil }
+
+// Approve asks for the approval the gate required of a DeferApproval tool
+// (a no-op when none is pending). summary is shown to the human.
+func (c *Call) Approve(ctx context.Context, summary string) error {
+	if c.pending == nil {
+		return nil
+	}
+	d := *c.pending
+	c.pending = nil
+	res, ok := c.reg.ask(ctx, c.Caller, c.approver, c.tool, d, c.targets, summary, c)
+	if ok {
+		return nil
+	}
+	r := res.Structured.(Refusal)
+	return &policy.Denied{Decision: policy.Decision{Rule: r.Rule, Hint: r.Hint, Message: r.Message}}
 }
 
 func (c *Call) registry() *Registry { return c.reg }
@@ -66,6 +90,9 @@ type Tool struct {
 	// ChildOnly tools make sense only inside a child run (sessions_yield);
 	// the MCP surface does not list them.
 	ChildOnly bool
+	// DeferApproval tools ask for approval themselves (Call.Approve), after
+	// their own guards, so refusals come in a documented order.
+	DeferApproval bool
 
 	decode  func(raw json.RawMessage) (any, error)
 	targets func(in any) policy.Targets
@@ -74,12 +101,13 @@ type Tool struct {
 
 // Meta describes a tool for Define.
 type Meta struct {
-	Name        string
-	Title       string
-	Description string
-	Class       policy.Class
-	Annotations Annotations
-	ChildOnly   bool
+	Name          string
+	Title         string
+	Description   string
+	Class         policy.Class
+	Annotations   Annotations
+	ChildOnly     bool
+	DeferApproval bool
 }
 
 // Handler is a typed tool handler. It returns the structured output and the
@@ -96,14 +124,15 @@ type Targeter interface {
 // schemas are derived from In and Out (see schema.go for the tags).
 func Define[In, Out any](m Meta, h Handler[In, Out]) *Tool {
 	t := &Tool{
-		Name:         m.Name,
-		Title:        m.Title,
-		Description:  m.Description,
-		Class:        m.Class,
-		Annotations:  m.Annotations,
-		ChildOnly:    m.ChildOnly,
-		InputSchema:  mustSchema[In](true),
-		OutputSchema: outputSchema[Out](),
+		Name:          m.Name,
+		Title:         m.Title,
+		Description:   m.Description,
+		Class:         m.Class,
+		Annotations:   m.Annotations,
+		ChildOnly:     m.ChildOnly,
+		DeferApproval: m.DeferApproval,
+		InputSchema:   mustSchema[In](true),
+		OutputSchema:  outputSchema[Out](),
 	}
 	t.decode = func(raw json.RawMessage) (any, error) {
 		var in In

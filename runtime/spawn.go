@@ -1,0 +1,93 @@
+package runtime
+
+import (
+	"context"
+	"time"
+
+	"github.com/sessionplane/sessionplane/policy"
+	"github.com/sessionplane/sessionplane/runtime/store"
+)
+
+// Ticket is what a caller gets back when a run is accepted.
+type Ticket struct {
+	RunID        string
+	ChildKey     string
+	SessionID    string
+	Model        string
+	Thinking     string
+	Preset       string
+	Depth        int
+	Role         string // orchestrator | leaf
+	Warnings     []string
+	CreatedAt    int64
+	Timeout      time.Duration
+	Orchestrator bool
+}
+
+// Spawn prepares a child and queues its run on the subagent lane. It
+// returns at once; the result is announced to the requester.
+func (m *Manager) Spawn(ctx context.Context, gate *policy.Engine, spec ChildSpec, cleanup string) (*Ticket, error) {
+	child, err := m.rt.PrepareChild(ctx, gate, spec)
+	if err != nil {
+		return nil, err
+	}
+	if cleanup == "" {
+		cleanup = "keep"
+	}
+	role := "leaf"
+	if child.Orchestrator {
+		role = "orchestrator"
+	}
+	t := child.Turn
+	opts := runOptions{Caller: child.Caller, ModelID: t.Model.ID, System: t.System, Thinking: t.Thinking, Choice: t.Controls.Choice,
+		Input: t.Input, InputRole: t.InputRole, InputTrust: t.InputTrust, OutputSchema: t.OutputSchema, SessionID: child.SessionID}
+	if t.Controls.Active != nil {
+		opts.Active, opts.HasActive = t.Controls.Active, true
+	}
+	run := &store.Run{Kind: KindSpawn, ChildKey: child.Key, RequesterKey: spec.Parent.Key, AgentID: child.Caller.AgentID,
+		Label: spec.Label, Task: spec.Task, Preset: child.Preset, Model: t.Model.ID, Thinking: child.Thinking, Cleanup: cleanup,
+		TimeoutMS: child.Timeout.Milliseconds(), Depth: child.Caller.Depth, Role: role}
+	if err := m.submit(ctx, run, opts); err != nil {
+		return nil, err
+	}
+	return &Ticket{RunID: run.ID, ChildKey: child.Key, SessionID: child.SessionID, Model: t.Model.ID, Thinking: child.Thinking,
+		Preset: child.Preset, Depth: child.Caller.Depth, Role: role, Warnings: child.Warnings, CreatedAt: run.CreatedAt,
+		Timeout: child.Timeout, Orchestrator: child.Orchestrator}, nil
+}
+
+// Continue queues another run on an existing child session (subagents
+// send to a finished child, steer): same identity, model and prompt as its
+// last run, the message as input.
+func (m *Manager) Continue(ctx context.Context, prev *store.Run, requester, message string, silentPrev bool) (*store.Run, error) {
+	var opts runOptions
+	if err := jsonUnmarshal(prev.Options, &opts); err != nil {
+		return nil, err
+	}
+	opts.Input, opts.InputRole, opts.InputTrust, opts.Silent = message, store.RoleUser, store.TrustInterSession, false
+	run := &store.Run{Kind: prev.Kind, ChildKey: prev.ChildKey, RequesterKey: requester, AgentID: prev.AgentID, Label: prev.Label,
+		Task: message, Preset: prev.Preset, Model: prev.Model, Thinking: prev.Thinking, Cleanup: prev.Cleanup, TimeoutMS: prev.TimeoutMS,
+		Depth: prev.Depth, Role: prev.Role}
+	if err := m.submit(ctx, run, opts); err != nil {
+		return nil, err
+	}
+	return run, nil
+}
+
+// Steer stops a child's active run without announcing it and restarts the
+// child with message. Steering one child more than once per steerEvery is
+// refused (rate limit).
+func (m *Manager) Steer(ctx context.Context, run *store.Run, message string) (*store.Run, error) {
+	m.mu.Lock()
+	if last, ok := m.steerAt[run.ChildKey]; ok && time.Since(last) < steerEvery {
+		m.mu.Unlock()
+		return nil, errSteerRate
+	}
+	m.steerAt[run.ChildKey] = time.Now()
+	m.mu.Unlock()
+	if !store.Terminal(run.State) {
+		if _, err := m.kill(ctx, run.ID, "steered: replaced by a new run with a new message", false); err != nil {
+			return nil, err
+		}
+	}
+	return m.Continue(ctx, run, run.RequesterKey, message, true)
+}

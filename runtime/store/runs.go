@@ -1,0 +1,522 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Run states.
+const (
+	RunQueued  = "queued"
+	RunRunning = "running"
+	RunOK      = "ok"
+	RunError   = "error"
+	RunTimeout = "timeout"
+	RunKilled  = "killed"
+	RunUnknown = "unknown"
+)
+
+// Terminal reports whether a run state is final.
+func Terminal(state string) bool {
+	switch state {
+	case RunOK, RunError, RunTimeout, RunKilled, RunUnknown:
+		return true
+	}
+	return false
+}
+
+// Run is one row of the run registry.
+type Run struct {
+	ID            string
+	Kind          string // spawn | send | cron
+	ChildKey      string
+	RequesterKey  string
+	AgentID       string
+	Label         string
+	Task          string
+	Preset        string
+	Model         string
+	Thinking      string
+	Cleanup       string
+	TimeoutMS     int64
+	Depth         int
+	Role          string
+	State         string
+	Note          string
+	ResultText    string
+	ResultJSON    json.RawMessage
+	Options       json.RawMessage
+	Iterations    int
+	ToolCalls     int
+	TokensIn      int64
+	TokensOut     int64
+	CostUSD       float64
+	OwnerPID      int
+	OwnerInstance string
+	HeartbeatAt   int64
+	CreatedAt     int64
+	StartedAt     int64
+	EndedAt       int64
+}
+
+const runCols = `id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking, cleanup, timeout_ms, depth, role,
+	state, note, result_text, COALESCE(result_json, ''), options, iterations, tool_calls, tokens_in, tokens_out, cost_usd,
+	owner_pid, owner_instance, heartbeat_at, created_at, COALESCE(started_at, 0), COALESCE(ended_at, 0)`
+
+func scanRun(row interface{ Scan(...any) error }) (*Run, error) {
+	var r Run
+	var resJSON, opts string
+	err := row.Scan(&r.ID, &r.Kind, &r.ChildKey, &r.RequesterKey, &r.AgentID, &r.Label, &r.Task, &r.Preset, &r.Model, &r.Thinking,
+		&r.Cleanup, &r.TimeoutMS, &r.Depth, &r.Role, &r.State, &r.Note, &r.ResultText, &resJSON, &opts, &r.Iterations, &r.ToolCalls,
+		&r.TokensIn, &r.TokensOut, &r.CostUSD, &r.OwnerPID, &r.OwnerInstance, &r.HeartbeatAt, &r.CreatedAt, &r.StartedAt, &r.EndedAt)
+	if err != nil {
+		return nil, err
+	}
+	if resJSON != "" {
+		r.ResultJSON = json.RawMessage(resJSON)
+	}
+	r.Options = json.RawMessage(opts)
+	return &r, nil
+}
+
+// InsertRun records a new run (state queued unless set).
+func (s *Store) InsertRun(ctx context.Context, r *Run) error {
+	if r.State == "" {
+		r.State = RunQueued
+	}
+	if r.CreatedAt == 0 {
+		r.CreatedAt = s.nowMS()
+	}
+	if len(r.Options) == 0 {
+		r.Options = json.RawMessage("{}")
+	}
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO runs (id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking,
+			cleanup, timeout_ms, depth, role, state, options, owner_pid, owner_instance, heartbeat_at, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, r.Kind, r.ChildKey, r.RequesterKey, r.AgentID, r.Label, r.Task, r.Preset, r.Model, r.Thinking,
+			r.Cleanup, r.TimeoutMS, r.Depth, r.Role, r.State, string(r.Options), r.OwnerPID, r.OwnerInstance, r.CreatedAt, r.CreatedAt)
+		return err
+	})
+}
+
+// GetRun returns a run, or ErrNotFound.
+func (s *Store) GetRun(ctx context.Context, id string) (*Run, error) {
+	r, err := scanRun(s.db.QueryRowContext(ctx, "SELECT "+runCols+" FROM runs WHERE id = ?", id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("run %q: %w", id, ErrNotFound)
+	}
+	return r, err
+}
+
+// RunFilter selects runs.
+type RunFilter struct {
+	Requesters []string // any of these requester keys
+	States     []string
+	Kind       string
+	EndedSince int64 // ms: include terminal runs ended after this (0 = all)
+	Limit      int
+}
+
+// ListRuns returns runs newest first.
+func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
+	var where []string
+	var args []any
+	if len(f.Requesters) > 0 {
+		where = append(where, "requester_key IN ("+placeholders(len(f.Requesters))+")")
+		for _, k := range f.Requesters {
+			args = append(args, k)
+		}
+	}
+	if len(f.States) > 0 {
+		where = append(where, "state IN ("+placeholders(len(f.States))+")")
+		for _, st := range f.States {
+			args = append(args, st)
+		}
+	}
+	if f.Kind != "" {
+		where = append(where, "kind = ?")
+		args = append(args, f.Kind)
+	}
+	if f.EndedSince > 0 {
+		where = append(where, "(state IN ('queued','running') OR ended_at >= ?)")
+		args = append(args, f.EndedSince)
+	}
+	q := "SELECT " + runCols + " FROM runs"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY created_at DESC, id DESC"
+	if f.Limit > 0 {
+		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+	}
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []*Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+
+// ClaimRun moves a queued run to running for this instance. It returns
+// false when another process claimed it first or it is no longer queued,
+// so no run is ever executed twice.
+func (s *Store) ClaimRun(ctx context.Context, id, instance string, pid int) (bool, error) {
+	var n int64
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		now := s.nowMS()
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
+			WHERE id = ? AND state = 'queued'`, instance, pid, now, now, id)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n == 1, err
+}
+
+// Outcome is how a run ended.
+type Outcome struct {
+	State      string
+	Note       string
+	ResultText string
+	ResultJSON json.RawMessage
+	Iterations int
+	ToolCalls  int
+	TokensIn   int64
+	TokensOut  int64
+	CostUSD    float64
+}
+
+// Announce is a durable completion notice for a requester.
+type Announce struct {
+	ID           int64
+	RunID        string
+	RequesterKey string
+	Status       string
+	Body         string
+	Silent       bool
+	CreatedAt    int64
+	DeliveredAt  int64
+}
+
+// FinishRun records a run's end and its announce in one transaction, and
+// appends the announce to the requester's transcript. It returns false
+// (and writes nothing) when the run had already ended: a kill is final, a
+// late completion cannot overwrite it. announce may be nil (no announce).
+func (s *Store) FinishRun(ctx context.Context, id string, o Outcome, announce *Announce) (bool, error) {
+	var done bool
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		done = false
+		now := s.nowMS()
+		var resJSON any
+		if len(o.ResultJSON) > 0 {
+			resJSON = string(o.ResultJSON)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
+			tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?)
+			WHERE id = ? AND state IN ('queued', 'running')`,
+			o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return nil
+		}
+		done = true
+		if announce == nil {
+			return nil
+		}
+		return s.insertAnnounce(ctx, tx, id, announce, now)
+	})
+	return done, err
+}
+
+func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a *Announce, now int64) error {
+	silent := 0
+	if a.Silent {
+		silent = 1
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO announces (run_id, requester_key, status, body, silent, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`, runID, a.RequesterKey, a.Status, a.Body, silent, now); err != nil {
+		return err
+	}
+	// The announce also lands in the requester's transcript (when it exists).
+	var last int64
+	err := tx.QueryRowContext(ctx, `UPDATE sessions SET message_count = message_count + 1, updated_at = ? WHERE key = ? RETURNING message_count`,
+		now, a.RequesterKey).Scan(&last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(Content{Text: a.Body})
+	_, err = tx.ExecContext(ctx, `INSERT INTO messages (session_key, seq, role, content, body, trust, created_at) VALUES (?, ?, 'user', ?, ?, 'inter_session', ?)`,
+		a.RequesterKey, last, string(body), a.Body, now)
+	return err
+}
+
+// KillRun marks a queued or running run killed (with its announce). It
+// returns false when the run had already ended.
+func (s *Store) KillRun(ctx context.Context, id, note string, announce *Announce) (bool, error) {
+	return s.FinishRun(ctx, id, Outcome{State: RunKilled, Note: note}, announce)
+}
+
+// ClaimAnnounces marks every undelivered, non-silent announce for the
+// requester delivered and returns them, in one transaction: each is handed
+// out exactly once, even with several processes.
+func (s *Store) ClaimAnnounces(ctx context.Context, requester string) ([]Announce, error) {
+	var out []Announce
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		out = nil
+		now := s.nowMS()
+		rows, err := tx.QueryContext(ctx, `UPDATE announces SET delivered_at = ? WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0
+			RETURNING id, run_id, requester_key, status, body, created_at`, now, requester)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			a := Announce{DeliveredAt: now}
+			if err := rows.Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &a.CreatedAt); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	sortAnnounces(out)
+	return out, err
+}
+
+func sortAnnounces(a []Announce) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j].ID < a[j-1].ID; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+// GetAnnounce returns a run's announce, or ErrNotFound.
+func (s *Store) GetAnnounce(ctx context.Context, runID string) (*Announce, error) {
+	var a Announce
+	var silent int
+	var delivered sql.NullInt64
+	err := s.db.QueryRowContext(ctx, `SELECT id, run_id, requester_key, status, body, silent, created_at, delivered_at FROM announces WHERE run_id = ?`, runID).
+		Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &silent, &a.CreatedAt, &delivered)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("announce of run %q: %w", runID, ErrNotFound)
+	}
+	a.Silent, a.DeliveredAt = silent == 1, delivered.Int64
+	return &a, err
+}
+
+// ClaimNotifications returns announces not yet sent as a notification and
+// marks them sent (a best-effort channel; delivery proper is ClaimAnnounces).
+func (s *Store) ClaimNotifications(ctx context.Context, requester string) ([]Announce, error) {
+	var out []Announce
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		out = nil
+		rows, err := tx.QueryContext(ctx, `UPDATE announces SET notified_at = ? WHERE requester_key = ? AND notified_at IS NULL AND silent = 0
+			RETURNING id, run_id, requester_key, status, body, created_at`, s.nowMS(), requester)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var a Announce
+			if err := rows.Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &a.CreatedAt); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	sortAnnounces(out)
+	return out, err
+}
+
+// Instance is a server process registered in the database.
+type Instance struct {
+	ID          string
+	PID         int
+	Host        string
+	StartedAt   int64
+	HeartbeatAt int64
+}
+
+// RegisterInstance records this process.
+func (s *Store) RegisterInstance(ctx context.Context, in Instance) error {
+	now := s.nowMS()
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO instances (id, pid, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`, in.ID, in.PID, in.Host, now, now)
+		return err
+	})
+}
+
+// Heartbeat refreshes this instance and the runs it owns.
+func (s *Store) Heartbeat(ctx context.Context, instance string) error {
+	now := s.nowMS()
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, "UPDATE instances SET heartbeat_at = ? WHERE id = ?", now, instance); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, "UPDATE runs SET heartbeat_at = ? WHERE owner_instance = ? AND state = 'running'", now, instance)
+		return err
+	})
+}
+
+// UnregisterInstance removes this process's row (clean shutdown).
+func (s *Store) UnregisterInstance(ctx context.Context, instance string) error {
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, "DELETE FROM instances WHERE id = ?", instance)
+		return err
+	})
+}
+
+// AdoptRun moves a queued run of a dead instance to this one (it never
+// started, so running it here executes it once). It returns false when
+// someone else adopted, claimed or finished it first.
+func (s *Store) AdoptRun(ctx context.Context, id, from, instance string, pid int) (bool, error) {
+	var n int64
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE runs SET owner_instance = ?, owner_pid = ?, heartbeat_at = ? WHERE id = ? AND state = 'queued'
+			AND owner_instance = ?`, instance, pid, s.nowMS(), id, from)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n == 1, err
+}
+
+// RunStates returns the current state of each run id (for cancellation
+// requested by another process).
+func (s *Store) RunStates(ctx context.Context, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT id, state FROM runs WHERE id IN ("+placeholders(len(ids))+")", args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id, st string
+		if err := rows.Scan(&id, &st); err != nil {
+			return nil, err
+		}
+		out[id] = st
+	}
+	return out, rows.Err()
+}
+
+// ActiveChildren counts a requester's queued or running spawned children.
+func (s *Store) ActiveChildren(ctx context.Context, requester string) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE requester_key = ? AND kind = 'spawn' AND state IN ('queued','running')`, requester).Scan(&n)
+	return n, err
+}
+
+// ArchiveDue lists child sessions whose runs ended before cutoff (ms) and
+// are not archived yet, for runs with cleanup keep.
+func (s *Store) ArchiveDue(ctx context.Context, cutoff int64) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT r.child_key FROM runs r JOIN sessions s ON s.key = r.child_key
+		WHERE r.kind = 'spawn' AND r.state NOT IN ('queued','running') AND r.ended_at < ? AND s.archived_at IS NULL
+		AND NOT EXISTS (SELECT 1 FROM runs r2 WHERE r2.child_key = r.child_key AND (r2.state IN ('queued','running') OR r2.ended_at >= ?))`, cutoff, cutoff)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// Instances lists the registered server processes.
+func (s *Store) Instances(ctx context.Context) ([]Instance, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT id, pid, host, started_at, heartbeat_at FROM instances")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Instance
+	for rows.Next() {
+		var in Instance
+		if err := rows.Scan(&in.ID, &in.PID, &in.Host, &in.StartedAt, &in.HeartbeatAt); err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	return out, rows.Err()
+}
+
+// ForeignActiveRuns lists queued or running runs owned by other instances.
+func (s *Store) ForeignActiveRuns(ctx context.Context, self string) ([]*Run, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+runCols+" FROM runs WHERE state IN ('queued','running') AND owner_instance != ?", self)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// MessagesAfter returns a session's messages with seq > after, in order.
+func (s *Store) MessagesAfter(ctx context.Context, key string, after int64) ([]Message, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
+		WHERE session_key = ? AND seq > ? ORDER BY seq`, key, after)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m := Message{SessionKey: key}
+		var content string
+		if err := rows.Scan(&m.Seq, &m.Role, &content, &m.Trust, &m.TokensIn, &m.TokensOut, &m.CreatedAt); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(content), &m.Content); err != nil {
+			m.Content = Content{Text: content}
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,483 @@
+package tools
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sessionplane/sessionplane/policy"
+	spruntime "github.com/sessionplane/sessionplane/runtime"
+	"github.com/sessionplane/sessionplane/runtime/store"
+)
+
+// ChoiceIn is tool_choice as a call passes it.
+type ChoiceIn struct {
+	Type string `json:"type" jsonschema:"auto, any, none or tool" schema:"enum=auto|any|none|tool"`
+	Name string `json:"name,omitempty" jsonschema:"the tool to force, with type tool"`
+}
+
+func (c *ChoiceIn) choice() *policy.Choice {
+	if c == nil {
+		return nil
+	}
+	return &policy.Choice{Type: c.Type, Name: c.Name}
+}
+
+// ---- sessions_spawn ----
+
+// SpawnIn is the input of sessions_spawn.
+type SpawnIn struct {
+	Task              string    `json:"task" jsonschema:"what the sub-agent should do"`
+	Label             string    `json:"label,omitempty" jsonschema:"short label for lists and announces"`
+	AgentID           string    `json:"agentId,omitempty" jsonschema:"spawn under another agent id (must be allowed: see agents_list)"`
+	Model             string    `json:"model,omitempty" jsonschema:"model id from [[models]] (default: resolved from the config)"`
+	Thinking          string    `json:"thinking,omitempty" jsonschema:"off, low, medium or high"`
+	RunTimeoutSeconds int       `json:"runTimeoutSeconds,omitempty" jsonschema:"abort the run after N seconds (0 = the configured default)" schema:"min=0"`
+	TimeoutSeconds    int       `json:"timeoutSeconds,omitempty" jsonschema:"alias of runTimeoutSeconds" schema:"min=0"`
+	Cleanup           string    `json:"cleanup,omitempty" jsonschema:"keep (default) or delete: delete archives the child session right after its announce" schema:"enum=keep|delete,default=keep"`
+	Preset            string    `json:"preset,omitempty" jsonschema:"a preset for the child (it narrows, never widens, your own policy)"`
+	ActiveTools       []string  `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
+	ToolChoice        *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the child's first model call"`
+}
+
+// ApprovalSummary is the task, for the approval prompt.
+func (in SpawnIn) ApprovalSummary() string { return firstN(in.Task, 300) }
+
+// SpawnOut is the output of sessions_spawn.
+type SpawnOut struct {
+	Status          string   `json:"status" jsonschema:"accepted"`
+	RunID           string   `json:"runId"`
+	ChildSessionKey string   `json:"childSessionKey"`
+	ModelApplied    string   `json:"modelApplied" jsonschema:"the model the child runs with"`
+	Warnings        []string `json:"warnings"`
+	Note            string   `json:"note"`
+}
+
+func firstN(s string, n int) string {
+	if r := []rune(s); len(r) > n {
+		return string(r[:n]) + "…"
+	}
+	return s
+}
+
+func runsOf(call *Call) (*spruntime.Manager, error) {
+	if call.Env.Runs == nil {
+		return nil, errors.New("sub-agents are not available in this server (no run manager)")
+	}
+	return call.Env.Runs, nil
+}
+
+// spawnGuards applies the limits a spawn checks in its handler, in order:
+// max_children_per_agent, allow_agents, thinking; then approval.
+func spawnGuards(ctx context.Context, call *Call, agentID, thinking, summary string) error {
+	cfg := call.Env.Config
+	n, err := call.Env.Store.ActiveChildren(ctx, call.Caller.Key)
+	if err != nil {
+		return err
+	}
+	if limit := cfg.Agents.Defaults.Subagents.MaxChildrenPerAgent; n >= limit {
+		return &policy.Denied{Decision: policy.Decision{Rule: "subagents.max_children_per_agent", Hint: "agents.defaults.subagents.max_children_per_agent",
+			Message: fmt.Sprintf("%s already has %d active children (max_children_per_agent = %d): wait for one to finish, kill one, or raise agents.defaults.subagents.max_children_per_agent", call.Caller.Key, n, limit)}}
+	}
+	if agentID != "" && agentID != call.Caller.AgentID {
+		if d := call.Env.Policy.Decide(ctx, call.Caller, "sessions_spawn", "", policy.Targets{Agent: agentID}); !d.Allowed() {
+			return &policy.Denied{Decision: d}
+		}
+	}
+	if _, err := call.Env.Runtime.ResolveThinking(thinking, agentID); err != nil {
+		return fmt.Errorf("invalid thinking: %v", err)
+	}
+	return call.Approve(ctx, summary)
+}
+
+func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, string, error) {
+	runs, err := runsOf(call)
+	if err != nil {
+		return SpawnOut{}, "", err
+	}
+	if strings.TrimSpace(in.Task) == "" {
+		return SpawnOut{}, "", errors.New("task is empty: say what the sub-agent should do")
+	}
+	timeout := in.RunTimeoutSeconds
+	if timeout == 0 {
+		timeout = in.TimeoutSeconds
+	}
+	if timeout == 0 {
+		timeout = call.Env.Config.Agents.Defaults.Subagents.RunTimeoutSeconds
+	}
+	if err := spawnGuards(ctx, call, in.AgentID, in.Thinking, in.ApprovalSummary()); err != nil {
+		return SpawnOut{}, "", err
+	}
+	tk, err := runs.Spawn(ctx, call.Env.Policy, spruntime.ChildSpec{
+		Parent: call.Caller, Task: in.Task, Label: in.Label, AgentID: in.AgentID, Model: in.Model, Thinking: in.Thinking,
+		Preset: in.Preset, ActiveTools: in.ActiveTools, ToolChoice: in.ToolChoice.choice(), Timeout: time.Duration(timeout) * time.Second,
+	}, in.Cleanup)
+	if err != nil {
+		return SpawnOut{}, "", err
+	}
+	out := SpawnOut{Status: "accepted", RunID: tk.RunID, ChildSessionKey: tk.ChildKey, ModelApplied: tk.Model, Warnings: tk.Warnings,
+		Note: "The sub-agent runs in the background; its result is announced to you when it finishes (also via spawn_status/spawn_result with this runId)."}
+	if out.Warnings == nil {
+		out.Warnings = []string{}
+	}
+	text := fmt.Sprintf("Sub-agent accepted.\nRun: %s\nSession: %s\nModel: %s\nTask: %s\n%s", tk.RunID, tk.ChildKey, tk.Model, firstN(labelOr(in.Label, in.Task), 80), out.Note)
+	for _, w := range out.Warnings {
+		text += "\nWarning: " + w
+	}
+	return out, text, nil
+}
+
+func labelOr(label, task string) string {
+	if label != "" {
+		return label
+	}
+	return task
+}
+
+// ---- spawn_agent ----
+
+// SpawnAgentIn is the input of spawn_agent.
+type SpawnAgentIn struct {
+	Task           string          `json:"task" jsonschema:"what the sub-agent should do"`
+	Context        string          `json:"context,omitempty" jsonschema:"who asks, shown to the child as [From: <context>]"`
+	Preset         string          `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your own policy)"`
+	Model          string          `json:"model,omitempty" jsonschema:"model id from [[models]]"`
+	AllowTools     []string        `json:"allow_tools,omitempty" jsonschema:"the child may call only these tools"`
+	DenyTools      []string        `json:"deny_tools,omitempty" jsonschema:"the child may not call these tools"`
+	DelegateOnly   bool            `json:"delegate_only,omitempty" jsonschema:"the child may only delegate: spawn and control its own sub-agents, and yield" schema:"default=false"`
+	Nonblocking    bool            `json:"nonblocking,omitempty" jsonschema:"return a task_id at once instead of waiting (default false)" schema:"default=false"`
+	ActiveTools    []string        `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
+	ToolChoice     *ChoiceIn       `json:"tool_choice,omitempty" jsonschema:"force tool use on the child's first model call"`
+	OutputSchema   any             `json:"output_schema,omitempty" jsonschema:"JSON Schema (an object) the child's sessions_yield result must match"`
+	TimeoutSeconds int             `json:"timeoutSeconds,omitempty" jsonschema:"abort the child after N seconds" schema:"min=0"`
+}
+
+// ApprovalSummary is the task, for the approval prompt.
+func (in SpawnAgentIn) ApprovalSummary() string { return firstN(in.Task, 300) }
+
+// SpawnAgentOut is the output of spawn_agent.
+type SpawnAgentOut struct {
+	Status        string          `json:"status" jsonschema:"ok, error, timeout, killed (blocking) or running (nonblocking, or still running when the wait ended)"`
+	TaskID        string          `json:"task_id"`
+	Text          string          `json:"text,omitempty"`
+	Output        any             `json:"output,omitempty" jsonschema:"the child's sessions_yield result"`
+	Iterations    int             `json:"iterations"`
+	ToolCallsMade int             `json:"tool_calls_made"`
+	Model         string          `json:"model"`
+	Preset        string          `json:"preset"`
+	StartedAt     int64           `json:"started_at,omitempty"`
+	Note          string          `json:"note,omitempty"`
+	Warnings      []string        `json:"warnings,omitempty"`
+}
+
+// maxBlockingWait bounds a blocking spawn_agent; past it the call returns
+// the task_id with status running and the child goes on.
+const maxBlockingWait = 10 * time.Minute
+
+// delegateTools are what a delegate_only child may call.
+var delegateTools = []string{"sessions_spawn", "spawn_agent", "spawn_status", "spawn_result", "spawn_list", "cancel_spawn", "subagents", "sessions_yield"}
+
+func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut, string, error) {
+	runs, err := runsOf(call)
+	if err != nil {
+		return SpawnAgentOut{}, "", err
+	}
+	if strings.TrimSpace(in.Task) == "" {
+		return SpawnAgentOut{}, "", errors.New("task is empty: say what the sub-agent should do")
+	}
+	if err := spawnGuards(ctx, call, "", "", in.ApprovalSummary()); err != nil {
+		return SpawnAgentOut{}, "", err
+	}
+	allow := in.AllowTools
+	if in.DelegateOnly {
+		allow = delegateTools
+		if len(in.AllowTools) > 0 {
+			return SpawnAgentOut{}, "", errors.New("delegate_only and allow_tools cannot be combined: delegate_only already sets the allowed tools")
+		}
+	}
+	timeout := in.TimeoutSeconds
+	if timeout == 0 {
+		timeout = call.Env.Config.Agents.Defaults.Subagents.RunTimeoutSeconds
+	}
+	var schema json.RawMessage
+	if in.OutputSchema != nil {
+		if _, ok := in.OutputSchema.(map[string]any); !ok {
+			return SpawnAgentOut{}, "", errors.New("output_schema must be a JSON Schema object, e.g. {\"type\":\"object\",\"properties\":{...}}")
+		}
+		schema, _ = json.Marshal(in.OutputSchema)
+	}
+	tk, err := runs.Spawn(ctx, call.Env.Policy, spruntime.ChildSpec{
+		Parent: call.Caller, Task: in.Task, Context: in.Context, Model: in.Model, Preset: in.Preset, ActiveTools: in.ActiveTools,
+		ToolChoice: in.ToolChoice.choice(), AllowTools: allow, DenyTools: in.DenyTools, OutputSchema: schema,
+		Timeout: time.Duration(timeout) * time.Second,
+	}, "keep")
+	if err != nil {
+		return SpawnAgentOut{}, "", err
+	}
+	out := SpawnAgentOut{TaskID: tk.RunID, Model: tk.Model, Preset: tk.Preset, StartedAt: tk.CreatedAt, Warnings: tk.Warnings}
+	if in.Nonblocking {
+		out.Status = "running"
+		out.Note = "Use spawn_status or spawn_result with this task_id; the result is also announced to you."
+		return out, fmt.Sprintf("Sub-agent started: task_id %s (model %s). %s", tk.RunID, tk.Model, out.Note), nil
+	}
+	// Blocking: progress while the child works; MCP cancellation kills it.
+	if call.Progress != nil {
+		stop := runs.WatchProgress(tk.RunID, func(step int, note string) { call.Progress(float64(step), 0, note) })
+		defer stop()
+	}
+	wait := maxBlockingWait
+	if tk.Timeout > 0 && tk.Timeout+5*time.Second < wait {
+		wait = tk.Timeout + 5*time.Second
+	}
+	run, err := runs.Wait(ctx, tk.RunID, wait)
+	if ctx.Err() != nil {
+		_, _ = runs.Kill(context.WithoutCancel(ctx), tk.RunID, "the spawn_agent call was cancelled by the client", true)
+		run, _ = call.Env.Store.GetRun(context.WithoutCancel(ctx), tk.RunID)
+	}
+	if err != nil && run == nil {
+		return SpawnAgentOut{}, "", err
+	}
+	fillRunOut(&out, run)
+	return out, renderSpawnAgent(out), nil
+}
+
+func fillRunOut(out *SpawnAgentOut, run *store.Run) {
+	out.Status = run.State
+	if !store.Terminal(run.State) {
+		out.Status = "running"
+		out.Note = "Still running; use spawn_result with this task_id to wait for it."
+		return
+	}
+	out.Text, out.Iterations, out.ToolCallsMade = run.ResultText, run.Iterations, run.ToolCalls
+	if len(run.ResultJSON) > 0 {
+		out.Output = run.ResultJSON
+	}
+	if run.Note != "" {
+		out.Note = run.Note
+	}
+}
+
+func renderSpawnAgent(out SpawnAgentOut) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Sub-agent %s: %s (model %s, %d iterations, %d tool calls)\n", out.TaskID, out.Status, out.Model, out.Iterations, out.ToolCallsMade)
+	if out.Note != "" {
+		fmt.Fprintf(&b, "Note: %s\n", out.Note)
+	}
+	result := out.Text
+	if raw, ok := out.Output.(json.RawMessage); ok && string(raw) != out.Text {
+		result = strings.TrimSpace(result + "\n" + string(raw))
+	}
+	if result != "" {
+		b.WriteString(Fence("sub-agent "+out.TaskID, result))
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// ---- spawn_status / spawn_result / spawn_list / cancel_spawn ----
+
+// TaskIn names a run.
+type TaskIn struct {
+	TaskID string `json:"task_id" jsonschema:"the runId / task_id a spawn returned"`
+}
+
+// ResultIn is the input of spawn_result.
+type ResultIn struct {
+	TaskID      string `json:"task_id" jsonschema:"the runId / task_id a spawn returned"`
+	WaitSeconds int    `json:"wait_seconds,omitempty" jsonschema:"wait up to N seconds for the run to end (default 0, at most 600); on expiry the current state is returned and the run goes on" schema:"default=0,min=0,max=600"`
+}
+
+// RunInfo is a run as the spawn_* tools show it.
+type RunInfo struct {
+	TaskID        string          `json:"task_id"`
+	Status        string          `json:"status" jsonschema:"queued, running, ok, error, timeout, killed or unknown"`
+	Label         string          `json:"label"`
+	Task          string          `json:"task"`
+	ChildKey      string          `json:"childSessionKey"`
+	AgentID       string          `json:"agentId"`
+	Model         string          `json:"model"`
+	Preset        string          `json:"preset"`
+	Requester     string          `json:"requester"`
+	Note          string          `json:"note,omitempty"`
+	Text          string          `json:"text,omitempty"`
+	Output        any             `json:"output,omitempty" jsonschema:"the child's sessions_yield result"`
+	Iterations    int             `json:"iterations"`
+	ToolCallsMade int             `json:"tool_calls_made"`
+	Tokens        Tokens          `json:"tokens"`
+	CostUSD       float64         `json:"estimatedCostUsd"`
+	CreatedAt     int64           `json:"created_at"`
+	StartedAt     int64           `json:"started_at,omitempty"`
+	EndedAt       int64           `json:"ended_at,omitempty"`
+	Announce      string          `json:"announce,omitempty" jsonschema:"the run's announce, once it ended"`
+}
+
+func runInfo(ctx context.Context, call *Call, r *store.Run, withAnnounce bool) RunInfo {
+	info := RunInfo{TaskID: r.ID, Status: r.State, Label: r.Label, Task: r.Task, ChildKey: r.ChildKey, AgentID: r.AgentID, Model: r.Model,
+		Preset: r.Preset, Requester: r.RequesterKey, Note: r.Note, Text: r.ResultText, Iterations: r.Iterations,
+		ToolCallsMade: r.ToolCalls, Tokens: Tokens{In: r.TokensIn, Out: r.TokensOut, Total: r.TokensIn + r.TokensOut}, CostUSD: r.CostUSD,
+		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt}
+	if len(r.ResultJSON) > 0 {
+		info.Output = r.ResultJSON
+	}
+	if withAnnounce && store.Terminal(r.State) {
+		if a, err := call.Env.Store.GetAnnounce(ctx, r.ID); err == nil {
+			info.Announce = a.Body
+		}
+	}
+	return info
+}
+
+// ownRun loads a run the caller may see: one it spawned, or one spawned by
+// a session it spawned (transitively).
+func ownRun(ctx context.Context, call *Call, id string) (*store.Run, error) {
+	r, err := call.Env.Store.GetRun(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("no run %q (spawn_list shows your runs)", id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.RequesterKey == call.Caller.Key {
+		return r, nil
+	}
+	if in, err := call.Env.Store.IsDescendant(ctx, call.Caller.Key, r.RequesterKey); err == nil && in {
+		return r, nil
+	}
+	return nil, &policy.Denied{Decision: policy.Decision{Rule: "spawn.owner", Message: "spawn task access denied: run " + id + " was not spawned by " + call.Caller.Key + " or one of its sub-agents"}}
+}
+
+func renderRun(i RunInfo) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Run %s: %s\nTask: %s\nSession: %s (agent %s, model %s)\n", i.TaskID, i.Status, firstN(labelOr(i.Label, i.Task), 120), i.ChildKey, i.AgentID, i.Model)
+	if i.Note != "" {
+		fmt.Fprintf(&b, "Note: %s\n", i.Note)
+	}
+	if i.Announce != "" {
+		b.WriteString(i.Announce)
+	} else if i.Text != "" {
+		b.WriteString(Fence("session://"+i.ChildKey, i.Text))
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func spawnStatus(ctx context.Context, call *Call, in TaskIn) (RunInfo, string, error) {
+	r, err := ownRun(ctx, call, in.TaskID)
+	if err != nil {
+		return RunInfo{}, "", err
+	}
+	info := runInfo(ctx, call, r, true)
+	return info, renderRun(info), nil
+}
+
+func spawnResult(ctx context.Context, call *Call, in ResultIn) (RunInfo, string, error) {
+	r, err := ownRun(ctx, call, in.TaskID)
+	if err != nil {
+		return RunInfo{}, "", err
+	}
+	if in.WaitSeconds > 0 && !store.Terminal(r.State) {
+		runs, err := runsOf(call)
+		if err != nil {
+			return RunInfo{}, "", err
+		}
+		if r, err = runs.Wait(ctx, r.ID, time.Duration(in.WaitSeconds)*time.Second); err != nil {
+			return RunInfo{}, "", err
+		}
+	}
+	info := runInfo(ctx, call, r, true)
+	text := renderRun(info)
+	if !store.Terminal(r.State) {
+		text += "\nStill " + r.State + "; call spawn_result again (wait_seconds up to 600) or wait for the announce."
+	}
+	return info, text, nil
+}
+
+// ListRunsIn is the input of spawn_list.
+type ListRunsIn struct {
+	Status string `json:"status,omitempty" jsonschema:"only runs in this state" schema:"enum=queued|running|ok|error|timeout|killed|unknown"`
+}
+
+// ListRunsOut is the output of spawn_list.
+type ListRunsOut struct {
+	Count int       `json:"count"`
+	Runs  []RunInfo `json:"runs"`
+}
+
+func spawnList(ctx context.Context, call *Call, in ListRunsIn) (ListRunsOut, string, error) {
+	f := store.RunFilter{Requesters: []string{call.Caller.Key}, Limit: 200}
+	if in.Status != "" {
+		f.States = []string{in.Status}
+	}
+	runs, err := call.Env.Store.ListRuns(ctx, f)
+	if err != nil {
+		return ListRunsOut{}, "", err
+	}
+	out := ListRunsOut{Runs: []RunInfo{}}
+	var b strings.Builder
+	for _, r := range runs {
+		i := runInfo(ctx, call, r, false)
+		out.Runs = append(out.Runs, i)
+		fmt.Fprintf(&b, "- %s %s · %s · %s\n", i.TaskID, i.Status, firstN(labelOr(i.Label, i.Task), 60), i.ChildKey)
+	}
+	out.Count = len(out.Runs)
+	return out, fmt.Sprintf("%d run(s):\n%s", out.Count, b.String()), nil
+}
+
+// CancelOut is the output of cancel_spawn.
+type CancelOut struct {
+	TaskID string   `json:"task_id"`
+	Status string   `json:"status"`
+	Killed []string `json:"killed" jsonschema:"runs stopped: this one and its descendants"`
+}
+
+func cancelSpawn(ctx context.Context, call *Call, in TaskIn) (CancelOut, string, error) {
+	r, err := ownRun(ctx, call, in.TaskID)
+	if err != nil {
+		return CancelOut{}, "", err
+	}
+	runs, err := runsOf(call)
+	if err != nil {
+		return CancelOut{}, "", err
+	}
+	killed, err := runs.Kill(ctx, r.ID, "cancelled by "+call.Caller.Key, true)
+	if err != nil {
+		return CancelOut{}, "", err
+	}
+	r, _ = call.Env.Store.GetRun(ctx, r.ID)
+	out := CancelOut{TaskID: r.ID, Status: r.State, Killed: killed}
+	if out.Killed == nil {
+		out.Killed = []string{}
+	}
+	if len(killed) == 0 {
+		return out, fmt.Sprintf("Run %s had already ended (%s); nothing to cancel.", r.ID, r.State), nil
+	}
+	return out, fmt.Sprintf("Cancelled run %s (and %d descendant run(s)); it is now %s.", r.ID, len(killed)-1, r.State), nil
+}
+
+// SpawnTools are the spawn tools: sessions_spawn, spawn_agent and the
+// spawn_* task tools over the run registry.
+func SpawnTools() []*Tool {
+	spawnAnn := Annotations{ReadOnly: false, Destructive: false, Idempotent: false, OpenWorld: true}
+	readAnn := Annotations{ReadOnly: true, Idempotent: true}
+	return []*Tool{
+		Define(Meta{Name: "sessions_spawn", Title: "Spawn a sub-agent", Class: policy.ClassSpawn, Annotations: spawnAnn, DeferApproval: true,
+			Description: "Start a sub-agent on a task in its own session, in the background. Returns at once with {status: accepted, runId, childSessionKey}; the result is announced to you when it finishes (a log notification, a note before your next tool result, and spawn_status/spawn_result)."},
+			sessionsSpawn),
+		Define(Meta{Name: "spawn_agent", Title: "Run a sub-agent", Class: policy.ClassSpawn, Annotations: spawnAnn, DeferApproval: true,
+			Description: "Run a sub-agent on a task and wait for its result (progress notifications meanwhile; cancelling the call stops the child), or with nonblocking: true get a task_id at once. Options: allow_tools/deny_tools, active_tools/tool_choice, output_schema (the child must yield a matching result), preset, model."},
+			spawnAgent),
+		Define(Meta{Name: "spawn_status", Title: "Sub-agent run status", Class: policy.ClassRead, Annotations: readAnn,
+			Description: "State of a run you spawned (queued, running, ok, error, timeout, killed, unknown), with its announce once it ended."},
+			spawnStatus),
+		Define(Meta{Name: "spawn_result", Title: "Sub-agent run result", Class: policy.ClassRead, Annotations: readAnn,
+			Description: "The result of a run you spawned; wait_seconds (≤ 600) waits for it to end and returns the current state on expiry (the run goes on)."},
+			spawnResult),
+		Define(Meta{Name: "spawn_list", Title: "List sub-agent runs", Class: policy.ClassRead, Annotations: readAnn,
+			Description: "The runs you spawned, newest first (to recover task ids after losing context)."},
+			spawnList),
+		Define(Meta{Name: "cancel_spawn", Title: "Cancel a sub-agent run", Class: policy.ClassSpawn, Annotations: Annotations{Destructive: true, Idempotent: true},
+			Description: "Stop a run you spawned and every run it spawned. A cancel is final: a late completion cannot overwrite it."},
+			cancelSpawn),
+	}
+}
