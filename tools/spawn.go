@@ -141,18 +141,18 @@ func labelOr(label, task string) string {
 
 // SpawnAgentIn is the input of spawn_agent.
 type SpawnAgentIn struct {
-	Task           string          `json:"task" jsonschema:"what the sub-agent should do"`
-	Context        string          `json:"context,omitempty" jsonschema:"who asks, shown to the child as [From: <context>]"`
-	Preset         string          `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your own policy)"`
-	Model          string          `json:"model,omitempty" jsonschema:"model id from [[models]]"`
-	AllowTools     []string        `json:"allow_tools,omitempty" jsonschema:"the child may call only these tools"`
-	DenyTools      []string        `json:"deny_tools,omitempty" jsonschema:"the child may not call these tools"`
-	DelegateOnly   bool            `json:"delegate_only,omitempty" jsonschema:"the child may only delegate: spawn and control its own sub-agents, and yield" schema:"default=false"`
-	Nonblocking    bool            `json:"nonblocking,omitempty" jsonschema:"return a task_id at once instead of waiting (default false)" schema:"default=false"`
-	ActiveTools    []string        `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
-	ToolChoice     *ChoiceIn       `json:"tool_choice,omitempty" jsonschema:"force tool use on the child's first model call"`
-	OutputSchema   any             `json:"output_schema,omitempty" jsonschema:"JSON Schema (an object) the child's sessions_yield result must match"`
-	TimeoutSeconds int             `json:"timeoutSeconds,omitempty" jsonschema:"abort the child after N seconds" schema:"min=0"`
+	Task           string    `json:"task" jsonschema:"what the sub-agent should do"`
+	Context        string    `json:"context,omitempty" jsonschema:"who asks, shown to the child as [From: <context>]"`
+	Preset         string    `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your own policy)"`
+	Model          string    `json:"model,omitempty" jsonschema:"model id from [[models]]"`
+	AllowTools     []string  `json:"allow_tools,omitempty" jsonschema:"the child may call only these tools"`
+	DenyTools      []string  `json:"deny_tools,omitempty" jsonschema:"the child may not call these tools"`
+	DelegateOnly   bool      `json:"delegate_only,omitempty" jsonschema:"the child may only delegate: spawn and control its own sub-agents, and yield" schema:"default=false"`
+	Nonblocking    bool      `json:"nonblocking,omitempty" jsonschema:"return a task_id at once instead of waiting (default false)" schema:"default=false"`
+	ActiveTools    []string  `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
+	ToolChoice     *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the child's first model call"`
+	OutputSchema   any       `json:"output_schema,omitempty" jsonschema:"JSON Schema (an object) the child's sessions_yield result must match"`
+	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" jsonschema:"abort the child after N seconds" schema:"min=0"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -160,17 +160,17 @@ func (in SpawnAgentIn) ApprovalSummary() string { return firstN(in.Task, 300) }
 
 // SpawnAgentOut is the output of spawn_agent.
 type SpawnAgentOut struct {
-	Status        string          `json:"status" jsonschema:"ok, error, timeout, killed (blocking) or running (nonblocking, or still running when the wait ended)"`
-	TaskID        string          `json:"task_id"`
-	Text          string          `json:"text,omitempty"`
-	Output        any             `json:"output,omitempty" jsonschema:"the child's sessions_yield result"`
-	Iterations    int             `json:"iterations"`
-	ToolCallsMade int             `json:"tool_calls_made"`
-	Model         string          `json:"model"`
-	Preset        string          `json:"preset"`
-	StartedAt     int64           `json:"started_at,omitempty"`
-	Note          string          `json:"note,omitempty"`
-	Warnings      []string        `json:"warnings,omitempty"`
+	Status        string   `json:"status" jsonschema:"ok, error, timeout, killed (blocking) or running (nonblocking, or still running when the wait ended)"`
+	TaskID        string   `json:"task_id"`
+	Text          string   `json:"text,omitempty"`
+	Output        any      `json:"output,omitempty" jsonschema:"the child's sessions_yield result"`
+	Iterations    int      `json:"iterations"`
+	ToolCallsMade int      `json:"tool_calls_made"`
+	Model         string   `json:"model"`
+	Preset        string   `json:"preset"`
+	StartedAt     int64    `json:"started_at,omitempty"`
+	Note          string   `json:"note,omitempty"`
+	Warnings      []string `json:"warnings,omitempty"`
 }
 
 // maxBlockingWait bounds a blocking spawn_agent; past it the call returns
@@ -291,26 +291,26 @@ type ResultIn struct {
 
 // RunInfo is a run as the spawn_* tools show it.
 type RunInfo struct {
-	TaskID        string          `json:"task_id"`
-	Status        string          `json:"status" jsonschema:"queued, running, ok, error, timeout, killed or unknown"`
-	Label         string          `json:"label"`
-	Task          string          `json:"task"`
-	ChildKey      string          `json:"childSessionKey"`
-	AgentID       string          `json:"agentId"`
-	Model         string          `json:"model"`
-	Preset        string          `json:"preset"`
-	Requester     string          `json:"requester"`
-	Note          string          `json:"note,omitempty"`
-	Text          string          `json:"text,omitempty"`
-	Output        any             `json:"output,omitempty" jsonschema:"the child's sessions_yield result"`
-	Iterations    int             `json:"iterations"`
-	ToolCallsMade int             `json:"tool_calls_made"`
-	Tokens        Tokens          `json:"tokens"`
-	CostUSD       float64         `json:"estimatedCostUsd"`
-	CreatedAt     int64           `json:"created_at"`
-	StartedAt     int64           `json:"started_at,omitempty"`
-	EndedAt       int64           `json:"ended_at,omitempty"`
-	Announce      string          `json:"announce,omitempty" jsonschema:"the run's announce, once it ended"`
+	TaskID        string  `json:"task_id"`
+	Status        string  `json:"status" jsonschema:"queued, running, ok, error, timeout, killed or unknown"`
+	Label         string  `json:"label"`
+	Task          string  `json:"task"`
+	ChildKey      string  `json:"childSessionKey"`
+	AgentID       string  `json:"agentId"`
+	Model         string  `json:"model"`
+	Preset        string  `json:"preset"`
+	Requester     string  `json:"requester"`
+	Note          string  `json:"note,omitempty"`
+	Text          string  `json:"text,omitempty"`
+	Output        any     `json:"output,omitempty" jsonschema:"the child's sessions_yield result"`
+	Iterations    int     `json:"iterations"`
+	ToolCallsMade int     `json:"tool_calls_made"`
+	Tokens        Tokens  `json:"tokens"`
+	CostUSD       float64 `json:"estimatedCostUsd"`
+	CreatedAt     int64   `json:"created_at"`
+	StartedAt     int64   `json:"started_at,omitempty"`
+	EndedAt       int64   `json:"ended_at,omitempty"`
+	Announce      string  `json:"announce,omitempty" jsonschema:"the run's announce, once it ended"`
 }
 
 func runInfo(ctx context.Context, call *Call, r *store.Run, withAnnounce bool) RunInfo {
