@@ -104,6 +104,15 @@ func New(reg *tools.Registry, opts Options) (*Server, error) {
 	}}
 	hooks := &server.Hooks{}
 	hooks.AddAfterListResources(s.addSessionResources)
+	// tools/list shows only what the gate would let the client call. This is
+	// a list hook, not mcp-go's tool filter: the filter also blocks calls,
+	// which would turn a refusal (isError, rule, hint) into a bare JSON-RPC
+	// "tool not found". Calls reach Registry.Call and are refused there.
+	hooks.AddAfterListTools(func(ctx context.Context, _ any, _ *mcp.ListToolsRequest, res *mcp.ListToolsResult) {
+		if res != nil {
+			res.Tools = s.filterTools(ctx, res.Tools)
+		}
+	})
 	hooks.AddAfterInitialize(func(ctx context.Context, _ any, _ *mcp.InitializeRequest, _ *mcp.InitializeResult) {
 		if err := s.ensureMain(ctx); err != nil {
 			log.Error("create the MCP client's main session", "err", err)
@@ -124,7 +133,6 @@ func New(reg *tools.Registry, opts Options) (*Server, error) {
 		server.WithRecovery(),
 		server.WithResourceRecovery(),
 		server.WithHooks(hooks),
-		server.WithToolFilter(s.filterTools),
 	)
 	for _, t := range reg.All() {
 		s.srv.AddTool(mcpTool(t), s.handler(t.Name))
@@ -349,7 +357,11 @@ func (a *elicitApprover) Approve(ctx context.Context, r tools.ApprovalRequest) (
 		},
 	}})
 	if err != nil {
-		if errors.Is(err, server.ErrElicitationNotSupported) || errors.Is(err, server.ErrNoActiveSession) {
+		// In the 2026-07-28 era mcp-go cannot send server-initiated requests
+		// over stdio/HTTP (that era asks through multi round-trip requests):
+		// there is nobody we can ask, so the configured fallback applies.
+		if errors.Is(err, server.ErrElicitationNotSupported) || errors.Is(err, server.ErrNoActiveSession) ||
+			errors.Is(err, server.ErrServerInitiatedRequestUnsupported) {
 			return false, tools.ErrCannotAsk
 		}
 		return false, err

@@ -28,7 +28,9 @@ func New(cfg *config.Config, sessions Sessions, known []string) (*Engine, error)
 		e.known[Canonical(k)] = true
 	}
 	for _, s := range cfg.MCPServers {
-		e.servers[s.Name] = true
+		// Server names may contain '-' (config allows it); tool names are
+		// compared in their canonical (snake) form, so the server part is too.
+		e.servers[Canonical(s.Name)] = true
 	}
 	if probs := e.validate(); len(probs) > 0 {
 		return nil, &config.Error{File: cfg.Source(), Problems: probs}
@@ -80,7 +82,7 @@ func (e *Engine) validate() []config.Problem {
 			if !e.isKnown(tc.Name) {
 				probs = append(probs, config.Problem{Path: path, Line: e.cfg.Line(path), Msg: fmt.Sprintf("unknown tool %q", tc.Name)})
 			}
-			if _, err := ResolveControls(Controls{Active: p.ToolControls.ActiveTools, Choice: toChoice(tc)}); err != nil {
+			if _, err := ResolveControls(PresetControls(p)); err != nil {
 				probs = append(probs, config.Problem{Path: base + ".tool_controls.tool_choice", Line: e.cfg.Line(path), Msg: err.Error()})
 			}
 		}
@@ -147,7 +149,11 @@ func (e *Engine) Decide(ctx context.Context, c Caller, tool string, class Class,
 		if d := e.Access(ctx, c, k); !d.Allowed() {
 			return d
 		}
-		if d := e.sendRights(c, t.Role); !d.Allowed() {
+	}
+	// Send rights apply to any call that writes, and role=system needs its
+	// grant even when the call names no session to write to.
+	if len(t.Write) > 0 || t.Role == "system" {
+		if d := e.sendRights(c, t.Role, len(t.Write) > 0); !d.Allowed() {
 			return d
 		}
 	}
@@ -161,6 +167,8 @@ func (e *Engine) Decide(ctx context.Context, c Caller, tool string, class Class,
 
 // ToolDecision answers for the tool alone (used to list tools): layer
 // allow/deny, the sub-agent deny set, active_tools and an approval of "deny".
+// Every layer's deny list is checked before any allow list, so an explicit
+// deny is the rule reported whichever layer carries it.
 func (e *Engine) ToolDecision(c Caller, tool string, class Class) Decision {
 	name := Canonical(tool)
 	for _, l := range c.Layers {
@@ -168,6 +176,8 @@ func (e *Engine) ToolDecision(c Caller, tool string, class Class) Decision {
 			return deny("tools.deny", l.Path+".tools.deny",
 				"tool %s is denied by %s (remove it from %s.tools.deny to allow it)", name, l.Name, l.Path)
 		}
+	}
+	for _, l := range c.Layers {
 		if len(l.Preset.Tools.Allow) > 0 && !matches(Expand(l.Preset.Tools.Allow), name) {
 			return deny("tools.allow", l.Path+".tools.allow",
 				"tool %s is not in the allow list of %s (add it to %s.tools.allow)", name, l.Name, l.Path)
@@ -208,8 +218,16 @@ func (e *Engine) subagentTools(c Caller, name string) Decision {
 		if orchestrator {
 			role = "an orchestrator sub-agent"
 		}
-		return deny("subagents.default_deny", "agents.defaults.subagents.max_spawn_depth",
-			"%s is in the sub-agent default deny set and this caller is %s (depth %d); the main session is in charge of it (raise agents.defaults.subagents.max_spawn_depth to let children spawn)", name, role, c.Depth)
+		if contains(spawnTools, name) || contains(controlTools, name) {
+			return deny("subagents.default_deny", "agents.defaults.subagents.max_spawn_depth",
+				"%s is in the sub-agent default deny set and this caller is %s (depth %d, agents.defaults.subagents.max_spawn_depth = %d): only orchestrators spawn and control children (raise agents.defaults.subagents.max_spawn_depth to let children at this depth spawn)",
+				name, role, c.Depth, e.cfg.Agents.Defaults.Subagents.MaxSpawnDepth)
+		}
+		// No key lifts the rest of the set (tools.subagents.tools.allow
+		// cannot): the main session is in charge of these tools.
+		return deny("subagents.default_deny", "",
+			"%s is in the sub-agent default deny set (%s) and this caller is %s (depth %d): no configuration key lifts it for a child; the main session is in charge of it",
+			name, strings.Join(SubagentDefaultDeny, ", "), role, c.Depth)
 	}
 	if len(sub.Allow) > 0 && !matches(Expand(sub.Allow), name) {
 		return deny("tools.subagents.tools.allow", "tools.subagents.tools.allow",
@@ -250,6 +268,17 @@ func ValidKey(key string) error {
 // Access decides whether caller may read or address the session key:
 // per layer allowed_keys, then key_prefix, then cross_agent; then
 // tools.sessions.visibility for everyone.
+//
+// The aliases "main" and "current" are resolved first, and a caller always
+// sees its own session (even when its preset's key_prefix would not match
+// it, and under visibility "self"). Keys are compared as exact strings:
+// nothing normalises case, padding or path-like segments, and ValidKey
+// refuses spaces and non-ASCII look-alikes before any prefix is compared.
+//
+// A session belongs to another agent when either the agent id in its key
+// (agent:<id>:...) or the owner recorded in the store differs from the
+// caller's agent id: both are checked, so a mismatch between them can only
+// narrow access.
 func (e *Engine) Access(ctx context.Context, c Caller, key string) Decision {
 	key = ResolveKey(c, key)
 	if err := ValidKey(key); err != nil {
@@ -258,12 +287,16 @@ func (e *Engine) Access(ctx context.Context, c Caller, key string) Decision {
 	if key == c.Key {
 		return allow // a caller always sees itself
 	}
-	owner, ok, err := e.sessions.Owner(ctx, key)
+	if e.sessions == nil {
+		return deny("policy.error", "", "could not evaluate access to %s: the policy engine has no session store (denied)", key)
+	}
+	stored, ok, err := e.sessions.Owner(ctx, key)
 	if err != nil {
 		return deny("policy.error", "", "could not evaluate access to %s: %v (denied)", key, err)
 	}
-	if !ok {
-		owner = agentOfKey(key)
+	owner := agentOfKey(key)
+	if ok && stored != "" && (owner == "" || owner == c.AgentID) {
+		owner = stored // a stored owner that is another agent decides
 	}
 	for _, l := range c.Layers {
 		s := l.Preset.Sessions
@@ -272,7 +305,7 @@ func (e *Engine) Access(ctx context.Context, c Caller, key string) Decision {
 		}
 		if s.KeyPrefix != "" && !strings.HasPrefix(key, s.KeyPrefix) {
 			return deny("sessions.key_prefix", l.Path+".sessions.key_prefix",
-				"session %s is outside %s's key_prefix %q (add it to %s.sessions.allowed_keys or widen key_prefix)", key, l.Name, s.KeyPrefix, l.Path)
+				"session %s is outside %s's key_prefix %q (widen %s.sessions.key_prefix or add the key to %s.sessions.allowed_keys)", key, l.Name, s.KeyPrefix, l.Path, l.Path)
 		}
 		if owner != "" && owner != c.AgentID && (s.CrossAgent == nil || !*s.CrossAgent) {
 			return deny("sessions.cross_agent", l.Path+".sessions.cross_agent",
@@ -297,7 +330,7 @@ func (e *Engine) Access(ctx context.Context, c Caller, key string) Decision {
 			return deny("tools.sessions.visibility", "tools.sessions.visibility",
 				"session %s belongs to agent %q: tools.sessions.visibility = \"agent\" shows only agent %q's sessions (set it to all)", key, owner, c.AgentID)
 		}
-	case "all":
+	case "all", "": // "" = not set: the documented default, all
 	default:
 		return deny("policy.error", "tools.sessions.visibility", "unknown visibility %q (denied)", e.cfg.Tools.Sessions.Visibility)
 	}
@@ -315,11 +348,16 @@ func agentOfKey(key string) string {
 	return ""
 }
 
-func (e *Engine) sendRights(c Caller, role string) Decision {
-	for _, l := range c.Layers {
-		if s := l.Preset.Sessions.CanSend; s != nil && !*s {
-			return deny("sessions.can_send", l.Path+".sessions.can_send",
-				"%s may not send to sessions: %s.sessions.can_send = false", l.Name, l.Path)
+// sendRights checks can_send (every layer; default true) when the call
+// writes, and can_send_system for role=system: that needs an explicit grant
+// in every layer, and with no layer at all there is no grant.
+func (e *Engine) sendRights(c Caller, role string, writes bool) Decision {
+	if writes {
+		for _, l := range c.Layers {
+			if s := l.Preset.Sessions.CanSend; s != nil && !*s {
+				return deny("sessions.can_send", l.Path+".sessions.can_send",
+					"%s may not send to sessions: %s.sessions.can_send = false", l.Name, l.Path)
+			}
 		}
 	}
 	if role == "system" {
@@ -346,6 +384,15 @@ func (e *Engine) AllowedAgents(agentID string) (list []string, path string) {
 		}
 	}
 	return e.cfg.Agents.Defaults.Subagents.AllowAgents, "agents.defaults.subagents.allow_agents"
+}
+
+// SpawnAgent decides whether caller may spawn under agent target (its own
+// agent always; another one by allow_agents).
+func (e *Engine) SpawnAgent(c Caller, target string) Decision {
+	if target == "" || target == c.AgentID {
+		return allow
+	}
+	return e.spawnAgentRights(c, target)
 }
 
 func (e *Engine) spawnAgentRights(c Caller, target string) Decision {

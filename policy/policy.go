@@ -112,9 +112,14 @@ var (
 	controlTools = []string{"subagents", "spawn_status", "spawn_result", "spawn_list", "cancel_spawn"}
 )
 
-// Expand canonicalises a tool list and expands toolset names.
+// Expand canonicalises a tool list and expands toolset names. It keeps the
+// difference between nil ("not set": no filter) and an empty list ("set to
+// nothing": no tool), which active_tools depends on.
 func Expand(list []string) []string {
-	var out []string
+	if list == nil {
+		return nil
+	}
+	out := make([]string, 0, len(list))
 	for _, n := range list {
 		c := Canonical(n)
 		if set, ok := Toolsets[c]; ok {

@@ -135,6 +135,14 @@ func (r *Registry) Visible(c policy.Caller) []*Tool {
 func (r *Registry) Call(ctx context.Context, c policy.Caller, approver Approver, name string, raw json.RawMessage, progress func(p, total float64, msg string)) (res Result) {
 	t, ok := r.Get(name)
 	if !ok {
+		// A tool of the catalogue this build does not have is still judged by
+		// the gate first, so a caller that may not call it learns why.
+		if canon := policy.Canonical(name); contains(Catalog, canon) {
+			if d := r.env.Policy.ToolDecision(c, canon, ""); !d.Allowed() {
+				return refusal(canon, d)
+			}
+			return errorResult(canon, fmt.Sprintf("%s is not available in this version of sessionplane", canon))
+		}
 		return errorResult(name, fmt.Sprintf("unknown tool %q (tools/list shows the tools you may call)", name))
 	}
 	defer func() {
@@ -277,4 +285,13 @@ func refusal(tool string, d policy.Decision) Result {
 
 func errorResult(tool, msg string) Result {
 	return Result{Structured: ErrorOut{Status: "error", Tool: tool, Message: msg}, Text: "error: " + msg, IsError: true}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

@@ -82,10 +82,8 @@ func spawnGuards(ctx context.Context, call *Call, agentID, thinking, summary str
 		return &policy.Denied{Decision: policy.Decision{Rule: "subagents.max_children_per_agent", Hint: "agents.defaults.subagents.max_children_per_agent",
 			Message: fmt.Sprintf("%s already has %d active children (max_children_per_agent = %d): wait for one to finish, kill one, or raise agents.defaults.subagents.max_children_per_agent", call.Caller.Key, n, limit)}}
 	}
-	if agentID != "" && agentID != call.Caller.AgentID {
-		if d := call.Env.Policy.Decide(ctx, call.Caller, "sessions_spawn", "", policy.Targets{Agent: agentID}); !d.Allowed() {
-			return &policy.Denied{Decision: d}
-		}
+	if d := call.Env.Policy.SpawnAgent(call.Caller, agentID); !d.Allowed() {
+		return &policy.Denied{Decision: d}
 	}
 	if _, err := call.Env.Runtime.ResolveThinking(thinking, agentID); err != nil {
 		return fmt.Errorf("invalid thinking: %v", err)

@@ -86,11 +86,15 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 		out.Role = "leaf"
 	}
 	out.RiskLevel = riskLevel(call, s.Depth, s.Preset, out.Role)
-	if out.Children, err = call.Env.Store.Children(ctx, s.Key); err != nil {
+	kids, err := call.Env.Store.Children(ctx, s.Key)
+	if err != nil {
 		return StatusOut{}, "", err
 	}
-	if out.Children == nil {
-		out.Children = []string{}
+	out.Children = []string{}
+	for _, k := range kids { // only the children the caller may see
+		if call.Env.Policy.Access(ctx, call.Caller, k).Allowed() {
+			out.Children = append(out.Children, k)
+		}
 	}
 	db := call.Env.Store.DB()
 	var ar ActiveRun

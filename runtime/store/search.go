@@ -78,11 +78,11 @@ func (s *Store) Search(ctx context.Context, q SearchQuery, yield func(Hit) bool)
 	}
 }
 
-const (
-	searchPage = 64
-	// rankWindow is how many matching messages are ranked together.
-	rankWindow = 5000
-)
+const searchPage = 64
+
+// rankWindow is how many matching messages are ranked together (a
+// variable so tests can exercise several windows on a small corpus).
+var rankWindow = 5000
 
 // windowBound is the lowest rowid of the rankWindow newest matches below
 // upper, or 0 when fewer remain (the window reaches the oldest message).

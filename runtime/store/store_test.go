@@ -291,6 +291,8 @@ func TestUsageIncrementsAndTree(t *testing.T) {
 // A match older than the first ranking window is still reached when the
 // caller filters out everything newer (policy filters before the limit).
 func TestSearchReachesOlderWindows(t *testing.T) {
+	defer func(w int) { rankWindow = w }(rankWindow)
+	rankWindow = 40
 	s := openTest(t, "")
 	ctx := context.Background()
 	s.EnsureSession(ctx, Session{Key: "old"})
