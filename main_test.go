@@ -302,3 +302,106 @@ func BenchmarkStartToInitialize(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// spawnConfigFiles writes a config with a scripted provider into dir.
+func spawnConfigFiles(t *testing.T, dir string) string {
+	t.Helper()
+	script := filepath.Join(dir, "script.json")
+	os.WriteFile(script, []byte(`{"conversations": [
+		{"match": "slow", "turns": [{"delay_ms": 600000, "text": "never"}]},
+		{"turns": [{"text": "fine"}]}]}`), 0o600)
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[providers.demo]
+kind = "scripted"
+script = %q
+[[models]]
+id = "demo/scripted"
+provider = "demo"
+[agents.defaults]
+model = "demo/scripted"
+`, script)), 0o600)
+	return cfg
+}
+
+func callMsg(id int, tool, args string) string {
+	return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":%q,"arguments":%s}}`, id, tool, args)
+}
+
+// A real server process is killed with SIGKILL while a child runs, then
+// restarted on the same file: the run ends unknown, it is announced exactly
+// once, and the child's transcript is intact.
+func TestKill9RecoversRunAsUnknown(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "sp.db")
+	cfg := spawnConfigFiles(t, dir)
+	p := startServer(t, "--db", db, "--config", cfg)
+	p.send(initMsg)
+	p.response(1)
+	p.send(callMsg(2, "sessions_spawn", `{"task":"slow analysis","label":"victim"}`))
+	res := p.response(2)["result"].(map[string]any)["structuredContent"].(map[string]any)
+	runID, child := res["runId"].(string), res["childSessionKey"].(string)
+	if res["status"] != "accepted" {
+		t.Fatalf("spawn: %v", res)
+	}
+	st, err := store.Open(context.Background(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		r, err := st.GetRun(context.Background(), runID)
+		if err == nil && r.State == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("run never started: %+v %v", r, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.cmd.Process.Kill() // SIGKILL: no shutdown code runs
+	p.wait()
+
+	q := startServer(t, "--db", db, "--config", cfg)
+	q.send(initMsg)
+	q.response(1)
+	q.send(callMsg(2, "spawn_status", fmt.Sprintf(`{"task_id":%q}`, runID)))
+	resp := q.response(2)["result"].(map[string]any)
+	status := resp["structuredContent"].(map[string]any)
+	if status["status"] != "unknown" || !strings.Contains(status["note"].(string), "stopped before it finished") {
+		t.Fatalf("after restart: %v", status)
+	}
+	announced := 0
+	countIn := func(r map[string]any) { // prefixes: every content item before the tool's own (last) one
+		items := r["content"].([]any)
+		for _, c := range items[:len(items)-1] {
+			announced += strings.Count(c.(map[string]any)["text"].(string), "[announce]")
+		}
+	}
+	countIn(resp)
+	for id := 3; id < 6; id++ {
+		q.send(callMsg(id, "sessions_list", `{}`))
+		countIn(q.response(id)["result"].(map[string]any))
+	}
+	if announced != 1 {
+		t.Fatalf("announce delivered %d times, want exactly once", announced)
+	}
+	msgs, err := st.Transcript(context.Background(), child)
+	if err != nil || len(msgs) < 1 || msgs[0].Content.Text != "slow analysis" {
+		t.Fatalf("child transcript: %+v %v", msgs, err)
+	}
+	if res, _ := st.DB().Query("PRAGMA integrity_check"); res != nil {
+		var ok string
+		res.Next()
+		res.Scan(&ok)
+		res.Close()
+		if ok != "ok" {
+			t.Fatalf("integrity_check: %s", ok)
+		}
+	}
+	q.stdin.Close()
+	if code := q.wait(); code != 0 {
+		t.Fatalf("restarted server exit %d: %s", code, q.stderr)
+	}
+}

@@ -39,7 +39,7 @@ func Build(cfg *config.Config, st *store.Store, opts *BuildOptions) (*Server, er
 	rt := spruntime.New(cfg, st, &spruntime.Options{Logger: log, Providers: opts.Providers, Provider: opts.Provider})
 	runs := spruntime.NewManager(rt)
 	env := &tools.Env{Store: st, Config: cfg, Policy: gate, Runtime: rt, Runs: runs, Log: log}
-	all := append(tools.ReadTools(), tools.YieldTool(), tools.SubagentsTool())
+	all := append(tools.ReadTools(), tools.YieldTool(), tools.SubagentsTool(), tools.SendTool())
 	all = append(all, tools.SpawnTools()...)
 	reg := tools.NewRegistry(env, all...)
 	srv, err := New(reg, Options{Agent: cfg.MCP.Agent, Preset: cfg.MCP.Preset, Version: opts.Version, Logger: log})
@@ -50,5 +50,7 @@ func Build(cfg *config.Config, st *store.Store, opts *BuildOptions) (*Server, er
 	rt.SetTools(&tools.Box{Reg: reg})
 	rt.SetSampler(srv.sampler())
 	runs.SetNotifier(srv.announced)
+	runs.SetGate(gate)
+	env.Delivered = srv.delivered
 	return srv, nil
 }

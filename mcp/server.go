@@ -524,3 +524,25 @@ func (s *Server) announced(requester string) {
 		}
 	}
 }
+
+// delivered is told that a message was delivered to an MCP client's
+// session; when that is this server's client, it gets a logging
+// notification and a resource update for session://<key>.
+func (s *Server) delivered(key string) {
+	if key != s.caller.Key {
+		return
+	}
+	sess := s.lastSession()
+	if sess == nil {
+		return
+	}
+	n := mcp.NewLoggingMessageNotification(mcp.LoggingLevelNotice, "sessionplane.message", map[string]any{
+		"session": key, "text": "a message was delivered to your session; read it with sessions_history or the resource " + tools.SessionURI(key),
+	})
+	if err := s.srv.SendLogMessageToSpecificClient(sess.SessionID(), n); err != nil {
+		s.log.Debug("delivery notification not sent", "err", err)
+	}
+	if err := s.srv.SendNotificationToSpecificClient(sess.SessionID(), "notifications/resources/updated", map[string]any{"uri": tools.SessionURI(key)}); err != nil {
+		s.log.Debug("resource update not sent", "err", err)
+	}
+}

@@ -47,6 +47,7 @@ type runOptions struct {
 	MaxIterations int             `json:"max_iterations,omitempty"`
 	SessionID     string          `json:"session_id,omitempty"`
 	Silent        bool            `json:"silent,omitempty"` // never announce (e.g. a steered-away run)
+	PingPong      int             `json:"ping_pong,omitempty"`
 }
 
 func (o runOptions) turn(rt *Runtime, key string) (Turn, error) {
@@ -80,13 +81,24 @@ type Manager struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	lane   chan struct{}
+	lane   chan struct{} // subagent lane: spawned children (max_concurrent)
+	nested chan struct{} // nested lane: sessions_send and cron turns
+	freed  chan struct{} // closed (and replaced) whenever a local run ends
 
 	mu       sync.Mutex
 	active   map[string]*activeRun
 	notify   Notifier
 	steerAt  map[string]time.Time
 	onFinish []func(*store.Run)
+	gate     *policy.Engine
+}
+
+// SetGate gives the manager the policy gate (for turns it starts itself,
+// such as ping-pong replies).
+func (m *Manager) SetGate(g *policy.Engine) {
+	m.mu.Lock()
+	m.gate = g
+	m.mu.Unlock()
 }
 
 type activeRun struct {
@@ -103,7 +115,8 @@ func NewManager(rt *Runtime) *Manager {
 		n = 8
 	}
 	return &Manager{rt: rt, st: rt.st, instance: uuid.NewString(), pid: os.Getpid(), host: host,
-		lane: make(chan struct{}, n), active: map[string]*activeRun{}, steerAt: map[string]time.Time{}}
+		lane: make(chan struct{}, n), nested: make(chan struct{}, n), freed: make(chan struct{}),
+		active: map[string]*activeRun{}, steerAt: map[string]time.Time{}}
 }
 
 // Instance is this process's id in the instances table.
@@ -176,8 +189,28 @@ func (m *Manager) submit(ctx context.Context, r *store.Run, opts runOptions) err
 	return nil
 }
 
-// schedule starts the goroutine that waits for a lane slot and runs it.
+// schedule starts the goroutine that waits for a lane slot and its
+// session's turn, then runs it.
 func (m *Manager) schedule(id string) {
+	m.scheduleKind(id, "")
+}
+
+func (m *Manager) laneFor(kind string) chan struct{} {
+	if kind == KindSpawn || kind == "" {
+		return m.lane
+	}
+	return m.nested
+}
+
+// released tells goroutines waiting for a busy session to try again.
+func (m *Manager) released() {
+	m.mu.Lock()
+	close(m.freed)
+	m.freed = make(chan struct{})
+	m.mu.Unlock()
+}
+
+func (m *Manager) scheduleKind(id, kind string) {
 	runCtx, cancel := context.WithCancelCause(m.ctx)
 	ar := &activeRun{cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
@@ -193,25 +226,50 @@ func (m *Manager) schedule(id string) {
 			m.mu.Unlock()
 			close(ar.done)
 		}()
-		select {
-		case m.lane <- struct{}{}:
-		case <-runCtx.Done():
-			return // killed while queued: the kill recorded it
+		if kind == "" {
+			if r, err := m.st.GetRun(runCtx, id); err == nil {
+				kind = r.Kind
+			}
 		}
-		defer func() { <-m.lane }()
-		m.execute(runCtx, id, ar)
+		lane := m.laneFor(kind)
+		for {
+			select {
+			case lane <- struct{}{}:
+			case <-runCtx.Done():
+				return // killed while queued: the kill recorded it
+			}
+			m.mu.Lock()
+			freed := m.freed
+			m.mu.Unlock()
+			ok, err := m.st.ClaimRun(context.WithoutCancel(runCtx), id, m.instance, m.pid)
+			if err == nil && ok {
+				m.execute(runCtx, id, ar)
+				<-lane
+				m.released()
+				return
+			}
+			<-lane
+			if err != nil {
+				m.rt.log.Error("claim run", "run", id, "err", err)
+			}
+			r, gerr := m.st.GetRun(context.WithoutCancel(runCtx), id)
+			if gerr != nil || r.State != store.RunQueued {
+				return // killed before it started, or claimed elsewhere: never run twice
+			}
+			// Its session is busy with another turn: wait for a local run to
+			// end, or poll (the other turn may run in another process).
+			select {
+			case <-freed:
+			case <-time.After(250 * time.Millisecond):
+			case <-runCtx.Done():
+				return
+			}
+		}
 	}()
 }
 
 func (m *Manager) execute(ctx context.Context, id string, ar *activeRun) {
 	wctx := context.WithoutCancel(ctx)
-	ok, err := m.st.ClaimRun(wctx, id, m.instance, m.pid)
-	if err != nil || !ok {
-		if err != nil {
-			m.rt.log.Error("claim run", "run", id, "err", err)
-		}
-		return // killed before it started, or claimed elsewhere: never run twice
-	}
 	run, err := m.st.GetRun(wctx, id)
 	if err != nil {
 		m.rt.log.Error("read run", "run", id, "err", err)
@@ -267,7 +325,7 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 	}
 	run.EndedAt = now
 	var ann *store.Announce
-	if !opts.Silent {
+	if !opts.Silent && !continuesPingPong(run, opts) {
 		ann = m.announce(run, opts.SessionID)
 	}
 	ok, err := m.st.FinishRun(wctx, run.ID, out, ann)
@@ -284,6 +342,9 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 			m.rt.log.Warn("session status", "key", run.ChildKey, "err", err)
 		}
 		m.afterFinish(wctx, run, ann, res.CloseAfter)
+		if m.gate != nil {
+			m.pingPong(wctx, m.gate, run, opts)
+		}
 	}
 }
 
@@ -586,7 +647,7 @@ func (m *Manager) sweepArchive(ctx context.Context) {
 // announce builds the durable announce of a finished run.
 func (m *Manager) announce(run *store.Run, sessionID string) *store.Announce {
 	text := strings.TrimSpace(run.ResultText)
-	silent := text == "NO_REPLY" || text == "ANNOUNCE_SKIP"
+	silent := text == "NO_REPLY" || text == "ANNOUNCE_SKIP" || text == "REPLY_SKIP"
 	return &store.Announce{RequesterKey: run.RequesterKey, Status: run.State, Silent: silent, Body: AnnounceBody(run, sessionID)}
 }
 

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/sessionplane/sessionplane/policy"
@@ -39,6 +40,12 @@ func (m *Manager) Spawn(ctx context.Context, gate *policy.Engine, spec ChildSpec
 		role = "orchestrator"
 	}
 	t := child.Turn
+	// The task is in the child's transcript before the spawn is accepted,
+	// whatever happens to the run later.
+	if _, err := m.st.AppendMessage(ctx, store.Message{SessionKey: child.Key, Role: t.InputRole, Trust: t.InputTrust, Content: store.Content{Text: t.Input}}); err != nil {
+		return nil, fmt.Errorf("record the task in the child session: %w", err)
+	}
+	t.Input = ""
 	opts := runOptions{Caller: child.Caller, ModelID: t.Model.ID, System: t.System, Thinking: t.Thinking, Choice: t.Controls.Choice,
 		Input: t.Input, InputRole: t.InputRole, InputTrust: t.InputTrust, OutputSchema: t.OutputSchema, SessionID: child.SessionID}
 	if t.Controls.Active != nil {
@@ -63,7 +70,10 @@ func (m *Manager) Continue(ctx context.Context, prev *store.Run, requester, mess
 	if err := jsonUnmarshal(prev.Options, &opts); err != nil {
 		return nil, err
 	}
-	opts.Input, opts.InputRole, opts.InputTrust, opts.Silent = message, store.RoleUser, store.TrustInterSession, false
+	if _, err := m.st.AppendMessage(ctx, store.Message{SessionKey: prev.ChildKey, Role: store.RoleUser, Trust: store.TrustInterSession, Content: store.Content{Text: message}}); err != nil {
+		return nil, fmt.Errorf("record the message in the child session: %w", err)
+	}
+	opts.Input, opts.Silent = "", false
 	run := &store.Run{Kind: prev.Kind, ChildKey: prev.ChildKey, RequesterKey: requester, AgentID: prev.AgentID, Label: prev.Label,
 		Task: message, Preset: prev.Preset, Model: prev.Model, Thinking: prev.Thinking, Cleanup: prev.Cleanup, TimeoutMS: prev.TimeoutMS,
 		Depth: prev.Depth, Role: prev.Role}

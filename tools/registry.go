@@ -29,6 +29,9 @@ type Env struct {
 	Runtime *spruntime.Runtime
 	Runs    *spruntime.Manager
 	Log     *slog.Logger
+	// Delivered, when set, is told that a message was delivered to an MCP
+	// client's session (so a client connected here can be notified).
+	Delivered func(key string)
 }
 
 // Approver asks a human to approve a call. Implementations return

@@ -173,14 +173,19 @@ func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
 func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
 
 // ClaimRun moves a queued run to running for this instance. It returns
-// false when another process claimed it first or it is no longer queued,
-// so no run is ever executed twice.
+// false when another process claimed it first, it is no longer queued, or
+// its session is busy: one turn at a time per session, in FIFO order (an
+// older queued run of the same session goes first; run ids are uuid v7,
+// ordered by creation). So no run is executed twice and no two runs
+// interleave in one transcript, whichever processes run them.
 func (s *Store) ClaimRun(ctx context.Context, id, instance string, pid int) (bool, error) {
 	var n int64
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		now := s.nowMS()
 		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
-			WHERE id = ? AND state = 'queued'`, instance, pid, now, now, id)
+			WHERE id = ? AND state = 'queued'
+			AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.child_key = runs.child_key AND o.id != runs.id
+				AND (o.state = 'running' OR (o.state = 'queued' AND o.id < runs.id)))`, instance, pid, now, now, id)
 		if err != nil {
 			return err
 		}
@@ -519,4 +524,14 @@ func (s *Store) MessagesAfter(ctx context.Context, key string, after int64) ([]M
 		out = append(out, m)
 	}
 	return out, rows.Err()
+}
+
+// MarkAnnounceDelivered marks a run's announce delivered (and notified):
+// its content reached the requester another way (a waited-for reply).
+func (s *Store) MarkAnnounceDelivered(ctx context.Context, runID string) error {
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		now := s.nowMS()
+		_, err := tx.ExecContext(ctx, `UPDATE announces SET delivered_at = COALESCE(delivered_at, ?), notified_at = COALESCE(notified_at, ?) WHERE run_id = ?`, now, now, runID)
+		return err
+	})
 }
