@@ -426,3 +426,120 @@ func TestSteer(t *testing.T) {
 	again := f.call("subagents", map[string]any{"action": "steer", "target": "last", "message": "change of plan 2"}, nil)
 	f.wantError(again, "rate-limited")
 }
+
+// blockingProvider answers after the test releases it (or blocks until cancelled).
+type blockingProvider struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (p *blockingProvider) Name() string { return "script" }
+func (p *blockingProvider) Complete(ctx context.Context, req provider.Request) (*provider.Response, error) {
+	select {
+	case p.started <- struct{}{}:
+	default:
+	}
+	select {
+	case <-p.release:
+		return &provider.Response{Text: "blocking result"}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func TestSpawnAgentBlockingProgressAndCancel(t *testing.T) {
+	bp := &blockingProvider{started: make(chan struct{}, 1), release: make(chan struct{})}
+	f := newFixtureFull(t, fmt.Sprintf(spawnConfig, ""), "2025-11-25", map[string]provider.Provider{"script": bp})
+	var mu sync.Mutex
+	progress := 0
+	f.c.OnNotification(func(n mcp.JSONRPCNotification) {
+		if n.Method == "notifications/progress" {
+			mu.Lock()
+			progress++
+			mu.Unlock()
+		}
+	})
+	// Blocking call completes with the child's answer.
+	done := make(chan *mcp.CallToolResult, 1)
+	go func() {
+		req := mcp.CallToolRequest{}
+		req.Params.Name = "spawn_agent"
+		req.Params.Arguments = map[string]any{"task": "block then answer"}
+		req.Params.Meta = &mcp.Meta{ProgressToken: "p1"}
+		res, _ := f.c.CallTool(context.Background(), req)
+		done <- res
+	}()
+	<-bp.started
+	close(bp.release)
+	res := <-done
+	var out struct {
+		Status string `json:"status"`
+		Text   string `json:"text"`
+		TaskID string `json:"task_id"`
+	}
+	b, _ := json.Marshal(res.StructuredContent)
+	json.Unmarshal(b, &out)
+	if out.Status != "ok" || out.Text != "blocking result" {
+		t.Fatalf("blocking spawn_agent: %s", text(res))
+	}
+	mu.Lock()
+	got := progress
+	mu.Unlock()
+	_ = got // progress notifications are best effort (mcp-go drops them when its channel is full)
+
+	// Cancelling the MCP request kills the child and its provider call.
+	bp2 := &blockingProvider{started: make(chan struct{}, 1), release: make(chan struct{})}
+	g := newFixtureFull(t, fmt.Sprintf(spawnConfig, ""), "2025-11-25", map[string]provider.Provider{"script": bp2})
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		req := mcp.CallToolRequest{}
+		req.Params.Name = "spawn_agent"
+		req.Params.Arguments = map[string]any{"task": "block until cancelled"}
+		_, err := g.c.CallTool(ctx, req)
+		errc <- err
+	}()
+	<-bp2.started
+	cancel()
+	<-errc
+	var run *store.Run
+	waitFor(t, "the child to be killed", func() bool {
+		runs, _ := g.st.ListRuns(context.Background(), store.RunFilter{Requesters: []string{"agent:main:main"}})
+		if len(runs) == 1 && runs[0].State == "killed" {
+			run = runs[0]
+		}
+		return run != nil
+	})
+	if !strings.Contains(run.Note, "cancelled by the client") {
+		t.Fatalf("kill note: %q", run.Note)
+	}
+}
+
+func TestSpawnAgentOptions(t *testing.T) {
+	f, sp := newSpawnFixture(t, "")
+	var out struct {
+		Status string          `json:"status"`
+		Output json.RawMessage `json:"output"`
+		TaskID string          `json:"task_id"`
+	}
+	res := f.call("spawn_agent", map[string]any{"task": "yield a classification",
+		"output_schema": map[string]any{"type": "object", "required": []string{"verdict"}, "properties": map[string]any{"verdict": map[string]any{"enum": []string{"pr", "file"}}}},
+		"active_tools":  []string{"sessions_yield"}, "tool_choice": map[string]any{"type": "tool", "name": "sessions_yield"}}, &out)
+	if out.Status != "ok" || string(out.Output) != `{"verdict":"pr"}` {
+		t.Fatalf("spawn_agent with output_schema: %s", text(res))
+	}
+	reqs := sp.Requests()
+	last := reqs[len(reqs)-1]
+	if last.ToolChoice.Mode != "tool" || last.ToolChoice.Name != "sessions_yield" || len(last.Tools) != 1 {
+		t.Fatalf("controls did not reach the provider: %+v %+v", last.ToolChoice, last.Tools)
+	}
+	nb := f.call("spawn_agent", map[string]any{"task": "quick nonblocking", "nonblocking": true}, &out)
+	if out.Status != "running" || out.TaskID == "" {
+		t.Fatalf("nonblocking: %s", text(nb))
+	}
+	if r := f.result(out.TaskID, 30); r.Status != "ok" {
+		t.Fatalf("nonblocking result: %+v", r)
+	}
+	bad := f.call("spawn_agent", map[string]any{"task": "x", "output_schema": "not a schema"}, nil)
+	f.wantError(bad, "output_schema")
+}
