@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
 // TestRealClients drives the real sessionplane binary with MCP clients nobody
@@ -45,6 +47,51 @@ func TestRealClients(t *testing.T) {
 		db := filepath.Join(t.TempDir(), "sdk.db")
 		out := e2eRun(t, root, env, 3*time.Minute, "node", filepath.Join("e2e", "sdk_client.mjs"), bin, db)
 		e2eRequireSummary(t, out, "sdk client")
+	})
+	t.Run("flows", func(t *testing.T) {
+		dir := t.TempDir()
+		script := filepath.Join(dir, "script.json")
+		os.WriteFile(script, []byte(`{"conversations": [
+			{"match": "release notes", "turns": [{"text": "Release notes: faster search, durable announces.", "usage": {"input_tokens": 800, "output_tokens": 400}}]},
+			{"match": "JWT", "turns": [{"text": "Noted."}, {"text": "JWT middleware implemented."}]},
+			{"turns": [{"text": "done"}]}]}`), 0o600)
+		scripted := filepath.Join(dir, "scripted.toml")
+		os.WriteFile(scripted, []byte(fmt.Sprintf(`
+[providers.demo]
+kind = "scripted"
+script = %q
+[[models]]
+id = "demo/scripted"
+provider = "demo"
+cost = { input = 3.0, output = 15.0 }
+[agents.defaults]
+model = "demo/scripted"
+`, script)), 0o600)
+		observer := filepath.Join(dir, "observer.toml")
+		os.WriteFile(observer, []byte(`
+[mcp]
+preset = "observer"
+[agents.presets.observer]
+tools.allow = ["toolset.starter-read", "sessions_search"]
+sessions.key_prefix = "agent:research:"
+sessions.can_send = false
+`), 0o600)
+		for _, f := range []struct{ flow, config string }{{"observer", observer}, {"spawn", scripted}, {"coordinator", scripted}} {
+			t.Run(f.flow, func(t *testing.T) {
+				db := filepath.Join(t.TempDir(), f.flow+".db")
+				if f.flow == "observer" {
+					st, err := store.Open(context.Background(), db, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					st.EnsureSession(context.Background(), store.Session{Key: "agent:main:notes"})
+					st.EnsureSession(context.Background(), store.Session{Key: "agent:research:papers"})
+					st.Close()
+				}
+				out := e2eRun(t, root, env, 3*time.Minute, "node", filepath.Join("e2e", "sdk_flows.mjs"), f.flow, bin, db, "--config", f.config)
+				e2eRequireSummary(t, out, "sdk flows "+f.flow)
+			})
+		}
 	})
 	t.Run("inspector", func(t *testing.T) {
 		db := filepath.Join(t.TempDir(), "inspector.db")

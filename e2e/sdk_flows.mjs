@@ -1,0 +1,115 @@
+// End-to-end flows with the official TypeScript SDK client (StdioClientTransport)
+// against the built sessionplane binary:
+//
+//   node e2e/sdk_flows.mjs observer    <bin> <db> --config <observer config>
+//   node e2e/sdk_flows.mjs spawn       <bin> <db> --config <scripted config>
+//   node e2e/sdk_flows.mjs coordinator <bin> <db> --config <scripted config>
+//
+// observer: with an observer preset, tools/list shows only the allowed tools
+//   and a forbidden call returns a readable refusal.
+// spawn: sessions_spawn → spawn_result (wait) → the announce arrives as a
+//   prefix of the next tool result, exactly once.
+// coordinator: seed 000's flow: sessions_list → sessions_search →
+//   sessions_history → sessions_send → task_list.
+// Prints "ok - ..." per check and a final "sdk flows <name>: N passed, M failed".
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+const [flow, bin, db, ...extra] = process.argv.slice(2);
+if (!flow || !bin || !db) {
+  console.error("usage: node e2e/sdk_flows.mjs observer|spawn|coordinator <bin> <db> [server args...]");
+  process.exit(2);
+}
+
+let passed = 0;
+let failed = 0;
+function check(label, ok, detail) {
+  if (ok) {
+    passed++;
+    console.log(`ok - ${label}`);
+  } else {
+    failed++;
+    console.log(`not ok - ${label}${detail ? ": " + detail : ""}`);
+  }
+  return ok;
+}
+const textOf = (r) => (r?.content ?? []).filter((c) => c.type === "text").map((c) => c.text).join("\n");
+const short = (v, n = 500) => { const s = typeof v === "string" ? v : JSON.stringify(v); return s.length > n ? s.slice(0, n) + "…" : s; };
+
+async function connect() {
+  const transport = new StdioClientTransport({ command: bin, args: ["--db", db, ...extra], stderr: "inherit" });
+  const client = new Client({ name: "sessionplane-e2e-flows", version: "0.0.0" }, { capabilities: {} });
+  await client.connect(transport);
+  return client;
+}
+
+async function observerFlow(client) {
+  const { tools } = await client.listTools();
+  const names = tools.map((t) => t.name).sort();
+  const want = ["session_status", "sessions_history", "sessions_list", "sessions_search"];
+  check("observer tools/list shows only the allowed tools", JSON.stringify(names) === JSON.stringify(want), JSON.stringify(names));
+  const denied = await client.callTool({ name: "sessions_spawn", arguments: { task: "x" } });
+  const t = textOf(denied);
+  check("a tool outside the preset is refused (isError)", denied.isError === true, short(denied));
+  check("the refusal is readable: rule and config key", t.includes("forbidden") && t.includes("tools.allow") && t.includes("agents.presets.observer"), t);
+  check("the refusal is structured", denied.structuredContent?.status === "forbidden" && denied.structuredContent?.rule === "tools.allow", short(denied.structuredContent));
+  const outside = await client.callTool({ name: "sessions_history", arguments: { key: "agent:main:notes" } });
+  check("a session outside key_prefix is refused with rule sessions.key_prefix",
+    outside.isError === true && outside.structuredContent?.rule === "sessions.key_prefix", short(outside));
+  const list = await client.callTool({ name: "sessions_list", arguments: {} });
+  const keys = (list.structuredContent?.sessions ?? []).map((s) => s.key);
+  check("sessions_list hides sessions outside the prefix and says how many",
+    !keys.includes("agent:main:notes") && list.structuredContent?.filtered >= 1, short(list.structuredContent));
+}
+
+async function spawnFlow(client) {
+  const spawned = await client.callTool({ name: "sessions_spawn", arguments: { task: "summarise the release notes", label: "notes" } });
+  const sc = spawned.structuredContent ?? {};
+  check("sessions_spawn is accepted at once", sc.status === "accepted" && sc.runId && sc.childSessionKey?.startsWith("agent:main:subagent:"), short(spawned));
+  const result = await client.callTool({ name: "spawn_result", arguments: { task_id: sc.runId, wait_seconds: 60 } });
+  check("spawn_result waits for the child and returns its answer",
+    result.structuredContent?.status === "ok" && result.structuredContent?.text === "Release notes: faster search, durable announces.", short(result.structuredContent));
+  check("spawn_result shows the announce with its stats line", (result.structuredContent?.announce ?? "").includes("Stats: runtime"), short(result.structuredContent));
+  let prefixes = 0;
+  const count = (r) => { const items = r.content ?? []; for (const c of items.slice(0, -1)) if (c.type === "text" && c.text.includes("[announce]")) prefixes++; };
+  count(result);
+  for (let i = 0; i < 3; i++) count(await client.callTool({ name: "sessions_list", arguments: {} }));
+  check("the announce reached the client exactly once as a result prefix", prefixes === 1, `seen ${prefixes} times`);
+  const child = await client.callTool({ name: "sessions_history", arguments: { key: sc.childSessionKey } });
+  check("the child's transcript is readable", (child.structuredContent?.messages ?? []).length === 2, short(child.structuredContent));
+}
+
+async function coordinatorFlow(client) {
+  // Workers exist first: a specialist session created by a send.
+  const seeded = await client.callTool({ name: "sessions_send", arguments: { key: "agent:coder:main-worker", message: "Remember: the API uses JWT checkpoints." } });
+  check("a specialist session is created by sending to it", seeded.structuredContent?.status === "ok" && seeded.structuredContent?.created === true, short(seeded.structuredContent));
+  const list = await client.callTool({ name: "sessions_list", arguments: {} });
+  check("1. sessions_list discovers the worker", (list.structuredContent?.sessions ?? []).some((s) => s.key === "agent:coder:main-worker"), short(list.structuredContent));
+  const search = await client.callTool({ name: "sessions_search", arguments: { query: "JWT checkpoints" } });
+  check("2. sessions_search finds prior related work", (search.structuredContent?.hits ?? []).some((h) => h.key === "agent:coder:main-worker"), short(search.structuredContent));
+  const hist = await client.callTool({ name: "sessions_history", arguments: { key: "agent:coder:main-worker" } });
+  check("3. sessions_history inspects its progress", (hist.structuredContent?.messages ?? []).length >= 2, short(hist.structuredContent));
+  const sent = await client.callTool({ name: "sessions_send", arguments: { key: "agent:coder:main-worker", message: "Please implement JWT middleware", wait_for_reply: true, context: "coordinator" } });
+  check("4. sessions_send dispatches the next task and gets the reply", sent.structuredContent?.status === "ok" && (sent.structuredContent?.reply ?? "").length > 0, short(sent.structuredContent));
+  const created = await client.callTool({ name: "task_list", arguments: { action: "create", list: "sprint", title: "JWT middleware" } });
+  check("5. task_list tracks the work item", !created.isError, short(created));
+  const tasks = await client.callTool({ name: "task_list", arguments: { action: "list", list: "sprint" } });
+  check("5. task_list lists it", textOf(tasks).includes("JWT middleware"), short(tasks));
+}
+
+const flows = { observer: observerFlow, spawn: spawnFlow, coordinator: coordinatorFlow };
+if (!flows[flow]) {
+  console.error(`unknown flow ${flow}`);
+  process.exit(2);
+}
+let client;
+try {
+  client = await connect();
+  await flows[flow](client);
+} catch (e) {
+  check(`flow ${flow} ran without throwing`, false, String(e?.stack ?? e));
+} finally {
+  await client?.close().catch(() => {});
+}
+console.log(`sdk flows ${flow}: ${passed} passed, ${failed} failed`);
+process.exitCode = failed === 0 ? 0 : 1;
