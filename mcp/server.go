@@ -22,6 +22,7 @@ import (
 
 	"github.com/sessionplane/sessionplane/policy"
 	spruntime "github.com/sessionplane/sessionplane/runtime"
+	"github.com/sessionplane/sessionplane/runtime/cron"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
 	"github.com/sessionplane/sessionplane/tools"
@@ -54,24 +55,48 @@ type Server struct {
 	sess   server.ClientSession // the client of the latest request
 
 	runs *spruntime.Manager
+	cron *cron.Scheduler
+
+	wake     chan struct{} // an announce may be waiting for a notification
+	quit     chan struct{}
+	notifyWG sync.WaitGroup
+	stopOnce sync.Once
 }
 
-// Start starts the run manager (restart recovery, heartbeats, lanes). ctx
-// bounds it; Close stops it.
+// Start starts the announce notifier, the run manager (restart recovery,
+// heartbeats, lanes), then the cron scheduler that fires into it. ctx
+// bounds them; Close stops them.
 func (s *Server) Start(ctx context.Context) error {
+	s.notifyWG.Add(1)
+	go s.notifier()
 	if s.runs == nil {
 		return nil
 	}
-	return s.runs.Start(ctx)
+	if err := s.runs.Start(ctx); err != nil {
+		return err
+	}
+	if s.cron != nil {
+		return s.cron.Start(ctx)
+	}
+	return nil
 }
 
-// Close stops the run manager: active runs are recorded as killed with
-// their announces, and every goroutine is waited for.
+// Close stops the cron scheduler, then the run manager (active runs are
+// recorded as killed with their announces), then the notifier, and waits
+// for every goroutine. It may be called more than once.
 func (s *Server) Close() error {
-	if s.runs == nil {
-		return nil
-	}
-	return s.runs.Close()
+	var err error
+	s.stopOnce.Do(func() {
+		if s.cron != nil {
+			s.cron.Close() // first: no job fires into a closing run manager
+		}
+		if s.runs != nil {
+			err = s.runs.Close()
+		}
+		close(s.quit)
+		s.notifyWG.Wait()
+	})
+	return err
 }
 
 // Runs is the run manager.
@@ -99,7 +124,7 @@ func New(reg *tools.Registry, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("MCP client preset: %w", err)
 	}
-	s := &Server{reg: reg, log: log, caller: policy.Caller{
+	s := &Server{reg: reg, log: log, wake: make(chan struct{}, 1), quit: make(chan struct{}), caller: policy.Caller{
 		Key: "agent:" + opts.Agent + ":main", AgentID: opts.Agent, Layers: layers, Client: true,
 	}}
 	hooks := &server.Hooks{}
@@ -213,9 +238,8 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 			raw = json.RawMessage("{}")
 		}
 		res := s.reg.Call(ctx, s.caller, &elicitApprover{srv: s.srv}, name, raw, s.progress(ctx, req))
-		s.record(ctx, name, raw, res)
 		out := toMCP(res)
-		s.prependAnnounces(ctx, out)
+		s.recordAndDeliver(ctx, name, raw, res, out)
 		return out, nil
 	}
 }
@@ -250,9 +274,12 @@ func (s *Server) progress(ctx context.Context, req mcp.CallToolRequest) func(p, 
 	}
 }
 
-// record appends the client's call and its result to its transcript. It
-// survives the request being cancelled, bounded by a short timeout.
-func (s *Server) record(ctx context.Context, name string, args json.RawMessage, res tools.Result) {
+// recordAndDeliver appends the client's call and its result to its
+// transcript and, in the same transaction, claims every announce not yet
+// delivered to the client, which is put in front of this tool result: each
+// reaches the client exactly once. It survives the request being
+// cancelled, bounded by a short timeout.
+func (s *Server) recordAndDeliver(ctx context.Context, name string, args json.RawMessage, res tools.Result, out *mcp.CallToolResult) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	callID := fmt.Sprintf("mcp_%d", time.Now().UnixNano())
@@ -260,15 +287,26 @@ func (s *Server) record(ctx context.Context, name string, args json.RawMessage, 
 	if len(text) > 4000 {
 		text = text[:4000] + " …[cut]"
 	}
-	err := s.reg.Env().Store.AppendMessages(ctx, []store.Message{
+	anns, err := s.reg.Env().Store.RecordAndClaim(ctx, []store.Message{
 		{SessionKey: s.caller.Key, Role: store.RoleAssistant, Trust: store.TrustUser,
 			Content: store.Content{ToolCalls: []store.ToolCall{{ID: callID, Name: name, Args: args}}}},
 		{SessionKey: s.caller.Key, Role: store.RoleTool, Trust: store.TrustExternal,
 			Content: store.Content{ToolResults: []store.ToolResult{{CallID: callID, Name: name, Content: text, IsError: res.IsError}}}},
-	})
+	}, s.caller.Key)
 	if err != nil {
-		s.log.Error("record tool call in the client's transcript", "tool", name, "err", err)
+		s.log.Error("record the tool call and deliver announces", "tool", name, "err", err)
+		return
 	}
+	if len(anns) == 0 {
+		return
+	}
+	var b strings.Builder
+	for _, a := range anns {
+		b.WriteString(a.Body)
+		b.WriteString("\n\n")
+	}
+	b.WriteString("---\n")
+	out.Content = append([]mcp.Content{mcp.NewTextContent(b.String())}, out.Content...)
 }
 
 // addSessionResources lists the sessions visible to the client as resources.
@@ -476,35 +514,35 @@ func (s *Server) lastSession() server.ClientSession {
 	return s.sess
 }
 
-// prependAnnounces puts every announce not yet delivered to the client in
-// front of this tool result, marking them delivered in the same
-// transaction: each reaches the client exactly once.
-func (s *Server) prependAnnounces(ctx context.Context, res *mcp.CallToolResult) {
-	anns, err := s.reg.Env().Store.ClaimAnnounces(context.WithoutCancel(ctx), s.caller.Key)
-	if err != nil {
-		s.log.Error("deliver announces", "err", err)
-		return
-	}
-	if len(anns) == 0 {
-		return
-	}
-	var b strings.Builder
-	for _, a := range anns {
-		b.WriteString(a.Body)
-		b.WriteString("\n\n")
-	}
-	b.WriteString("---\n")
-	res.Content = append([]mcp.Content{mcp.NewTextContent(b.String())}, res.Content...)
-}
-
 // announced is called when an announce was written (here, or found by the
-// heartbeat's poll when requester is ""): it pushes a logging notification
-// to the client for announces addressed to it, at once. Best effort: the
+// heartbeat's poll when requester is ""): it wakes the notifier, which
+// pushes a logging notification to the client for announces addressed to
+// it. Many announces at once coalesce into one claim. Best effort: the
 // durable delivery is the prefix on the next tool result.
 func (s *Server) announced(requester string) {
 	if requester != "" && requester != s.caller.Key {
 		return
 	}
+	select {
+	case s.wake <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+}
+
+// notifier owns the announce notifications: it runs until Close.
+func (s *Server) notifier() {
+	defer s.notifyWG.Done()
+	for {
+		select {
+		case <-s.quit:
+			return
+		case <-s.wake:
+		}
+		s.pushAnnounces()
+	}
+}
+
+func (s *Server) pushAnnounces() {
 	sess := s.lastSession()
 	if sess == nil {
 		return

@@ -148,7 +148,8 @@ func TestToolsListedWithSchemasAndAnnotations(t *testing.T) {
 	}
 	readOnly := map[string]bool{"sessions_list": true, "sessions_history": true, "sessions_search": true, "session_status": true, "agents_list": true,
 		"spawn_status": true, "spawn_result": true, "spawn_list": true}
-	others := map[string]bool{"sessions_spawn": true, "spawn_agent": true, "cancel_spawn": true, "subagents": true}
+	others := map[string]bool{"sessions_spawn": true, "spawn_agent": true, "cancel_spawn": true, "subagents": true,
+		"sessions_send": true, "task_list": true, "cron": true}
 	if len(res.Tools) != len(readOnly)+len(others) {
 		t.Fatalf("got %d tools", len(res.Tools))
 	}
@@ -466,7 +467,7 @@ func TestProtocolEras(t *testing.T) {
 				t.Fatalf("negotiated %q, want %q", got, v)
 			}
 			res, err := f.c.ListTools(context.Background(), mcp.ListToolsRequest{})
-			if err != nil || len(res.Tools) != 12 {
+			if err != nil || len(res.Tools) != 15 {
 				t.Fatalf("list: %v (%d tools)", err, len(res.Tools))
 			}
 			var out struct {

@@ -32,11 +32,12 @@ type ChildSpec struct {
 	Timeout      time.Duration // 0 = the preset's timeout_secs, else none
 }
 
-// Child is a prepared child run: its session exists, its identity, model,
-// prompt and controls are resolved.
+// Child is a prepared child run: its identity, model, prompt and controls
+// are resolved, and Session is the row to create with its run.
 type Child struct {
 	Key          string
 	SessionID    string
+	Session      store.Session
 	Caller       policy.Caller
 	Turn         Turn
 	Thinking     string
@@ -56,8 +57,8 @@ func ChildKey(parent policy.Caller, agentID string) string {
 	return "agent:" + agentID + ":subagent:" + id
 }
 
-// PrepareChild resolves everything a child run needs and creates its
-// session. The child's policy is the intersection of the requester's layers,
+// PrepareChild resolves everything a child run needs (nothing is written
+// yet: Manager.Spawn records the session, task and run at once). The child's policy is the intersection of the requester's layers,
 // its agent's preset, the spawn's preset and the call's allow/deny, so it can
 // never do more than its requester.
 func (r *Runtime) PrepareChild(ctx context.Context, gate *policy.Engine, spec ChildSpec) (*Child, error) {
@@ -111,13 +112,10 @@ func (r *Runtime) PrepareChild(ctx context.Context, gate *policy.Engine, spec Ch
 		timeout = time.Duration(r.cfg.Agents.Presets[spec.Preset].TimeoutSecs) * time.Second
 	}
 	orchestrator := depth < r.cfg.Agents.Defaults.Subagents.MaxSpawnDepth
-	sess, err := r.st.EnsureSession(ctx, store.Session{
+	sess := store.NewSession(store.Session{
 		Key: caller.Key, AgentID: agentID, Kind: store.KindSubagent, Label: spec.Label, ParentKey: spec.Parent.Key,
-		SpawnedBy: spec.Parent.Key, Depth: depth, Model: model.ID, Thinking: thinking, Preset: spec.Preset, Status: "running",
+		SpawnedBy: spec.Parent.Key, Depth: depth, Model: model.ID, Thinking: thinking, Preset: spec.Preset, Status: "queued",
 	})
-	if err != nil {
-		return nil, err
-	}
 	var toolNames []string
 	if tb := r.toolbox(); tb != nil {
 		offered := tb.Offer(ctx, caller)
@@ -145,7 +143,7 @@ func (r *Runtime) PrepareChild(ctx context.Context, gate *policy.Engine, spec Ch
 		input = "[From: " + spec.Context + "]\n\n" + input
 	}
 	return &Child{
-		Key: caller.Key, SessionID: sess.ID, Caller: caller, Thinking: thinking, Preset: spec.Preset,
+		Key: caller.Key, SessionID: sess.ID, Session: sess, Caller: caller, Thinking: thinking, Preset: spec.Preset,
 		Timeout: timeout, Warnings: warnings, Orchestrator: orchestrator,
 		Turn: Turn{
 			SessionKey: caller.Key, Caller: caller, Model: model, System: prompt.SystemPrompt(), Thinking: thinking,
@@ -153,27 +151,6 @@ func (r *Runtime) PrepareChild(ctx context.Context, gate *policy.Engine, spec Ch
 			OutputSchema: spec.OutputSchema,
 		},
 	}, nil
-}
-
-// RunChild runs a prepared child to the end, bounded by its timeout, and
-// records the session's final status.
-func (r *Runtime) RunChild(ctx context.Context, c *Child) Result {
-	if c.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, c.Timeout, context.DeadlineExceeded)
-		defer cancel()
-	}
-	res := r.RunTurn(ctx, c.Turn)
-	status := "done"
-	if res.Status != StatusOK {
-		status = res.Status
-	}
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := r.st.SetStatus(wctx, c.Key, status); err != nil {
-		r.log.Error("record child status", "key", c.Key, "err", err)
-	}
-	return res
 }
 
 func nilIfEmpty(s []string) []string {

@@ -166,9 +166,15 @@ func (m *Manager) Close() error {
 	return m.st.UnregisterInstance(ctx, m.instance)
 }
 
-// Submit records a queued run and schedules it in this process. The run's
+// submit records a queued run and schedules it in this process. The run's
 // options hold everything needed to execute it.
 func (m *Manager) submit(ctx context.Context, r *store.Run, opts runOptions) error {
+	return m.submitWith(ctx, nil, nil, r, opts)
+}
+
+// submitWith is submit that also creates the run's session (when sess is
+// non-nil) and appends msgs, all in the run's transaction.
+func (m *Manager) submitWith(ctx context.Context, sess *store.Session, msgs []store.Message, r *store.Run, opts runOptions) error {
 	b, err := json.Marshal(opts)
 	if err != nil {
 		return err
@@ -182,10 +188,10 @@ func (m *Manager) submit(ctx context.Context, r *store.Run, opts runOptions) err
 		}
 		r.ID = id.String()
 	}
-	if err := m.st.InsertRun(ctx, r); err != nil {
+	if err := m.st.CreateRun(ctx, sess, msgs, r); err != nil {
 		return fmt.Errorf("record the run: %w", err)
 	}
-	m.schedule(r.ID)
+	m.scheduleKind(r.ID, r.Kind)
 	return nil
 }
 
@@ -299,9 +305,6 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun) {
 		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(run.TimeoutMS)*time.Millisecond, context.DeadlineExceeded)
 		defer cancel()
 	}
-	if err := m.st.SetStatus(wctx, run.ChildKey, "running"); err != nil {
-		m.rt.log.Warn("session status", "key", run.ChildKey, "err", err)
-	}
 	res := m.rt.RunTurn(ctx, turn)
 	m.finish(wctx, run, opts, res)
 }
@@ -315,8 +318,13 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 	if state == "" {
 		state = store.RunError
 	}
+	status := "done"
+	if state != store.RunOK {
+		status = state
+	}
 	out := store.Outcome{State: state, Note: res.Note, ResultText: res.Text, ResultJSON: res.Output, Iterations: res.Iterations,
-		ToolCalls: res.ToolCalls, TokensIn: res.TokensIn, TokensOut: res.TokensOut, CostUSD: res.CostUSD}
+		ToolCalls: res.ToolCalls, TokensIn: res.TokensIn, TokensOut: res.TokensOut, CostUSD: res.CostUSD, SessionStatus: status,
+		Archive: run.Kind == KindSpawn && (run.Cleanup == "delete" || res.CloseAfter)}
 	run.State, run.Note, run.ResultText, run.ResultJSON = state, res.Note, res.Text, res.Output
 	run.Iterations, run.ToolCalls, run.TokensIn, run.TokensOut, run.CostUSD = res.Iterations, res.ToolCalls, res.TokensIn, res.TokensOut, res.CostUSD
 	now := m.st.NowMS()
@@ -333,33 +341,21 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 		m.rt.log.Error("record run outcome", "run", run.ID, "err", err)
 		return
 	}
-	status := "done"
-	if state != store.RunOK {
-		status = state
-	}
 	if ok {
-		if err := m.st.SetStatus(wctx, run.ChildKey, status); err != nil {
-			m.rt.log.Warn("session status", "key", run.ChildKey, "err", err)
-		}
-		m.afterFinish(wctx, run, ann, res.CloseAfter)
+		m.afterFinish(wctx, run, ann)
 		if m.gate != nil {
 			m.pingPong(wctx, m.gate, run, opts)
 		}
 	}
 }
 
-func (m *Manager) afterFinish(ctx context.Context, run *store.Run, ann *store.Announce, closeAfter bool) {
+func (m *Manager) afterFinish(ctx context.Context, run *store.Run, ann *store.Announce) {
 	if ann != nil {
 		m.mu.Lock()
 		n := m.notify
 		m.mu.Unlock()
 		if n != nil {
 			n(ann.RequesterKey)
-		}
-	}
-	if run.Kind == KindSpawn && (run.Cleanup == "delete" || closeAfter) {
-		if err := m.st.Archive(ctx, run.ChildKey); err != nil {
-			m.rt.log.Warn("archive child session", "key", run.ChildKey, "err", err)
 		}
 	}
 	m.mu.Lock()
@@ -449,8 +445,7 @@ func (m *Manager) kill(ctx context.Context, id, note string, announce bool) (boo
 		ar.cancel(ErrKilled)
 	}
 	if ok {
-		_ = m.st.SetStatus(context.WithoutCancel(ctx), run.ChildKey, store.RunKilled)
-		m.afterFinish(context.WithoutCancel(ctx), run, ann, false)
+		m.afterFinish(context.WithoutCancel(ctx), run, ann)
 	}
 	return ok, nil
 }
@@ -596,14 +591,13 @@ func (m *Manager) recover(ctx context.Context) error {
 			if !opts.Silent {
 				ann = m.announce(r, opts.SessionID)
 			}
-			ok, err := m.st.FinishRun(ctx, r.ID, store.Outcome{State: store.RunUnknown, Note: note}, ann)
+			ok, err := m.st.FinishRun(ctx, r.ID, store.Outcome{State: store.RunUnknown, Note: note, SessionStatus: store.RunUnknown}, ann)
 			if err != nil {
 				return err
 			}
 			if ok {
 				m.rt.log.Info("run left running by a stopped process marked unknown", "run", r.ID, "pid", r.OwnerPID)
-				_ = m.st.SetStatus(ctx, r.ChildKey, store.RunUnknown)
-				m.afterFinish(ctx, r, ann, false)
+				m.afterFinish(ctx, r, ann)
 			}
 		case store.RunQueued:
 			ok, err := m.st.AdoptRun(ctx, r.ID, r.OwnerInstance, m.instance, m.pid)

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/sessionplane/sessionplane/policy"
@@ -40,11 +39,10 @@ func (m *Manager) Spawn(ctx context.Context, gate *policy.Engine, spec ChildSpec
 		role = "orchestrator"
 	}
 	t := child.Turn
-	// The task is in the child's transcript before the spawn is accepted,
-	// whatever happens to the run later.
-	if _, err := m.st.AppendMessage(ctx, store.Message{SessionKey: child.Key, Role: t.InputRole, Trust: t.InputTrust, Content: store.Content{Text: t.Input}}); err != nil {
-		return nil, fmt.Errorf("record the task in the child session: %w", err)
-	}
+	// The session, its task and the run are written in one transaction
+	// before the spawn is accepted: a crash never leaves a child without its
+	// task, nor a task without its run.
+	task := store.Message{SessionKey: child.Key, Role: t.InputRole, Trust: t.InputTrust, Content: store.Content{Text: t.Input}}
 	t.Input = ""
 	opts := runOptions{Caller: child.Caller, ModelID: t.Model.ID, System: t.System, Thinking: t.Thinking, Choice: t.Controls.Choice,
 		Input: t.Input, InputRole: t.InputRole, InputTrust: t.InputTrust, OutputSchema: t.OutputSchema, SessionID: child.SessionID}
@@ -54,7 +52,8 @@ func (m *Manager) Spawn(ctx context.Context, gate *policy.Engine, spec ChildSpec
 	run := &store.Run{Kind: KindSpawn, ChildKey: child.Key, RequesterKey: spec.Parent.Key, AgentID: child.Caller.AgentID,
 		Label: spec.Label, Task: spec.Task, Preset: child.Preset, Model: t.Model.ID, Thinking: child.Thinking, Cleanup: cleanup,
 		TimeoutMS: child.Timeout.Milliseconds(), Depth: child.Caller.Depth, Role: role}
-	if err := m.submit(ctx, run, opts); err != nil {
+	sess := child.Session
+	if err := m.submitWith(ctx, &sess, []store.Message{task}, run, opts); err != nil {
 		return nil, err
 	}
 	return &Ticket{RunID: run.ID, ChildKey: child.Key, SessionID: child.SessionID, Model: t.Model.ID, Thinking: child.Thinking,
@@ -70,14 +69,12 @@ func (m *Manager) Continue(ctx context.Context, prev *store.Run, requester, mess
 	if err := jsonUnmarshal(prev.Options, &opts); err != nil {
 		return nil, err
 	}
-	if _, err := m.st.AppendMessage(ctx, store.Message{SessionKey: prev.ChildKey, Role: store.RoleUser, Trust: store.TrustInterSession, Content: store.Content{Text: message}}); err != nil {
-		return nil, fmt.Errorf("record the message in the child session: %w", err)
-	}
 	opts.Input, opts.Silent = "", false
+	msg := store.Message{SessionKey: prev.ChildKey, Role: store.RoleUser, Trust: store.TrustInterSession, Content: store.Content{Text: message}}
 	run := &store.Run{Kind: prev.Kind, ChildKey: prev.ChildKey, RequesterKey: requester, AgentID: prev.AgentID, Label: prev.Label,
 		Task: message, Preset: prev.Preset, Model: prev.Model, Thinking: prev.Thinking, Cleanup: prev.Cleanup, TimeoutMS: prev.TimeoutMS,
 		Depth: prev.Depth, Role: prev.Role}
-	if err := m.submit(ctx, run, opts); err != nil {
+	if err := m.submitWith(ctx, nil, []store.Message{msg}, run, opts); err != nil {
 		return nil, err
 	}
 	return run, nil

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -36,8 +37,9 @@ type TurnRequest struct {
 // bound the turn's tool calls; the requester's policy was checked by the
 // caller's gate (sessions_send rights, cron permissions).
 func (m *Manager) SubmitTurn(ctx context.Context, gate *policy.Engine, req TurnRequest) (*Ticket, error) {
+	var create *store.Session // a session that does not exist yet is created with the run
 	sess, err := m.st.GetSession(ctx, req.SessionKey)
-	if err != nil {
+	if errors.Is(err, store.ErrNotFound) {
 		agent := req.AgentID
 		if agent == "" {
 			agent = store.AgentOf(req.SessionKey)
@@ -45,9 +47,10 @@ func (m *Manager) SubmitTurn(ctx context.Context, gate *policy.Engine, req TurnR
 		if agent == "" {
 			return nil, fmt.Errorf("session %s does not exist and its key names no agent: use agent:<agentId>:<name>", req.SessionKey)
 		}
-		if sess, err = m.st.EnsureSession(ctx, store.Session{Key: req.SessionKey, AgentID: agent, Label: req.Label, Status: "idle"}); err != nil {
-			return nil, err
-		}
+		s := store.NewSession(store.Session{Key: req.SessionKey, AgentID: agent, Status: "idle"})
+		sess, create = &s, &s
+	} else if err != nil {
+		return nil, err
 	}
 	agent := req.AgentID
 	if agent == "" {
@@ -86,9 +89,7 @@ func (m *Manager) SubmitTurn(ctx context.Context, gate *policy.Engine, req TurnR
 	if trust == "" {
 		trust = store.TrustInterSession
 	}
-	if _, err := m.st.AppendMessage(ctx, store.Message{SessionKey: sess.Key, Role: role, Trust: trust, Content: store.Content{Text: req.Message}}); err != nil {
-		return nil, fmt.Errorf("record the message: %w", err)
-	}
+	msg := store.Message{SessionKey: sess.Key, Role: role, Trust: trust, Content: store.Content{Text: req.Message}}
 	opts := runOptions{Caller: caller, ModelID: model.ID, System: sessionPrompt(sess, agent), Choice: controls.Choice,
 		SessionID: sess.ID, Silent: req.Silent, PingPong: req.PingPong}
 	if controls.Active != nil {
@@ -97,7 +98,7 @@ func (m *Manager) SubmitTurn(ctx context.Context, gate *policy.Engine, req TurnR
 	run := &store.Run{Kind: req.Kind, ChildKey: sess.Key, RequesterKey: req.RequesterKey, AgentID: agent, Label: req.Label,
 		Task: req.Message, Preset: sess.Preset, Model: model.ID, Cleanup: "keep", TimeoutMS: req.Timeout.Milliseconds(),
 		Depth: sess.Depth, Role: "main"}
-	if err := m.submit(ctx, run, opts); err != nil {
+	if err := m.submitWith(ctx, create, []store.Message{msg}, run, opts); err != nil {
 		return nil, err
 	}
 	return &Ticket{RunID: run.ID, ChildKey: sess.Key, SessionID: sess.ID, Model: model.ID, Depth: sess.Depth, Role: "main",

@@ -94,6 +94,12 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []Message) error {
 		}
 	}
 	now := s.nowMS()
+	return s.Tx(ctx, func(tx *sql.Tx) error { return s.appendMessagesTx(ctx, tx, msgs, now) })
+}
+
+// appendMessagesTx appends msgs inside tx, reserving each session's seqs
+// with one UPDATE per session.
+func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message, now int64) error {
 	// Reserve each session's seqs with one UPDATE per session per batch.
 	type span struct {
 		count         int64
@@ -122,43 +128,37 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []Message) error {
 		}
 		bodies[i] = string(b)
 	}
-	return s.Tx(ctx, func(tx *sql.Tx) error {
-		next := make(map[string]int64, len(order))
-		for _, key := range order {
-			sp := spans[key]
-			var last int64
-			err := tx.QueryRowContext(ctx, `UPDATE sessions SET message_count = message_count + ?,
-				tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ? WHERE key = ? RETURNING message_count`,
-				sp.count, sp.tokIn, sp.tokOut, sp.cost, now, key).Scan(&last)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("store: append to session %q: %w", key, ErrNotFound)
-			}
-			if err != nil {
-				return err
-			}
-			next[key] = last - sp.count + 1
+	next := make(map[string]int64, len(order))
+	for _, key := range order {
+		sp := spans[key]
+		var last int64
+		err := s.queryRow(ctx, tx, `UPDATE sessions SET message_count = message_count + ?,
+			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ? WHERE key = ? RETURNING message_count`,
+			sp.count, sp.tokIn, sp.tokOut, sp.cost, now, key).Scan(&last)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("store: append to session %q: %w", key, ErrNotFound)
 		}
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
-		defer ins.Close()
-		for i := range msgs {
-			m := &msgs[i]
-			if m.CreatedAt == 0 {
-				m.CreatedAt = now
-			}
-			seq := next[m.SessionKey]
-			next[m.SessionKey] = seq + 1
-			if _, err := ins.ExecContext(ctx, m.SessionKey, seq, m.Role, bodies[i], m.Content.IndexText(), m.Trust,
-				m.TokensIn, m.TokensOut, m.CreatedAt); err != nil {
-				return err
-			}
-			m.Seq = seq
+		next[key] = last - sp.count + 1
+	}
+	const ins = `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	for i := range msgs {
+		m := &msgs[i]
+		if m.CreatedAt == 0 {
+			m.CreatedAt = now
 		}
-		return nil
-	})
+		seq := next[m.SessionKey]
+		next[m.SessionKey] = seq + 1
+		if _, err := s.exec(ctx, tx, ins, m.SessionKey, seq, m.Role, bodies[i], m.Content.IndexText(), m.Trust,
+			m.TokensIn, m.TokensOut, m.CreatedAt); err != nil {
+			return err
+		}
+		m.Seq = seq
+	}
+	return nil
 }
 
 // AppendMessage appends one message and returns its seq.

@@ -94,13 +94,44 @@ func (s *Store) InsertRun(ctx context.Context, r *Run) error {
 	if len(r.Options) == 0 {
 		r.Options = json.RawMessage("{}")
 	}
+	return s.Tx(ctx, func(tx *sql.Tx) error { return s.insertRunTx(ctx, tx, r) })
+}
+
+func (s *Store) insertRunTx(ctx context.Context, tx *sql.Tx, r *Run) error {
+	_, err := s.exec(ctx, tx, `INSERT INTO runs (id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking,
+		cleanup, timeout_ms, depth, role, state, options, owner_pid, owner_instance, heartbeat_at, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.ID, r.Kind, r.ChildKey, r.RequesterKey, r.AgentID, r.Label, r.Task, r.Preset, r.Model, r.Thinking,
+		r.Cleanup, r.TimeoutMS, r.Depth, r.Role, r.State, string(r.Options), r.OwnerPID, r.OwnerInstance, r.CreatedAt, r.CreatedAt)
+	return err
+}
+
+// CreateRun writes, in one transaction, the session the run works in (when
+// sess is non-nil and it does not exist yet), the messages that start it
+// (its task), and the queued run: a spawn is recorded whole or not at all.
+func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r *Run) error {
+	if r.State == "" {
+		r.State = RunQueued
+	}
+	now := s.nowMS()
+	if r.CreatedAt == 0 {
+		r.CreatedAt = now
+	}
+	if len(r.Options) == 0 {
+		r.Options = json.RawMessage("{}")
+	}
 	return s.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO runs (id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking,
-			cleanup, timeout_ms, depth, role, state, options, owner_pid, owner_instance, heartbeat_at, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.ID, r.Kind, r.ChildKey, r.RequesterKey, r.AgentID, r.Label, r.Task, r.Preset, r.Model, r.Thinking,
-			r.Cleanup, r.TimeoutMS, r.Depth, r.Role, r.State, string(r.Options), r.OwnerPID, r.OwnerInstance, r.CreatedAt, r.CreatedAt)
-		return err
+		if sess != nil {
+			if err := s.ensureSessionTx(ctx, tx, sess, now); err != nil {
+				return err
+			}
+		}
+		if len(msgs) > 0 {
+			if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
+				return err
+			}
+		}
+		return s.insertRunTx(ctx, tx, r)
 	})
 }
 
@@ -182,14 +213,17 @@ func (s *Store) ClaimRun(ctx context.Context, id, instance string, pid int) (boo
 	var n int64
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		now := s.nowMS()
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
+		res, err := s.exec(ctx, tx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
 			WHERE id = ? AND state = 'queued'
 			AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.child_key = runs.child_key AND o.id != runs.id
 				AND (o.state = 'running' OR (o.state = 'queued' AND o.id < runs.id)))`, instance, pid, now, now, id)
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
+		if n, err = res.RowsAffected(); err != nil || n != 1 {
+			return err
+		}
+		_, err = s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`, now, id)
 		return err
 	})
 	return n == 1, err
@@ -206,6 +240,12 @@ type Outcome struct {
 	TokensIn   int64
 	TokensOut  int64
 	CostUSD    float64
+	// SessionStatus, when set, is written to the run's session in the same
+	// transaction.
+	SessionStatus string
+	// Archive archives the run's session in the same transaction (cleanup
+	// delete, closeAfterYield).
+	Archive bool
 }
 
 // Announce is a durable completion notice for a requester.
@@ -233,7 +273,7 @@ func (s *Store) FinishRun(ctx context.Context, id string, o Outcome, announce *A
 		if len(o.ResultJSON) > 0 {
 			resJSON = string(o.ResultJSON)
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
+		res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
 			tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?)
 			WHERE id = ? AND state IN ('queued', 'running')`,
 			o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now, id)
@@ -244,6 +284,18 @@ func (s *Store) FinishRun(ctx context.Context, id string, o Outcome, announce *A
 			return nil
 		}
 		done = true
+		if o.SessionStatus != "" {
+			if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`,
+				o.SessionStatus, now, id); err != nil {
+				return err
+			}
+		}
+		if o.Archive {
+			if _, err := s.exec(ctx, tx, `UPDATE sessions SET archived_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?) AND archived_at IS NULL`,
+				now, id); err != nil {
+				return err
+			}
+		}
 		if announce == nil {
 			return nil
 		}
@@ -257,13 +309,13 @@ func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a 
 	if a.Silent {
 		silent = 1
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO announces (run_id, requester_key, status, body, silent, created_at)
+	if _, err := s.exec(ctx, tx, `INSERT INTO announces (run_id, requester_key, status, body, silent, created_at)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`, runID, a.RequesterKey, a.Status, a.Body, silent, now); err != nil {
 		return err
 	}
 	// The announce also lands in the requester's transcript (when it exists).
 	var last int64
-	err := tx.QueryRowContext(ctx, `UPDATE sessions SET message_count = message_count + 1, updated_at = ? WHERE key = ? RETURNING message_count`,
+	err := s.queryRow(ctx, tx, `UPDATE sessions SET message_count = message_count + 1, updated_at = ? WHERE key = ? RETURNING message_count`,
 		now, a.RequesterKey).Scan(&last)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
@@ -272,7 +324,7 @@ func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a 
 		return err
 	}
 	body, _ := json.Marshal(Content{Text: a.Body})
-	_, err = tx.ExecContext(ctx, `INSERT INTO messages (session_key, seq, role, content, body, trust, created_at) VALUES (?, ?, 'user', ?, ?, 'inter_session', ?)`,
+	_, err = s.exec(ctx, tx, `INSERT INTO messages (session_key, seq, role, content, body, trust, created_at) VALUES (?, ?, 'user', ?, ?, 'inter_session', ?)`,
 		a.RequesterKey, last, string(body), a.Body, now)
 	return err
 }
@@ -280,17 +332,46 @@ func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a 
 // KillRun marks a queued or running run killed (with its announce). It
 // returns false when the run had already ended.
 func (s *Store) KillRun(ctx context.Context, id, note string, announce *Announce) (bool, error) {
-	return s.FinishRun(ctx, id, Outcome{State: RunKilled, Note: note}, announce)
+	return s.FinishRun(ctx, id, Outcome{State: RunKilled, Note: note, SessionStatus: RunKilled}, announce)
 }
 
 // ClaimAnnounces marks every undelivered, non-silent announce for the
 // requester delivered and returns them, in one transaction: each is handed
 // out exactly once, even with several processes.
 func (s *Store) ClaimAnnounces(ctx context.Context, requester string) ([]Announce, error) {
+	return s.RecordAndClaim(ctx, nil, requester)
+}
+
+// RecordAndClaim appends msgs (may be none) and claims requester's
+// undelivered announces in one transaction: a tool call is recorded in the
+// caller's transcript and its announce prefix is taken with one commit.
+func (s *Store) RecordAndClaim(ctx context.Context, msgs []Message, requester string) ([]Announce, error) {
+	// Most calls have nothing to deliver: a read answers that without
+	// taking the write lock when there is nothing to record either.
+	var pending int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM announces WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0`, requester).Scan(&pending); err != nil {
+		return nil, err
+	}
+	if pending == 0 && len(msgs) == 0 {
+		return nil, nil
+	}
+	for i := range msgs {
+		if !validRole(msgs[i].Role) || !validTrust(msgs[i].Trust) {
+			return nil, fmt.Errorf("store: message %d: bad role %q or trust %q", i, msgs[i].Role, msgs[i].Trust)
+		}
+	}
 	var out []Announce
+	now := s.nowMS()
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		out = nil
-		now := s.nowMS()
+		if len(msgs) > 0 {
+			if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
+				return err
+			}
+		}
+		if pending == 0 {
+			return nil
+		}
 		rows, err := tx.QueryContext(ctx, `UPDATE announces SET delivered_at = ? WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0
 			RETURNING id, run_id, requester_key, status, body, created_at`, now, requester)
 		if err != nil {
@@ -335,6 +416,13 @@ func (s *Store) GetAnnounce(ctx context.Context, runID string) (*Announce, error
 // ClaimNotifications returns announces not yet sent as a notification and
 // marks them sent (a best-effort channel; delivery proper is ClaimAnnounces).
 func (s *Store) ClaimNotifications(ctx context.Context, requester string) ([]Announce, error) {
+	var pending int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM announces WHERE requester_key = ? AND notified_at IS NULL AND silent = 0`, requester).Scan(&pending); err != nil {
+		return nil, err
+	}
+	if pending == 0 {
+		return nil, nil
+	}
 	var out []Announce
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		out = nil
@@ -380,10 +468,10 @@ func (s *Store) RegisterInstance(ctx context.Context, in Instance) error {
 func (s *Store) Heartbeat(ctx context.Context, instance string) error {
 	now := s.nowMS()
 	return s.Tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, "UPDATE instances SET heartbeat_at = ? WHERE id = ?", now, instance); err != nil {
+		if _, err := s.exec(ctx, tx, "UPDATE instances SET heartbeat_at = ? WHERE id = ?", now, instance); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, "UPDATE runs SET heartbeat_at = ? WHERE owner_instance = ? AND state = 'running'", now, instance)
+		_, err := s.exec(ctx, tx, "UPDATE runs SET heartbeat_at = ? WHERE owner_instance = ? AND state = 'running'", now, instance)
 		return err
 	})
 }

@@ -87,6 +87,17 @@ func (s *Store) EnsureSession(ctx context.Context, in Session) (*Session, error)
 	if in.Key == "" {
 		return nil, errors.New("store: session key is empty")
 	}
+	now := s.nowMS()
+	err := s.Tx(ctx, func(tx *sql.Tx) error { return s.ensureSessionTx(ctx, tx, &in, now) })
+	if err != nil {
+		return nil, fmt.Errorf("store: ensure session %q: %w", in.Key, err)
+	}
+	return s.GetSession(ctx, in.Key)
+}
+
+// NewSession fills a session's derived fields (kind and agent from the
+// key, a new stable id, status idle) without writing it.
+func NewSession(in Session) Session {
 	if in.Kind == "" {
 		in.Kind = KindOf(in.Key)
 	}
@@ -99,23 +110,21 @@ func (s *Store) EnsureSession(ctx context.Context, in Session) (*Session, error)
 	if in.Status == "" {
 		in.Status = "idle"
 	}
-	now := s.nowMS()
+	return in
+}
+
+func (s *Store) ensureSessionTx(ctx context.Context, tx *sql.Tx, in *Session, now int64) error {
+	*in = NewSession(*in)
 	var parent any
 	if in.ParentKey != "" {
 		parent = in.ParentKey
 	}
-	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO sessions (key, session_id, agent_id, kind, label, parent_key, spawned_by, depth,
-			model, thinking, preset, status, created_at, updated_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
-			in.Key, in.ID, in.AgentID, in.Kind, in.Label, parent, in.SpawnedBy, in.Depth,
-			in.Model, in.Thinking, in.Preset, in.Status, now, now)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: ensure session %q: %w", in.Key, err)
-	}
-	return s.GetSession(ctx, in.Key)
+	_, err := s.exec(ctx, tx, `INSERT INTO sessions (key, session_id, agent_id, kind, label, parent_key, spawned_by, depth,
+		model, thinking, preset, status, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
+		in.Key, in.ID, in.AgentID, in.Kind, in.Label, parent, in.SpawnedBy, in.Depth,
+		in.Model, in.Thinking, in.Preset, in.Status, now, now)
+	return err
 }
 
 // GetSession returns the session with that key, or ErrNotFound.

@@ -25,6 +25,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -51,6 +52,22 @@ type Store struct {
 	log    *slog.Logger
 	now    func() time.Time
 	schema int
+
+	// Group commit: write transactions queue here and one writer goroutine
+	// runs whatever is queued in a single SQLite transaction.
+	writes    chan *txReq
+	stop      chan struct{}
+	writerWG  sync.WaitGroup
+	closeOnce sync.Once
+
+	stmtMu sync.Mutex
+	stmts  map[string]*sql.Stmt
+}
+
+type txReq struct {
+	ctx  context.Context
+	fn   func(tx *sql.Tx) error
+	done chan error
 }
 
 // Open opens (creating when missing, with 0700/0600 permissions) the
@@ -97,15 +114,19 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	db.SetMaxOpenConns(8)
-	db.SetMaxIdleConns(8)
-	s := &Store{db: db, path: path, log: log, now: now}
+	// WAL lets readers run beside the one writer; the pool is sized so the
+	// run lanes and concurrent tool calls do not queue for a connection.
+	db.SetMaxOpenConns(32)
+	db.SetMaxIdleConns(32)
+	s := &Store{db: db, path: path, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{})}
 	if err := s.verify(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
+	s.writerWG.Add(1)
+	go s.writer()
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
@@ -201,52 +222,176 @@ func (s *Store) Path() string { return s.path }
 // DB exposes the handle for packages that own their own tables (runs, cron, tasks).
 func (s *Store) DB() *sql.DB { return s.db }
 
-// Close closes the database. It may be called more than once.
+// Close stops the writer (after the writes already queued) and closes the
+// database. It may be called more than once.
 func (s *Store) Close() error {
 	if s == nil || s.db == nil {
 		return nil
 	}
-	// Fold the WAL back into the main file so a clean shutdown leaves one file.
-	_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
-	return s.db.Close()
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.stop)
+		s.writerWG.Wait()
+		// Fold the WAL back into the main file so a clean shutdown leaves one file.
+		s.stmtMu.Lock()
+		for _, st := range s.stmts {
+			st.Close()
+		}
+		s.stmts = nil
+		s.stmtMu.Unlock()
+		_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		err = s.db.Close()
+	})
+	return err
 }
+
+// ErrClosed is returned for writes after Close.
+var ErrClosed = errors.New("store: closed")
 
 // NowMS is the store clock in milliseconds.
 func (s *Store) NowMS() int64 { return s.nowMS() }
 
 func (s *Store) nowMS() int64 { return s.now().UnixMilli() }
 
-// Tx runs fn in a write transaction (BEGIN IMMEDIATE), retrying the whole
-// transaction when another process holds the lock past busy_timeout.
-// fn must be safe to run more than once.
+// Tx runs fn in a write transaction (BEGIN IMMEDIATE) and returns once it
+// is committed. Writes queued at the same time are committed together
+// (group commit), each in its own savepoint: fn's error rolls back fn's
+// writes only. The transaction is retried when another process holds the
+// lock past busy_timeout, so fn must be safe to run more than once.
 func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	req := &txReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	select {
+	case s.writes <- req:
+	case <-s.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued the write is not abandoned: waiting for its result keeps
+	// "returned nil" meaning "committed".
+	return <-req.done
+}
+
+// maxBatch bounds how many queued writes share one transaction.
+const maxBatch = 128
+
+// writer owns the write path: it takes what is queued and commits it as
+// one transaction. It drains the queue before exiting on Close.
+func (s *Store) writer() {
+	defer s.writerWG.Done()
+	batch := make([]*txReq, 0, maxBatch)
+	for {
+		var first *txReq
+		select {
+		case first = <-s.writes:
+		case <-s.stop:
+			for {
+				select {
+				case r := <-s.writes:
+					s.commitBatch([]*txReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-s.writes:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+// commitBatch runs a batch in one transaction, retrying it while another
+// process holds the database locked, and answers every request.
+func (s *Store) commitBatch(batch []*txReq) {
+	live := batch[:0:0]
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- err
+			continue
+		}
+		live = append(live, r)
+	}
+	if len(live) == 0 {
+		return
+	}
+	var errs []error
 	var err error
 	for attempt := 0; attempt < 8; attempt++ {
-		err = s.tx(ctx, fn)
+		errs, err = s.runBatch(live)
 		if err == nil || !isBusy(err) {
-			return err
+			break
 		}
 		d := time.Duration(10<<attempt)*time.Millisecond + time.Duration(rand.IntN(20))*time.Millisecond
 		s.log.Debug("store busy, retrying", "attempt", attempt+1, "wait", d)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(d):
+		time.Sleep(d)
+	}
+	if err != nil && isBusy(err) {
+		err = fmt.Errorf("store: database stayed locked by another process: %w", err)
+	} else if err != nil && len(live) > 1 {
+		// A failure of the shared transaction (say, one caller's context was
+		// cancelled mid-statement, which makes SQLite roll everything back)
+		// must not fail the others: run each alone.
+		for _, r := range live {
+			s.commitBatch([]*txReq{r})
+		}
+		return
+	}
+	for i, r := range live {
+		if err != nil {
+			r.done <- err
+		} else {
+			r.done <- errs[i]
 		}
 	}
-	return fmt.Errorf("store: database stayed locked by another process: %w", err)
 }
 
-func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+// runBatch executes each request in a savepoint of one transaction and
+// commits. errs holds each request's own error; err is a transaction-level
+// failure (begin or commit), which fails the whole batch.
+func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
+	bg := context.Background()
+	tx, err := s.db.BeginTx(bg, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
+	errs = make([]error, len(batch))
+	for i, r := range batch {
+		if cerr := r.ctx.Err(); cerr != nil {
+			errs[i] = cerr // cancelled while queued: do nothing for it
+			continue
+		}
+		if _, err := s.exec(bg, tx, "SAVEPOINT w"); err != nil {
+			_ = tx.Rollback()
+			return nil, err
+		}
+		if ferr := r.fn(tx); ferr != nil {
+			if isBusy(ferr) {
+				_ = tx.Rollback()
+				return nil, ferr
+			}
+			errs[i] = ferr
+			if _, err := s.exec(bg, tx, "ROLLBACK TO w"); err != nil {
+				_ = tx.Rollback()
+				return nil, err
+			}
+		}
+		if _, err := s.exec(bg, tx, "RELEASE w"); err != nil {
+			_ = tx.Rollback()
+			return nil, err
+		}
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return nil, err
+	}
+	return errs, nil
 }
 
 func isBusy(err error) bool {
@@ -256,4 +401,42 @@ func isBusy(err error) bool {
 		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
 	}
 	return false
+}
+
+// stmt returns the prepared statement for q, preparing it once. Used
+// through tx.StmtContext, database/sql reuses the statement already
+// prepared on the transaction's connection, so hot writes skip SQL parsing.
+func (s *Store) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if st, ok := s.stmts[q]; ok {
+		return st, nil
+	}
+	st, err := s.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if s.stmts == nil {
+		s.stmts = map[string]*sql.Stmt{}
+	}
+	s.stmts[q] = st
+	return st, nil
+}
+
+// exec runs a cached statement inside tx.
+func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+// queryRow runs a cached single-row statement inside tx.
+func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return tx.QueryRowContext(ctx, q, args...) // reports the prepare error the usual way
+	}
+	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -317,5 +318,62 @@ func TestSearchReachesOlderWindows(t *testing.T) {
 	})
 	if err != nil || len(got) != 1 || seen != rankWindow+501 {
 		t.Fatalf("older window: got %v after %d hits (%v)", got, seen, err)
+	}
+}
+
+// Group commit: writes queued together share a transaction, but a write
+// that fails rolls back only its own changes, and a cancelled caller does
+// not fail the others.
+func TestGroupCommitIsolation(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	s.EnsureSession(ctx, Session{Key: "k"})
+	var wg sync.WaitGroup
+	errs := make([]error, 60)
+	for i := 0; i < 60; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			cctx := ctx
+			if i%10 == 5 {
+				c, cancel := context.WithCancel(ctx)
+				cancel()
+				cctx = c
+			}
+			role := RoleUser
+			if i%10 == 3 {
+				role = "bogus" // rejected before the write
+			}
+			errs[i] = s.Tx(cctx, func(tx *sql.Tx) error {
+				if _, err := tx.ExecContext(cctx, `INSERT INTO task_lists (name, created_by, created_at) VALUES (?, 'x', 0)`, fmt.Sprintf("l%d", i)); err != nil {
+					return err
+				}
+				if i%10 == 7 {
+					return errors.New("handler failed after writing")
+				}
+				_ = role
+				return nil
+			})
+		}(i)
+	}
+	wg.Wait()
+	var n int
+	s.DB().QueryRow(`SELECT count(*) FROM task_lists`).Scan(&n)
+	want := 0
+	for i, err := range errs {
+		switch i % 10 {
+		case 5, 7:
+			if err == nil {
+				t.Errorf("write %d: want an error", i)
+			}
+		default:
+			if err != nil {
+				t.Errorf("write %d: %v", i, err)
+			}
+			want++
+		}
+	}
+	if n != want {
+		t.Fatalf("%d lists committed, want %d (failed writes must roll back only themselves)", n, want)
 	}
 }
