@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sessionplane/sessionplane/internal/npmtest"
 
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
@@ -134,44 +135,7 @@ func e2eRequireNode(t *testing.T) {
 // holds other versions than e2e/package.json pins.
 func e2eEnsureNodeModules(t *testing.T, dir string) {
 	t.Helper()
-	var pkg struct {
-		Dependencies map[string]string `json:"dependencies"`
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "package.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &pkg); err != nil {
-		t.Fatalf("e2e/package.json: %v", err)
-	}
-	reason := ""
-	for name, want := range pkg.Dependencies {
-		var got struct {
-			Version string `json:"version"`
-		}
-		b, err := os.ReadFile(filepath.Join(dir, "node_modules", filepath.FromSlash(name), "package.json"))
-		if err == nil {
-			err = json.Unmarshal(b, &got)
-		}
-		switch {
-		case err != nil:
-			reason = fmt.Sprintf("%s is not installed", name)
-		case got.Version != want:
-			reason = fmt.Sprintf("%s is %s, e2e/package.json pins %s", name, got.Version, want)
-		}
-		if reason != "" {
-			break
-		}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "node_modules", ".bin", "mcp-inspector")); reason == "" && err != nil {
-		reason = "node_modules/.bin/mcp-inspector is missing"
-	}
-	if reason == "" {
-		return
-	}
-	t.Logf("e2e/node_modules: %s: running npm ci", reason)
-	// npm keeps the user's environment (its cache lives in ~/.npm).
-	e2eRun(t, dir, os.Environ(), 5*time.Minute, "npm", "ci", "--no-audit", "--no-fund")
+	npmtest.Ensure(t) // npm ci under a lock shared with the other test packages
 }
 
 // e2eBuild builds the server binary with the go command running this test.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/sessionplane/sessionplane/policy"
 	spruntime "github.com/sessionplane/sessionplane/runtime"
+	"github.com/sessionplane/sessionplane/runtime/downstream"
 	"github.com/sessionplane/sessionplane/runtime/cron"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -56,6 +57,7 @@ type Server struct {
 
 	runs *spruntime.Manager
 	cron *cron.Scheduler
+	down *downstream.Manager // tools of [[mcp_servers]] for children (nil = none)
 
 	wake     chan struct{} // an announce may be waiting for a notification
 	quit     chan struct{}
@@ -92,6 +94,9 @@ func (s *Server) Close() error {
 		}
 		if s.runs != nil {
 			err = s.runs.Close()
+		}
+		if s.down != nil {
+			s.down.Close() // after the runs: their calls are over
 		}
 		close(s.quit)
 		s.notifyWG.Wait()
