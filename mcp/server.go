@@ -22,8 +22,8 @@ import (
 
 	"github.com/sessionplane/sessionplane/policy"
 	spruntime "github.com/sessionplane/sessionplane/runtime"
-	"github.com/sessionplane/sessionplane/runtime/downstream"
 	"github.com/sessionplane/sessionplane/runtime/cron"
+	"github.com/sessionplane/sessionplane/runtime/downstream"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
 	"github.com/sessionplane/sessionplane/tools"
