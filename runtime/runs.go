@@ -144,8 +144,11 @@ func (m *Manager) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close stops accepting work, kills this process's runs (recording them as
-// killed with their announces) and waits for every goroutine.
+// Close stops accepting work and waits for every goroutine. Runs this
+// process was executing are recorded as killed (with their announces);
+// runs still queued here never started, so they stay queued and the next
+// process on this database adopts and runs them (this one's instance row
+// is gone, which marks it dead).
 func (m *Manager) Close() error {
 	if m.cancel == nil {
 		return nil
@@ -156,8 +159,13 @@ func (m *Manager) Close() error {
 		ids = append(ids, id)
 	}
 	m.mu.Unlock()
-	for _, id := range ids {
-		m.kill(context.Background(), id, "the server shut down while the run was active", false)
+	ctx := context.Background()
+	if states, err := m.st.RunStates(ctx, ids); err == nil {
+		for _, id := range ids {
+			if states[id] == store.RunRunning {
+				m.kill(ctx, id, "the server shut down while the run was active", true)
+			}
+		}
 	}
 	m.cancel()
 	m.wg.Wait()
