@@ -66,7 +66,7 @@ type loopEnv struct {
 	key  string
 }
 
-func newLoopEnv(t *testing.T, tb ToolBox, fn func(ctx context.Context, n int, req provider.Request) (*provider.Response, error)) *loopEnv {
+func newLoopEnv(t testing.TB, tb ToolBox, fn func(ctx context.Context, n int, req provider.Request) (*provider.Response, error)) *loopEnv {
 	t.Helper()
 	cfg, err := config.Parse([]byte(`
 [providers.fake]
