@@ -543,3 +543,14 @@ func TestSpawnAgentOptions(t *testing.T) {
 	bad := f.call("spawn_agent", map[string]any{"task": "x", "output_schema": "not a schema"}, nil)
 	f.wantError(bad, "output_schema")
 }
+
+func TestBlockingSpawnAgentIsNotAnnouncedAgain(t *testing.T) {
+	f, _ := newSpawnFixture(t, "")
+	res := f.call("spawn_agent", map[string]any{"task": "quick inline"}, nil)
+	if countAnnounces(res) != 0 {
+		t.Fatalf("blocking result also announced: %s", text(res))
+	}
+	if n := countAnnounces(f.call("sessions_list", nil, nil)); n != 0 {
+		t.Fatalf("announced later: %d", n)
+	}
+}

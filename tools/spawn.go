@@ -238,6 +238,10 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 	if err != nil && run == nil {
 		return SpawnAgentOut{}, "", err
 	}
+	if store.Terminal(run.State) {
+		// The result is returned here, so its announce is not delivered again.
+		_ = call.Env.Store.MarkAnnounceDelivered(context.WithoutCancel(ctx), run.ID)
+	}
 	fillRunOut(&out, run)
 	return out, renderSpawnAgent(out), nil
 }

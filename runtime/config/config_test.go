@@ -21,7 +21,7 @@ func TestExampleLoadsEveryKey(t *testing.T) {
 		{"mcp.worker_pool", cfg.MCP.WorkerPool, 64},
 		{"providers.local.kind", cfg.Providers["local"].Kind, "openai-compatible"},
 		{"providers.local.max_retries", cfg.Providers["local"].MaxRetries, 3},
-		{"providers.demo.script", cfg.Providers["demo"].Script, "testdata/providers/demo.script.json"},
+		{"providers.demo.script (relative to the file)", cfg.Providers["demo"].Script, filepath.Join("..", "..", "testdata", "providers", "demo.script.json")},
 		{"models[1].cost.output", cfg.Models[1].Cost.Output, 15.0},
 		{"agents.defaults.max_iterations", cfg.Agents.Defaults.MaxIterations, 25},
 		{"agents.defaults.subagents.max_concurrent", cfg.Agents.Defaults.Subagents.MaxConcurrent, 8},

@@ -102,6 +102,27 @@ func Parse(data []byte, name string) (*Config, error) {
 		return nil, &Error{File: name, Problems: decodeProblems(err)}
 	}
 	cfg.Store.Path = expandHome(cfg.Store.Path)
+	// Relative paths in a file are relative to the file's directory, so a
+	// config works from whatever directory the client starts us in.
+	if name != "" {
+		base := filepath.Dir(name)
+		rel := func(p string) string {
+			if p == "" || filepath.IsAbs(p) {
+				return p
+			}
+			return filepath.Join(base, p)
+		}
+		if cfg.Store.Path != DefaultDBPath() {
+			cfg.Store.Path = rel(cfg.Store.Path)
+		}
+		for k, p := range cfg.Providers {
+			p.Script = rel(p.Script)
+			cfg.Providers[k] = p
+		}
+		for i := range cfg.Agents.List {
+			cfg.Agents.List[i].Workspace = rel(cfg.Agents.List[i].Workspace)
+		}
+	}
 	if probs := cfg.validate(); len(probs) > 0 {
 		return nil, &Error{File: name, Problems: probs}
 	}
