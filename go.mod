@@ -3,6 +3,7 @@ module github.com/sessionplane/sessionplane
 go 1.26.0
 
 require (
+	github.com/adhocore/gronx v1.20.4 // indirect
 	github.com/dustin/go-humanize v1.1.0 // indirect
 	github.com/google/jsonschema-go v0.4.2 // indirect
 	github.com/google/uuid v1.6.0 // indirect

@@ -47,7 +47,7 @@ func (m *Manager) SubmitTurn(ctx context.Context, gate *policy.Engine, req TurnR
 		if agent == "" {
 			return nil, fmt.Errorf("session %s does not exist and its key names no agent: use agent:<agentId>:<name>", req.SessionKey)
 		}
-		s := store.NewSession(store.Session{Key: req.SessionKey, AgentID: agent, Status: "idle"})
+		s := store.NewSession(store.Session{Key: req.SessionKey, AgentID: agent, Label: req.Label, Status: "idle"})
 		sess, create = &s, &s
 	} else if err != nil {
 		return nil, err
