@@ -106,4 +106,3 @@ func Benchmark200ConcurrentLoops(b *testing.B) {
 		}
 	}
 }
-
