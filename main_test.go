@@ -93,7 +93,12 @@ func (p *stdioProc) next() map[string]any {
 	select {
 	case line, ok := <-p.lines:
 		if !ok {
-			p.t.Fatalf("stdout closed; stderr:\n%s", p.stderr)
+			var exit error
+			select {
+			case exit = <-p.done:
+			case <-time.After(5 * time.Second):
+			}
+			p.t.Fatalf("stdout closed (exit: %v); stderr:\n%s", exit, p.stderr)
 		}
 		var m map[string]any
 		if err := json.Unmarshal([]byte(line), &m); err != nil || m["jsonrpc"] != "2.0" {
@@ -404,4 +409,78 @@ func TestKill9RecoversRunAsUnknown(t *testing.T) {
 	if code := q.wait(); code != 0 {
 		t.Fatalf("restarted server exit %d: %s", code, q.stderr)
 	}
+}
+
+// Two real server processes on one database. A message to the other
+// process's client session is delivered and that client is notified; a
+// send to a session busy with a turn in the other process queues behind it
+// and is picked up as soon as that turn ends.
+func TestTwoProcessesDeliveryAndPickup(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "sp.db")
+	script := filepath.Join(dir, "script.json")
+	os.WriteFile(script, []byte(`{"conversations": [
+		{"match": "first", "turns": [{"delay_ms": 1610, "text": "first done"}, {"text": "second done"}]}]}`), 0o600)
+	cfg := filepath.Join(dir, "config.toml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+[providers.demo]
+kind = "scripted"
+script = %q
+[[models]]
+id = "demo/scripted"
+provider = "demo"
+[agents.defaults]
+model = "demo/scripted"
+`, script)), 0o600)
+	a := startServer(t, "--db", db, "--config", cfg, "--agent", "main")
+	b := startServer(t, "--db", db, "--config", cfg, "--agent", "ops")
+	for _, p := range []*stdioProc{a, b} {
+		p.send(initMsg)
+		p.response(1)
+		p.send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
+	}
+	// A delivers to B's client session; B's client hears of it.
+	a.send(callMsg(2, "sessions_send", `{"key":"agent:ops:main","message":"deploy finished"}`))
+	if st := a.response(2)["result"].(map[string]any)["structuredContent"].(map[string]any)["status"]; st != "delivered" {
+		t.Fatalf("delivery status %v", st)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	heard := false
+	for !heard && time.Now().Before(deadline) {
+		m := b.next()
+		if m["method"] == "notifications/message" && strings.Contains(fmt.Sprint(m["params"]), "agent:main:main") {
+			heard = true
+		}
+	}
+	if !heard {
+		t.Fatal("B's client was not notified of the message delivered by A")
+	}
+	// B starts a slow turn on a worker session; A's send to it queues and
+	// runs when B's turn ends.
+	b.send(callMsg(3, "sessions_send", `{"key":"agent:main:worker","message":"first job","timeoutSeconds":0}`))
+	b.response(3)
+	a.send(callMsg(4, "sessions_send", `{"key":"agent:main:worker","message":"second job","timeoutSeconds":60}`))
+	res := a.response(4)["result"].(map[string]any)["structuredContent"].(map[string]any)
+	if res["status"] != "ok" || res["reply"] != "second done" || res["queued"] != true {
+		t.Fatalf("queued cross-process send: %v", res)
+	}
+	st, err := store.Open(context.Background(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	runs, _ := st.ListRuns(context.Background(), store.RunFilter{Kind: "send", States: []string{"ok"}})
+	var first, second *store.Run
+	for _, r := range runs {
+		switch r.Task {
+		case "first job":
+			first = r
+		case "second job":
+			second = r
+		}
+	}
+	if first == nil || second == nil || first.OwnerInstance == second.OwnerInstance || second.StartedAt < first.EndedAt {
+		t.Fatalf("turns: %+v / %+v", first, second)
+	}
+	t.Logf("cross-process pickup latency: %d ms (turn ended in B → queued turn started in A)", second.StartedAt-first.EndedAt)
 }

@@ -59,7 +59,10 @@ type Server struct {
 	cron *cron.Scheduler
 	down *downstream.Manager // tools of [[mcp_servers]] for children (nil = none)
 
-	wake     chan struct{} // an announce may be waiting for a notification
+	wake     chan struct{} // an announce or a delivered message may be waiting for a notification
+	seenMu   sync.Mutex
+	seenSeq  int64 // the client's session seq it was last told about
+	seenInit bool
 	quit     chan struct{}
 	notifyWG sync.WaitGroup
 	stopOnce sync.Once
@@ -144,9 +147,11 @@ func New(reg *tools.Registry, opts Options) (*Server, error) {
 		}
 	})
 	hooks.AddAfterInitialize(func(ctx context.Context, _ any, _ *mcp.InitializeRequest, _ *mcp.InitializeResult) {
+		s.rememberSession(ctx)
 		if err := s.ensureMain(ctx); err != nil {
 			log.Error("create the MCP client's main session", "err", err)
 		}
+		s.markSeen(ctx)
 	})
 	version := opts.Version
 	if version == "" {
@@ -238,6 +243,7 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 		if err := s.ensureMain(ctx); err != nil {
 			return mcp.NewToolResultError("the session store is unavailable: " + err.Error()), nil
 		}
+		s.markSeen(ctx)
 		raw, err := json.Marshal(req.Params.Arguments)
 		if err != nil || req.Params.Arguments == nil {
 			raw = json.RawMessage("{}")
@@ -544,6 +550,9 @@ func (s *Server) notifier() {
 		case <-s.wake:
 		}
 		s.pushAnnounces()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.pushDeliveries(ctx)
+		cancel()
 	}
 }
 
@@ -559,33 +568,80 @@ func (s *Server) pushAnnounces() {
 		return
 	}
 	for _, a := range anns {
-		n := mcp.NewLoggingMessageNotification(mcp.LoggingLevelNotice, "sessionplane.announce", map[string]any{
-			"runId": a.RunID, "status": a.Status, "text": a.Body,
-		})
-		if err := s.srv.SendLogMessageToSpecificClient(sess.SessionID(), n); err != nil {
-			s.log.Debug("announce notification not sent", "err", err)
-		}
+		s.notice(sess, "sessionplane.announce", map[string]any{"runId": a.RunID, "status": a.Status, "text": a.Body})
+	}
+}
+
+// notice sends a notifications/message at level notice. These are events
+// the client must see (announces, delivered messages), so they are sent
+// whatever logging/setLevel said: mcp-go would otherwise drop everything
+// below "error" for a client that never set a level, which is most of them.
+func (s *Server) notice(sess server.ClientSession, logger string, data map[string]any) {
+	params := map[string]any{"level": mcp.LoggingLevelNotice, "logger": logger, "data": data}
+	if err := s.srv.SendNotificationToSpecificClient(sess.SessionID(), "notifications/message", params); err != nil {
+		s.log.Debug("notification not sent", "logger", logger, "err", err)
 	}
 }
 
 // delivered is told that a message was delivered to an MCP client's
-// session; when that is this server's client, it gets a logging
-// notification and a resource update for session://<key>.
+// session; when that is this server's client, the notifier tells it.
 func (s *Server) delivered(key string) {
-	if key != s.caller.Key {
+	if key == s.caller.Key {
+		s.announced(key)
+	}
+}
+
+// markSeen records, once, where the client's transcript stands when it
+// connects: later deliveries are news to it.
+func (s *Server) markSeen(ctx context.Context) {
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	if s.seenInit {
 		return
 	}
+	if cur, err := s.reg.Env().Store.GetSession(context.WithoutCancel(ctx), s.caller.Key); err == nil {
+		s.seenSeq, s.seenInit = int64(cur.MessageCount), true
+	}
+}
+
+// pushDeliveries tells the client about messages other sessions delivered
+// to its session since it last looked — sent through this process or any
+// other on the same database (the heartbeat wakes the notifier every 2 s):
+// a notifications/message and a resource update for session://<key>.
+func (s *Server) pushDeliveries(ctx context.Context) {
 	sess := s.lastSession()
 	if sess == nil {
 		return
 	}
-	n := mcp.NewLoggingMessageNotification(mcp.LoggingLevelNotice, "sessionplane.message", map[string]any{
-		"session": key, "text": "a message was delivered to your session; read it with sessions_history or the resource " + tools.SessionURI(key),
-	})
-	if err := s.srv.SendLogMessageToSpecificClient(sess.SessionID(), n); err != nil {
-		s.log.Debug("delivery notification not sent", "err", err)
+	st := s.reg.Env().Store
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	if !s.seenInit {
+		return
 	}
-	if err := s.srv.SendNotificationToSpecificClient(sess.SessionID(), "notifications/resources/updated", map[string]any{"uri": tools.SessionURI(key)}); err != nil {
+	msgs, err := st.MessagesAfter(ctx, s.caller.Key, s.seenSeq)
+	if err != nil {
+		return
+	}
+	var from []string
+	for _, m := range msgs {
+		s.seenSeq = max(s.seenSeq, m.Seq)
+		if m.Role != store.RoleAssistant && m.Role != store.RoleTool && m.Trust == store.TrustInterSession && strings.HasPrefix(m.Content.Text, "[From: ") {
+			sender := strings.TrimPrefix(m.Content.Text, "[From: ")
+			if i := strings.IndexByte(sender, ']'); i >= 0 {
+				sender = sender[:i]
+			}
+			from = append(from, sender)
+		}
+	}
+	if len(from) == 0 {
+		return
+	}
+	s.notice(sess, "sessionplane.message", map[string]any{
+		"session": s.caller.Key, "from": from,
+		"text": fmt.Sprintf("%d message(s) were delivered to your session; read them with sessions_history or the resource %s", len(from), tools.SessionURI(s.caller.Key)),
+	})
+	if err := s.srv.SendNotificationToSpecificClient(sess.SessionID(), "notifications/resources/updated", map[string]any{"uri": tools.SessionURI(s.caller.Key)}); err != nil {
 		s.log.Debug("resource update not sent", "err", err)
 	}
 }
