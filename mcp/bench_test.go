@@ -99,6 +99,12 @@ func peakRSSMB() float64 {
 // of the process, and spawn→announce latency p50/p95 (accepted to announce
 // row committed).
 func BenchmarkSpawnFanout1000(b *testing.B) {
+	for _, inflight := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("inflight=%d", inflight), func(b *testing.B) { benchFanout(b, inflight) })
+	}
+}
+
+func benchFanout(b *testing.B, inflight int) {
 	const n, lane = 1000, 64
 	const model = 50 * time.Millisecond
 	for i := 0; i < b.N; i++ {
@@ -135,14 +141,14 @@ spawn-subagent = "none"
 		init := mcp.InitializeRequest{}
 		init.Params.ProtocolVersion = "2025-11-25"
 		c.Initialize(ctx, init)
-		// The client keeps 16 calls in flight, as a fan-out client would
-		// (MCP requests are concurrent; the server's worker pool is 64).
+		// The client keeps `inflight` calls in flight (MCP requests may be
+		// concurrent; the server's stdio worker pool is 64).
 		accepted := make(map[string]time.Time, n)
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		next := make(chan int)
 		start := time.Now()
-		for w := 0; w < 16; w++ {
+		for w := 0; w < inflight; w++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -314,6 +314,8 @@ func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a 
 		return err
 	}
 	// The announce also lands in the requester's transcript (when it exists).
+	// It is not full-text indexed (body ''): the child's answer is indexed
+	// in the child's session, and indexing its copy would double every hit.
 	var last int64
 	err := s.queryRow(ctx, tx, `UPDATE sessions SET message_count = message_count + 1, updated_at = ? WHERE key = ? RETURNING message_count`,
 		now, a.RequesterKey).Scan(&last)
@@ -324,8 +326,8 @@ func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a 
 		return err
 	}
 	body, _ := json.Marshal(Content{Text: a.Body})
-	_, err = s.exec(ctx, tx, `INSERT INTO messages (session_key, seq, role, content, body, trust, created_at) VALUES (?, ?, 'user', ?, ?, 'inter_session', ?)`,
-		a.RequesterKey, last, string(body), a.Body, now)
+	_, err = s.exec(ctx, tx, `INSERT INTO messages (session_key, seq, role, content, body, trust, created_at) VALUES (?, ?, 'user', ?, '', 'inter_session', ?)`,
+		a.RequesterKey, last, string(body), now)
 	return err
 }
 
