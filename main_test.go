@@ -122,6 +122,19 @@ func (p *stdioProc) response(id int) map[string]any {
 	}
 }
 
+// responses collects the responses with ids from..to, in any order.
+func (p *stdioProc) responses(from, to int) map[int]map[string]any {
+	p.t.Helper()
+	out := map[int]map[string]any{}
+	for len(out) < to-from+1 {
+		m := p.next()
+		if v, ok := m["id"].(float64); ok && int(v) >= from && int(v) <= to {
+			out[int(v)] = m
+		}
+	}
+	return out
+}
+
 func (p *stdioProc) wait() int {
 	p.t.Helper()
 	select {
@@ -483,4 +496,43 @@ model = "demo/scripted"
 		t.Fatalf("turns: %+v / %+v", first, second)
 	}
 	t.Logf("cross-process pickup latency: %d ms (turn ended in B → queued turn started in A)", second.StartedAt-first.EndedAt)
+}
+
+// Two real server processes claim the same tasks at the same moment: each
+// task has exactly one winner.
+func TestTwoProcessesClaimOnce(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "sp.db")
+	procs := []*stdioProc{startServer(t, "--db", db, "--agent", "main"), startServer(t, "--db", db, "--agent", "ops")}
+	for _, p := range procs {
+		p.send(initMsg)
+		p.response(1)
+	}
+	const tasks = 10
+	for i := 1; i <= tasks; i++ {
+		procs[0].send(callMsg(100+i, "task_list", fmt.Sprintf(`{"action":"create","list":"race","title":"task %d"}`, i)))
+		procs[0].response(100 + i)
+	}
+	// Both send every claim before reading any answer: the claims race.
+	for _, p := range procs {
+		for i := 1; i <= tasks; i++ {
+			p.send(callMsg(200+i, "task_list", fmt.Sprintf(`{"action":"claim","id":%d}`, i)))
+		}
+	}
+	wins := map[int]int{}
+	for pi, p := range procs {
+		got := p.responses(201, 200+tasks)
+		for i := 1; i <= tasks; i++ {
+			res := got[200+i]["result"].(map[string]any)
+			if res["isError"] != true {
+				wins[i]++
+			} else if txt := fmt.Sprint(res["content"]); !strings.Contains(txt, "already claimed") {
+				t.Fatalf("process %d, task %d: unexpected error %s", pi, i, txt)
+			}
+		}
+	}
+	for i := 1; i <= tasks; i++ {
+		if wins[i] != 1 {
+			t.Fatalf("task %d claimed %d times", i, wins[i])
+		}
+	}
 }

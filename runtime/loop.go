@@ -76,7 +76,7 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 	if tb == nil {
 		return fail(res, "the runtime has no tool set (SetTools was not called)")
 	}
-	p, err := r.Provider(t.Model.Provider)
+	p, err := r.ProviderFor(t.Model.Provider, t.Caller.AgentID)
 	if err != nil {
 		return fail(res, err.Error())
 	}

@@ -117,15 +117,34 @@ func (r *Runtime) SetSampler(s provider.Sampler) {
 
 // Provider returns the provider instance named in [providers.<name>],
 // creating it on first use.
-func (r *Runtime) Provider(name string) (provider.Provider, error) {
+func (r *Runtime) Provider(name string) (provider.Provider, error) { return r.ProviderFor(name, "") }
+
+// ProviderFor returns the provider for a run of agentID. Auth is decided by
+// agent (seed 003): the agent's api_keys.<provider> variable when it is set
+// and not empty, else (the fallback) the provider's own api_key_env.
+func (r *Runtime) ProviderFor(name, agentID string) (provider.Provider, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if p, ok := r.providers[name]; ok {
-		return p, nil
+		return p, nil // shared instance (or one a test put in)
 	}
 	pc, ok := r.cfg.Providers[name]
 	if !ok {
 		return nil, fmt.Errorf("provider %q is not configured: add [providers.%s]", name, name)
+	}
+	if a, ok := r.cfg.Agent(agentID); ok && a.APIKeys[name] != "" {
+		if key := r.getenv(a.APIKeys[name]); key != "" {
+			cacheKey := name + "\x00agent:" + agentID
+			if p, ok := r.providers[cacheKey]; ok {
+				return p, nil
+			}
+			p, err := r.newProvider(name, pc, key)
+			if err != nil {
+				return nil, err
+			}
+			r.providers[cacheKey] = p
+			return p, nil
+		}
 	}
 	key := ""
 	if pc.APIKeyEnv != "" {
@@ -134,6 +153,15 @@ func (r *Runtime) Provider(name string) (provider.Provider, error) {
 			return nil, fmt.Errorf("provider %q: environment variable %s (providers.%s.api_key_env) is empty: export the API key", name, pc.APIKeyEnv, name)
 		}
 	}
+	p, err := r.newProvider(name, pc, key)
+	if err != nil {
+		return nil, err
+	}
+	r.providers[name] = p
+	return p, nil
+}
+
+func (r *Runtime) newProvider(name string, pc config.Provider, key string) (provider.Provider, error) {
 	p, err := provider.New(name, provider.Config{
 		Kind: pc.Kind, BaseURL: pc.BaseURL, APIKey: key, Script: pc.Script,
 		Timeout: secondsDuration(pc.TimeoutSeconds), MaxRetries: pc.MaxRetries,
@@ -141,7 +169,6 @@ func (r *Runtime) Provider(name string) (provider.Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provider %q: %w", name, err)
 	}
-	r.providers[name] = p
 	return p, nil
 }
 

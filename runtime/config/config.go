@@ -97,7 +97,11 @@ type Agent struct {
 	Preset    string         `toml:"preset" json:"preset"`
 	Model     string         `toml:"model" json:"model"`
 	Workspace string         `toml:"workspace" json:"workspace"`
-	Subagents AgentSubagents `toml:"subagents" json:"subagents"`
+	// APIKeys overrides, for this agent's runs, the environment variable
+	// that holds a provider's key: provider name → variable name. When the
+	// variable is unset or empty the provider's own api_key_env is used.
+	APIKeys   map[string]string `toml:"api_keys" json:"api_keys,omitempty"`
+	Subagents AgentSubagents    `toml:"subagents" json:"subagents"`
 }
 
 // AgentSubagents is [agents.list.subagents].

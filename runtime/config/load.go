@@ -447,6 +447,14 @@ func (c *Config) validate() []Problem {
 			}
 		}
 		checkModel(path+".model", a.Model)
+		for _, pn := range sortedKeys(a.APIKeys) {
+			if _, ok := c.Providers[pn]; !ok {
+				add(path+".api_keys."+pn, "provider %q is not defined: add [providers.%s] or remove the key (defined: %s)", pn, pn, keysOf(c.Providers))
+			}
+			if a.APIKeys[pn] == "" {
+				add(path+".api_keys."+pn, "name the environment variable that holds this agent's key for provider %q", pn)
+			}
+		}
 		checkModel(path+".subagents.model", a.Subagents.Model)
 		checkThinking(path+".subagents.thinking", a.Subagents.Thinking)
 	}
