@@ -91,12 +91,12 @@ type SubagentsDefaults struct {
 
 // Agent is one [[agents.list]] entry.
 type Agent struct {
-	ID        string         `toml:"id" json:"id"`
-	Default   bool           `toml:"default" json:"default"`
-	Name      string         `toml:"name" json:"name"`
-	Preset    string         `toml:"preset" json:"preset"`
-	Model     string         `toml:"model" json:"model"`
-	Workspace string         `toml:"workspace" json:"workspace"`
+	ID        string `toml:"id" json:"id"`
+	Default   bool   `toml:"default" json:"default"`
+	Name      string `toml:"name" json:"name"`
+	Preset    string `toml:"preset" json:"preset"`
+	Model     string `toml:"model" json:"model"`
+	Workspace string `toml:"workspace" json:"workspace"`
 	// APIKeys overrides, for this agent's runs, the environment variable
 	// that holds a provider's key: provider name → variable name. When the
 	// variable is unset or empty the provider's own api_key_env is used.
