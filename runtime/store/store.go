@@ -108,6 +108,9 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
+	// Checkpoints run in the background (checkpointer), not inside
+	// whichever commit crosses the WAL threshold.
+	q.Add("_pragma", "wal_autocheckpoint(0)")
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + path + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
@@ -123,8 +126,9 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s.writerWG.Add(1)
+	s.writerWG.Add(2)
 	go s.writer()
+	go s.checkpointer()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -270,6 +274,26 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	// Once queued the write is not abandoned: waiting for its result keeps
 	// "returned nil" meaning "committed".
 	return <-req.done
+}
+
+// checkpointer folds the WAL back into the database file every second
+// (PASSIVE: it never blocks readers or the writer), keeping checkpoint I/O
+// off the commit path. Every process on the file runs one, so a process
+// that stops does not leave the WAL to grow.
+func (s *Store) checkpointer() {
+	defer s.writerWG.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if _, err := s.db.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil && !isBusy(err) {
+				s.log.Debug("wal checkpoint", "err", err)
+			}
+		}
+	}
 }
 
 // maxBatch bounds how many queued writes share one transaction.
