@@ -8,6 +8,7 @@ import (
 	"unicode"
 
 	"github.com/sessionplane/sessionplane/runtime/config"
+	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
 // Engine evaluates calls against the loaded configuration. It is safe for
@@ -294,7 +295,7 @@ func (e *Engine) Access(ctx context.Context, c Caller, key string) Decision {
 	if err != nil {
 		return deny("policy.error", "", "could not evaluate access to %s: %v (denied)", key, err)
 	}
-	owner := agentOfKey(key)
+	owner := store.AgentOf(key)
 	if ok && stored != "" && (owner == "" || owner == c.AgentID) {
 		owner = stored // a stored owner that is another agent decides
 	}
@@ -335,17 +336,6 @@ func (e *Engine) Access(ctx context.Context, c Caller, key string) Decision {
 		return deny("policy.error", "tools.sessions.visibility", "unknown visibility %q (denied)", e.cfg.Tools.Sessions.Visibility)
 	}
 	return allow
-}
-
-func agentOfKey(key string) string {
-	if !strings.HasPrefix(key, "agent:") {
-		return ""
-	}
-	rest := key[len("agent:"):]
-	if i := strings.IndexByte(rest, ':'); i > 0 {
-		return rest[:i]
-	}
-	return ""
 }
 
 // sendRights checks can_send (every layer; default true) when the call

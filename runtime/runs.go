@@ -691,7 +691,7 @@ func StatsLine(run *store.Run, sessionID string) string {
 		dur = time.Duration(run.EndedAt-run.StartedAt) * time.Millisecond
 	}
 	return fmt.Sprintf("Stats: runtime %s • tokens %s (in %s / out %s) • est $%.4f • sessionKey %s • sessionId %s • transcript session://%s",
-		shortDuration(dur), humanTokens(run.TokensIn+run.TokensOut), humanTokens(run.TokensIn), humanTokens(run.TokensOut), run.CostUSD,
+		shortDuration(dur), HumanTokens(run.TokensIn+run.TokensOut), HumanTokens(run.TokensIn), HumanTokens(run.TokensOut), run.CostUSD,
 		run.ChildKey, sessionID, run.ChildKey)
 }
 
@@ -708,7 +708,8 @@ func shortDuration(d time.Duration) string {
 	}
 }
 
-func humanTokens(n int64) string {
+// HumanTokens writes a token count for people: 1234 as 1.2k.
+func HumanTokens(n int64) string {
 	switch {
 	case n >= 1_000_000:
 		return fmt.Sprintf("%.1fM", float64(n)/1e6)

@@ -28,17 +28,8 @@ func msToRFC3339(ms int64) string {
 	return time.UnixMilli(ms).UTC().Format(time.RFC3339)
 }
 
-// humanTokens writes 1234 as 1.2k.
-func humanTokens(n int64) string {
-	switch {
-	case n >= 1_000_000:
-		return fmt.Sprintf("%.1fM", float64(n)/1e6)
-	case n >= 1000:
-		return fmt.Sprintf("%.1fk", float64(n)/1e3)
-	default:
-		return fmt.Sprintf("%d", n)
-	}
-}
+// humanTokens writes 1234 as 1.2k (one definition, in the runtime).
+func humanTokens(n int64) string { return spruntime.HumanTokens(n) }
 
 // SessionURI is the MCP resource URI of a session's transcript.
 func SessionURI(key string) string { return "session://" + key }

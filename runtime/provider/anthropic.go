@@ -106,19 +106,7 @@ func (p *anthropicProvider) Name() string { return p.http.name }
 
 // Complete sends one Messages API call.
 func (p *anthropicProvider) Complete(ctx context.Context, req Request) (*Response, error) {
-	body, err := p.buildRequest(req)
-	if err != nil {
-		return nil, p.http.errorf(req.Model, err, "%v", err)
-	}
-	raw, err := p.http.post(ctx, req.Model, "/v1/messages", body)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := parseAnthropic(raw)
-	if err != nil {
-		return nil, p.http.errorf(req.Model, err, "%v", err)
-	}
-	return resp, nil
+	return exchange(ctx, p.http, req.Model, "/v1/messages", func() (*anthropicRequest, error) { return p.buildRequest(req) }, parseAnthropic)
 }
 
 func (p *anthropicProvider) buildRequest(req Request) (*anthropicRequest, error) {

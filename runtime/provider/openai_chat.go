@@ -93,19 +93,7 @@ func (p *chatProvider) Name() string { return p.http.name }
 
 // Complete sends one Chat Completions call.
 func (p *chatProvider) Complete(ctx context.Context, req Request) (*Response, error) {
-	body, err := p.buildRequest(req)
-	if err != nil {
-		return nil, p.http.errorf(req.Model, err, "%v", err)
-	}
-	raw, err := p.http.post(ctx, req.Model, "/chat/completions", body)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := parseChat(raw)
-	if err != nil {
-		return nil, p.http.errorf(req.Model, err, "%v", err)
-	}
-	return resp, nil
+	return exchange(ctx, p.http, req.Model, "/chat/completions", func() (*chatRequest, error) { return p.buildRequest(req) }, parseChat)
 }
 
 func (p *chatProvider) buildRequest(req Request) (*chatRequest, error) {

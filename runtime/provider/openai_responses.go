@@ -108,19 +108,7 @@ func (p *responsesProvider) Name() string { return p.http.name }
 
 // Complete sends one Responses API call.
 func (p *responsesProvider) Complete(ctx context.Context, req Request) (*Response, error) {
-	body, err := buildResponsesRequest(req)
-	if err != nil {
-		return nil, p.http.errorf(req.Model, err, "%v", err)
-	}
-	raw, err := p.http.post(ctx, req.Model, "/responses", body)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := parseResponses(raw)
-	if err != nil {
-		return nil, p.http.errorf(req.Model, err, "%v", err)
-	}
-	return resp, nil
+	return exchange(ctx, p.http, req.Model, "/responses", func() (*responsesRequest, error) { return buildResponsesRequest(req) }, parseResponses)
 }
 
 func buildResponsesRequest(req Request) (*responsesRequest, error) {

@@ -208,3 +208,22 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 	}
 	return 0
 }
+
+// exchange is one call of an HTTP provider: build the API's request body,
+// POST it (with retries), and parse the answer; build and parse failures
+// become *Error naming provider and model like HTTP failures do.
+func exchange[B any](ctx context.Context, c *httpClient, model, path string, build func() (B, error), parse func([]byte) (*Response, error)) (*Response, error) {
+	body, err := build()
+	if err != nil {
+		return nil, c.errorf(model, err, "%v", err)
+	}
+	raw, err := c.post(ctx, model, path, body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := parse(raw)
+	if err != nil {
+		return nil, c.errorf(model, err, "%v", err)
+	}
+	return resp, nil
+}
