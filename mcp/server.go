@@ -57,6 +57,7 @@ type Server struct {
 
 	runs *spruntime.Manager
 	cron *cron.Scheduler
+	subs *subscriptions
 	down *downstream.Manager // tools of [[mcp_servers]] for children (nil = none)
 
 	wake     chan struct{} // an announce or a delivered message may be waiting for a notification
@@ -172,6 +173,7 @@ func New(reg *tools.Registry, opts Options) (*Server, error) {
 	for _, t := range reg.All() {
 		s.srv.AddTool(mcpTool(t), s.handler(t.Name))
 	}
+	s.addResourceSurface(hooks)
 	s.srv.AddResourceTemplate(mcp.NewResourceTemplate("session://{+key}", "Session transcript",
 		mcp.WithTemplateDescription("A session's metadata and whole transcript as JSON, in seq order. key is the session key, e.g. agent:main:main."),
 		mcp.WithTemplateMIMEType("application/json")), s.readSession)
@@ -552,6 +554,7 @@ func (s *Server) notifier() {
 		s.pushAnnounces()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		s.pushDeliveries(ctx)
+		s.pushResourceUpdates(ctx)
 		cancel()
 	}
 }

@@ -483,3 +483,15 @@ func SpawnTools() []*Tool {
 			cancelSpawn),
 	}
 }
+
+// RunResource is a run as the run:// resource shows it, with its announce
+// once it ended. Like spawn_status, only the session that spawned the run
+// (or one of its ancestors) may read it.
+func RunResource(ctx context.Context, env *Env, c policy.Caller, id string) (RunInfo, error) {
+	call := &Call{Caller: c, Env: env}
+	r, err := ownRun(ctx, call, id)
+	if err != nil {
+		return RunInfo{}, err
+	}
+	return runInfo(ctx, call, r, true), nil
+}
