@@ -205,10 +205,11 @@ func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,",
 
 // ClaimRun moves a queued run to running for this instance. It returns
 // false when another process claimed it first, it is no longer queued, or
-// its session is busy: one turn at a time per session, in FIFO order (an
-// older queued run of the same session goes first; run ids are uuid v7,
-// ordered by creation). So no run is executed twice and no two runs
-// interleave in one transcript, whichever processes run them.
+// its session is busy: one turn at a time per session, oldest run id
+// first (run ids are uuid v7, so a run submitted after another one was
+// accepted comes after it; two submitted at the same moment may go in
+// either order). So no run is executed twice and no two runs interleave in
+// one transcript, whichever processes run them.
 func (s *Store) ClaimRun(ctx context.Context, id, instance string, pid int) (bool, error) {
 	var n int64
 	err := s.Tx(ctx, func(tx *sql.Tx) error {

@@ -108,9 +108,6 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
-	// Checkpoints run in the background (checkpointer), not inside
-	// whichever commit crosses the WAL threshold.
-	q.Add("_pragma", "wal_autocheckpoint(0)")
 	q.Set("_txlock", "immediate")
 	dsn := "file:" + path + "?" + q.Encode()
 	db, err := sql.Open("sqlite", dsn)
@@ -122,13 +119,19 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	s := &Store{db: db, path: path, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{})}
-	if err := s.verify(ctx); err != nil {
+	// Processes opening a new file at once race to switch it to WAL, and
+	// SQLite answers a loser SQLITE_BUSY at once, busy_timeout or not:
+	// retry (each attempt opens a fresh connection) for up to busy_timeout.
+	err = s.verify(ctx)
+	for deadline := time.Now().Add(busy); err != nil && isBusy(err) && time.Now().Before(deadline); err = s.verify(ctx) {
+		time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
+	}
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	s.writerWG.Add(2)
+	s.writerWG.Add(1)
 	go s.writer()
-	go s.checkpointer()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -274,26 +277,6 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	// Once queued the write is not abandoned: waiting for its result keeps
 	// "returned nil" meaning "committed".
 	return <-req.done
-}
-
-// checkpointer folds the WAL back into the database file every second
-// (PASSIVE: it never blocks readers or the writer), keeping checkpoint I/O
-// off the commit path. Every process on the file runs one, so a process
-// that stops does not leave the WAL to grow.
-func (s *Store) checkpointer() {
-	defer s.writerWG.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			if _, err := s.db.Exec("PRAGMA wal_checkpoint(PASSIVE)"); err != nil && !isBusy(err) {
-				s.log.Debug("wal checkpoint", "err", err)
-			}
-		}
-	}
 }
 
 // maxBatch bounds how many queued writes share one transaction.
