@@ -435,7 +435,7 @@ func TestResources(t *testing.T) {
 		t.Fatalf("session not listed as a resource: %+v", list.Resources)
 	}
 	tpl, err := f.c.ListResourceTemplates(ctx, mcp.ListResourceTemplatesRequest{})
-	if err != nil || len(tpl.ResourceTemplates) != 1 {
+	if err != nil || len(tpl.ResourceTemplates) != 2 { // session://{+key} and run://{id}
 		t.Fatalf("templates: %v %+v", err, tpl)
 	}
 	req := mcp.ReadResourceRequest{}

@@ -192,7 +192,9 @@ func TestSpawnAcceptedOKAnnouncedOnce(t *testing.T) {
 	if err != nil || a.DeliveredAt == 0 {
 		t.Fatalf("announce not marked delivered: %+v %v", a, err)
 	}
-	_ = notes // notifications are best effort; delivery is asserted above
+	mu.Lock()
+	_ = len(notes) // notifications are best effort; delivery is asserted above
+	mu.Unlock()
 }
 
 func TestSpawnYieldAndSilentAndModelWarnings(t *testing.T) {

@@ -112,6 +112,9 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 	}
 	history, err := r.st.Transcript(ctx, t.SessionKey)
 	if err != nil {
+		if ctx.Err() != nil {
+			return stopped(ctx, res)
+		}
 		return fail(res, "read the transcript: "+err.Error())
 	}
 	msgs := toProviderMessages(history)

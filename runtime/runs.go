@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -91,6 +92,7 @@ type Manager struct {
 	steerAt  map[string]time.Time
 	onFinish []func(*store.Run)
 	gate     *policy.Engine
+	closing  atomic.Bool
 }
 
 // SetGate gives the manager the policy gate (for turns it starts itself,
@@ -159,6 +161,9 @@ func (m *Manager) Close() error {
 		ids = append(ids, id)
 	}
 	m.mu.Unlock()
+	// From here no queued run may start: a kill below frees a lane, and a
+	// run waiting for one must stay queued for the next process.
+	m.closing.Store(true)
 	ctx := context.Background()
 	if states, err := m.st.RunStates(ctx, ids); err == nil {
 		for _, id := range ids {
@@ -251,6 +256,10 @@ func (m *Manager) scheduleKind(id, kind string) {
 			case lane <- struct{}{}:
 			case <-runCtx.Done():
 				return // killed while queued: the kill recorded it
+			}
+			if m.closing.Load() {
+				<-lane
+				return // shutting down: the run stays queued for the next process
 			}
 			m.mu.Lock()
 			freed := m.freed

@@ -25,7 +25,7 @@ type CronPayloadIn struct {
 	Message     string    `json:"message" jsonschema:"what the agent is asked on each run"`
 	AgentID     string    `json:"agentId,omitempty" jsonschema:"the agent that runs the turns (default: yours; another agent needs allow_agents, see agents_list)"`
 	Model       string    `json:"model,omitempty" jsonschema:"model id from [[models]] (default: resolved from the config)"`
-	TimeoutSecs int       `json:"timeout_secs,omitempty" jsonschema:"abort a run after N seconds (0 = agents.defaults.subagents.run_timeout_seconds)" schema:"min=0"`
+	TimeoutSecs int       `json:"timeout_secs,omitempty" jsonschema:"abort a run after N seconds (0 = agents.defaults.subagents.run_timeout_seconds; at most 86400)" schema:"min=0,max=86400"`
 	ActiveTools []string  `json:"active_tools,omitempty" jsonschema:"the only tools the model is shown on these runs"`
 	ToolChoice  *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use: auto, any, none, or tool with a name (which must be in active_tools when that is set)"`
 }

@@ -35,8 +35,8 @@ type SpawnIn struct {
 	AgentID           string    `json:"agentId,omitempty" jsonschema:"spawn under another agent id (must be allowed: see agents_list)"`
 	Model             string    `json:"model,omitempty" jsonschema:"model id from [[models]] (default: resolved from the config)"`
 	Thinking          string    `json:"thinking,omitempty" jsonschema:"off, low, medium or high"`
-	RunTimeoutSeconds int       `json:"runTimeoutSeconds,omitempty" jsonschema:"abort the run after N seconds (0 = the configured default)" schema:"min=0"`
-	TimeoutSeconds    int       `json:"timeoutSeconds,omitempty" jsonschema:"alias of runTimeoutSeconds" schema:"min=0"`
+	RunTimeoutSeconds int       `json:"runTimeoutSeconds,omitempty" jsonschema:"abort the run after N seconds (0 = the configured default; at most 86400)" schema:"min=0,max=86400"`
+	TimeoutSeconds    int       `json:"timeoutSeconds,omitempty" jsonschema:"alias of runTimeoutSeconds" schema:"min=0,max=86400"`
 	Cleanup           string    `json:"cleanup,omitempty" jsonschema:"keep (default) or delete: delete archives the child session right after its announce" schema:"enum=keep|delete,default=keep"`
 	Preset            string    `json:"preset,omitempty" jsonschema:"a preset for the child (it narrows, never widens, your own policy)"`
 	ActiveTools       []string  `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
@@ -150,7 +150,7 @@ type SpawnAgentIn struct {
 	ActiveTools    []string  `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
 	ToolChoice     *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the child's first model call"`
 	OutputSchema   any       `json:"output_schema,omitempty" jsonschema:"JSON Schema (an object) the child's sessions_yield result must match"`
-	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" jsonschema:"abort the child after N seconds" schema:"min=0"`
+	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" jsonschema:"abort the child after N seconds (at most 86400)" schema:"min=0,max=86400"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.

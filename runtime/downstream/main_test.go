@@ -16,6 +16,7 @@ import (
 
 	"github.com/mark3labs/mcp-go/mcp"
 	mcpserver "github.com/mark3labs/mcp-go/server"
+	"go.uber.org/goleak"
 )
 
 // The test binary doubles as the fake downstream server: with DOWNSTREAM_FAKE=1 in its
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(fakeEnv) == "1" {
 		os.Exit(runFakeServer())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m) // no goroutine outlives the tests (Close ends readers and waiters)
 }
 
 // runFakeServer serves the fake tools on stdin/stdout and returns the exit code. Its

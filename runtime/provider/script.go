@@ -198,7 +198,11 @@ func parseTurn(raw json.RawMessage, path string) (Turn, error) {
 			return Turn{}, fmt.Errorf("%s.error.status: must be an HTTP error status (400-599), got %d", path, e.Status)
 		}
 		if e.Message == "" {
-			t.Error = &TurnError{Status: e.Status, Message: http.StatusText(e.Status)}
+			msg := http.StatusText(e.Status)
+			if msg == "" {
+				msg = fmt.Sprintf("HTTP %d", e.Status) // e.g. 529, which net/http does not name
+			}
+			t.Error = &TurnError{Status: e.Status, Message: msg}
 		}
 	}
 	if err := checkPlaceholders(rt.Text, path+".text"); err != nil {

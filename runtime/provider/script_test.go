@@ -1,10 +1,12 @@
 package provider
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseScriptErrorsNameThePath(t *testing.T) {
@@ -133,8 +135,11 @@ func FuzzParseScript(f *testing.F) {
 		if len(s.Conversations) == 0 || fallbacks > 1 {
 			t.Fatalf("invalid script accepted: %d conversations, %d fallbacks", len(s.Conversations), fallbacks)
 		}
-		// Whatever parsed must replay without panicking.
+		// Whatever parsed must replay without panicking; the bound cuts a
+		// long delay_ms short (an unbounded context hung the fuzzer).
 		p := NewScripted("fuzz", s, nil)
-		_, _ = p.Complete(t.Context(), Request{Messages: []Message{{Role: RoleUser, Text: string(data)}}})
+		ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+		defer cancel()
+		_, _ = p.Complete(ctx, Request{Messages: []Message{{Role: RoleUser, Text: string(data)}}})
 	})
 }
