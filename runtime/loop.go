@@ -46,6 +46,11 @@ type Turn struct {
 	OutputSchema json.RawMessage
 	// Progress, when set, is told about each step.
 	Progress func(step int, note string)
+	// DeferFinal leaves the final answer unwritten and returns it in
+	// Result.Final, for a caller that writes it with the run's outcome in
+	// one transaction (the run manager). Every other message is written as
+	// it happens.
+	DeferFinal bool
 }
 
 // Result is how a run ended.
@@ -56,6 +61,7 @@ type Result struct {
 	Reason     string          // the sessions_yield reason, if any
 	CloseAfter bool            // sessions_yield closeAfterYield
 	Note       string          // why it ended, when not plainly ok
+	Final      *store.Message  // with Turn.DeferFinal: the final answer, not yet written
 	Model      string          // the model id that ran
 	Iterations int
 	ToolCalls  int
@@ -192,6 +198,12 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		}
 		if resp.Reasoning != nil {
 			sm.Content.Reasoning, _ = json.Marshal(resp.Reasoning)
+		}
+		if len(resp.ToolCalls) == 0 && sink.schema == nil && t.DeferFinal {
+			// The final answer is written by the caller together with the
+			// run's end, in one transaction (Result.Final).
+			res.Text, res.Status, res.Final = resp.Text, StatusOK, &sm
+			return res
 		}
 		if err := persist(sm); err != nil {
 			return fail(res, "record the model's answer: "+err.Error())

@@ -426,3 +426,19 @@ func TestProviderMessagesFenceByTrust(t *testing.T) {
 		t.Errorf("plain/system: %q / %q", msgs[2].Text, msgs[3].Text)
 	}
 }
+
+func TestLoopDeferFinal(t *testing.T) {
+	e := newLoopEnv(t, &fakeTools{}, func(ctx context.Context, n int, req provider.Request) (*provider.Response, error) {
+		return &provider.Response{Text: "the answer", Usage: provider.Usage{InputTokens: 10, OutputTokens: 2}}, nil
+	})
+	turn := e.turn("q")
+	turn.DeferFinal = true
+	res := e.rt.RunTurn(context.Background(), turn)
+	if res.Status != StatusOK || res.Final == nil || res.Final.Content.Text != "the answer" || res.Final.TokensIn != 10 {
+		t.Fatalf("deferred final: %+v", res)
+	}
+	msgs, _ := e.st.Transcript(context.Background(), e.key)
+	if len(msgs) != 1 { // only the input: the caller writes the answer with the run's end
+		t.Fatalf("%d messages written", len(msgs))
+	}
+}

@@ -322,6 +322,7 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun) {
 		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(run.TimeoutMS)*time.Millisecond, context.DeadlineExceeded)
 		defer cancel()
 	}
+	turn.DeferFinal = true // the final answer is written with the run's end
 	res := m.rt.RunTurn(ctx, turn)
 	m.finish(wctx, run, opts, res)
 }
@@ -342,6 +343,9 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 	out := store.Outcome{State: state, Note: res.Note, ResultText: res.Text, ResultJSON: res.Output, Iterations: res.Iterations,
 		ToolCalls: res.ToolCalls, TokensIn: res.TokensIn, TokensOut: res.TokensOut, CostUSD: res.CostUSD, SessionStatus: status,
 		Archive: run.Kind == KindSpawn && (run.Cleanup == "delete" || res.CloseAfter)}
+	if res.Final != nil {
+		out.Messages = []store.Message{*res.Final}
+	}
 	run.State, run.Note, run.ResultText, run.ResultJSON = state, res.Note, res.Text, res.Output
 	run.Iterations, run.ToolCalls, run.TokensIn, run.TokensOut, run.CostUSD = res.Iterations, res.ToolCalls, res.TokensIn, res.TokensOut, res.CostUSD
 	now := m.st.NowMS()

@@ -247,6 +247,10 @@ type Outcome struct {
 	// Archive archives the run's session in the same transaction (cleanup
 	// delete, closeAfterYield).
 	Archive bool
+	// Messages are appended in the same transaction (the run's final
+	// answer), whether or not the run had already ended: what the model
+	// said is kept either way.
+	Messages []Message
 }
 
 // Announce is a durable completion notice for a requester.
@@ -267,9 +271,19 @@ type Announce struct {
 // late completion cannot overwrite it. announce may be nil (no announce).
 func (s *Store) FinishRun(ctx context.Context, id string, o Outcome, announce *Announce) (bool, error) {
 	var done bool
+	for i := range o.Messages {
+		if !validRole(o.Messages[i].Role) || !validTrust(o.Messages[i].Trust) {
+			return false, fmt.Errorf("store: outcome message %d: bad role or trust", i)
+		}
+	}
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		done = false
 		now := s.nowMS()
+		if len(o.Messages) > 0 {
+			if err := s.appendMessagesTx(ctx, tx, o.Messages, now); err != nil {
+				return err
+			}
+		}
 		var resJSON any
 		if len(o.ResultJSON) > 0 {
 			resJSON = string(o.ResultJSON)
