@@ -143,8 +143,13 @@ func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message
 		}
 		next[key] = last - sp.count + 1
 	}
-	const ins = `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
+	const insSQL = `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	cached, err := s.stmt(ctx, insSQL)
+	if err != nil {
+		return err
+	}
+	ins := tx.StmtContext(ctx, cached) // bound to this transaction once for the whole batch
 	for i := range msgs {
 		m := &msgs[i]
 		if m.CreatedAt == 0 {
@@ -152,7 +157,7 @@ func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message
 		}
 		seq := next[m.SessionKey]
 		next[m.SessionKey] = seq + 1
-		if _, err := s.exec(ctx, tx, ins, m.SessionKey, seq, m.Role, bodies[i], m.Content.IndexText(), m.Trust,
+		if _, err := ins.ExecContext(ctx, m.SessionKey, seq, m.Role, bodies[i], m.Content.IndexText(), m.Trust,
 			m.TokensIn, m.TokensOut, m.CreatedAt); err != nil {
 			return err
 		}

@@ -370,6 +370,25 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 		return nil, err
 	}
 	errs = make([]error, len(batch))
+	if len(batch) == 1 {
+		// A write alone needs no savepoint: its transaction is its boundary.
+		r := batch[0]
+		if cerr := r.ctx.Err(); cerr != nil {
+			_ = tx.Rollback()
+			return []error{cerr}, nil
+		}
+		if ferr := r.fn(tx); ferr != nil {
+			_ = tx.Rollback()
+			if isBusy(ferr) {
+				return nil, ferr
+			}
+			return []error{ferr}, nil
+		}
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+		return errs, nil
+	}
 	for i, r := range batch {
 		if cerr := r.ctx.Err(); cerr != nil {
 			errs[i] = cerr // cancelled while queued: do nothing for it
