@@ -38,37 +38,32 @@ func (s *Store) Search(ctx context.Context, q SearchQuery, yield func(Hit) bool)
 	if match == "" {
 		return nil
 	}
-	// Matches are ranked by BM25 within windows of the rankWindow most
-	// recent matching messages, newest window first: a word found in half
-	// the corpus costs one window, not the whole corpus. Within a window
-	// only rowids and ranks are read, a page at a time; snippets and
-	// metadata are read for the hits that are kept.
+	// Matches are ranked by BM25 (rank.go) within windows of the
+	// rankWindow most recent matching messages, newest window first: a word
+	// found in half the corpus costs one window, not the whole corpus.
+	// Snippets and metadata are read for the hits that are kept.
+	terms := queryTerms(q.Query)
 	upper := int64(math.MaxInt64)
 	for {
 		bound, err := s.windowBound(ctx, match, upper)
 		if err != nil {
 			return fmt.Errorf("store: search %q: %w", q.Query, err)
 		}
-		for offset := 0; ; offset += searchPage {
-			ids, scores, err := s.rankPage(ctx, match, bound, upper, offset)
+		ranked, err := s.rankWindowRows(ctx, match, terms, bound, upper)
+		if err != nil {
+			return fmt.Errorf("store: search %q: %w", q.Query, err)
+		}
+		for _, r := range ranked {
+			h, ok, err := s.hit(ctx, match, r.id, q.ExcludeKey)
 			if err != nil {
 				return fmt.Errorf("store: search %q: %w", q.Query, err)
 			}
-			for i, id := range ids {
-				h, ok, err := s.hit(ctx, match, id, q.ExcludeKey)
-				if err != nil {
-					return fmt.Errorf("store: search %q: %w", q.Query, err)
-				}
-				if !ok {
-					continue
-				}
-				h.Score = -scores[i]
-				if !yield(h) {
-					return nil
-				}
+			if !ok {
+				continue
 			}
-			if len(ids) < searchPage {
-				break
+			h.Score = r.score
+			if !yield(h) {
+				return nil
 			}
 		}
 		if bound <= 0 {
@@ -78,11 +73,9 @@ func (s *Store) Search(ctx context.Context, q SearchQuery, yield func(Hit) bool)
 	}
 }
 
-const searchPage = 64
-
 // rankWindow is how many matching messages are ranked together (a
 // variable so tests can exercise several windows on a small corpus).
-var rankWindow = 5000
+var rankWindow = 1000
 
 // windowBound is the lowest rowid of the rankWindow newest matches below
 // upper, or 0 when fewer remain (the window reaches the oldest message).
@@ -94,27 +87,6 @@ func (s *Store) windowBound(ctx context.Context, match string, upper int64) (int
 		return 0, nil
 	}
 	return bound, err
-}
-
-func (s *Store) rankPage(ctx context.Context, match string, lower, upper int64, offset int) ([]int64, []float64, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT rowid, rank FROM messages_fts WHERE messages_fts MATCH ? AND rowid >= ? AND rowid < ?
-		ORDER BY rank, rowid DESC LIMIT ? OFFSET ?`, match, lower, upper, searchPage, offset)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer rows.Close()
-	var ids []int64
-	var scores []float64
-	for rows.Next() {
-		var id int64
-		var score float64
-		if err := rows.Scan(&id, &score); err != nil {
-			return nil, nil, err
-		}
-		ids = append(ids, id)
-		scores = append(scores, score)
-	}
-	return ids, scores, rows.Err()
 }
 
 // hit reads one ranked message's snippet and session; ok is false when the

@@ -62,6 +62,8 @@ type Store struct {
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt
+
+	rank rankStats // search ranking statistics (rank.go)
 }
 
 type txReq struct {

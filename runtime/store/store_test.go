@@ -377,3 +377,13 @@ func TestGroupCommitIsolation(t *testing.T) {
 		t.Fatalf("%d lists committed, want %d (failed writes must roll back only themselves)", n, want)
 	}
 }
+
+func TestTokensFoldLikeFTS(t *testing.T) {
+	got := strings.Join(tokens("Café CRÈME, naïve_user x2 -- Ünïcode"), " ")
+	if got != "cafe creme naive_user x2 unicode" {
+		t.Fatalf("tokens: %q", got)
+	}
+	if q := strings.Join(queryTerms("Deploy deploy DÉPLOY"), ","); q != "deploy" {
+		t.Fatalf("query terms: %q", q)
+	}
+}
