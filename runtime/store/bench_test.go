@@ -3,42 +3,13 @@ package store
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"path/filepath"
 	"sort"
 	"testing"
 	"time"
+
+	"github.com/sessionplane/sessionplane/internal/benchcorpus"
 )
-
-// corpus draws words from a Zipf distribution over a 5,000-word vocabulary
-// (rank 1 is the most common), like natural text: a few words are in most
-// messages, most words are rare.
-type corpus struct {
-	r    *rand.Rand
-	zipf *rand.Zipf
-}
-
-func newCorpus(seed uint64) *corpus {
-	r := rand.New(rand.NewPCG(seed, seed+1))
-	return &corpus{r: r, zipf: rand.NewZipf(r, 1.07, 2, 4999)}
-}
-
-// word returns the vocabulary word of a rank: "w<rank>" with a readable stem.
-func word(rank uint64) string {
-	stems := []string{"deploy", "rollback", "checkpoint", "database", "latency", "review", "cache", "index", "agent", "policy"}
-	return fmt.Sprintf("%s%d", stems[rank%uint64(len(stems))], rank)
-}
-
-func (c *corpus) sentence(n int) string {
-	b := make([]byte, 0, n*10)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b = append(b, ' ')
-		}
-		b = append(b, word(c.zipf.Uint64())...)
-	}
-	return string(b)
-}
 
 // BenchmarkAppendMessages appends in batches of 100 (one transaction each).
 func BenchmarkAppendMessages(b *testing.B) {
@@ -49,10 +20,10 @@ func BenchmarkAppendMessages(b *testing.B) {
 	defer s.Close()
 	ctx := context.Background()
 	s.EnsureSession(ctx, Session{Key: "agent:b:main"})
-	c := newCorpus(1)
+	c := benchcorpus.New(1)
 	texts := make([]string, 1000)
 	for i := range texts {
-		texts[i] = c.sentence(20)
+		texts[i] = c.Sentence(20)
 	}
 	batch := make([]Message, 100)
 	b.ResetTimer()
@@ -71,7 +42,7 @@ func BenchmarkAppendMessages(b *testing.B) {
 // seedMessages fills a store with n messages over n/100 sessions.
 func seedMessages(b *testing.B, s *Store, n int) {
 	ctx := context.Background()
-	c := newCorpus(3)
+	c := benchcorpus.New(3)
 	const per = 100
 	for i := 0; i < n/per; i++ {
 		key := fmt.Sprintf("agent:bench:s%06d", i)
@@ -80,7 +51,7 @@ func seedMessages(b *testing.B, s *Store, n int) {
 		}
 		msgs := make([]Message, per)
 		for j := range msgs {
-			msgs[j] = Message{SessionKey: key, Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: c.sentence(20)}}
+			msgs[j] = Message{SessionKey: key, Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: c.Sentence(20)}}
 		}
 		if err := s.AppendMessages(ctx, msgs); err != nil {
 			b.Fatal(err)
@@ -99,8 +70,7 @@ func BenchmarkSearch100k(b *testing.B) {
 	seedMessages(b, s, 100_000)
 	// A mix: the most common words (in ~15-40% of messages), mid-frequency
 	// words, rare words, and two-word queries of each kind.
-	queries := []string{word(2), word(3), word(5) + " " + word(2), word(40), word(120), word(40) + " " + word(7),
-		word(900), word(2500), word(300) + " " + word(1200), word(4)}
+	queries := benchcorpus.Queries()
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
