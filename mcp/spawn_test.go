@@ -556,3 +556,23 @@ func TestBlockingSpawnAgentIsNotAnnouncedAgain(t *testing.T) {
 		t.Fatalf("announced later: %d", n)
 	}
 }
+
+type panicProvider struct{}
+
+func (panicProvider) Name() string { return "script" }
+func (panicProvider) Complete(ctx context.Context, req provider.Request) (*provider.Response, error) {
+	panic("provider bug")
+}
+
+// A panic inside a run (a provider bug) fails that run; the server keeps serving.
+func TestRunPanicFailsOnlyTheRun(t *testing.T) {
+	f := newFixtureFull(t, fmt.Sprintf(spawnConfig, ""), "2025-11-25", map[string]provider.Provider{"script": panicProvider{}})
+	out := f.spawn(map[string]any{"task": "trigger the bug"})
+	r := f.result(out.RunID, 30)
+	if r.Status != "error" || !strings.Contains(r.Note, "provider bug") {
+		t.Fatalf("panicking run: %+v", r)
+	}
+	if res := f.call("sessions_list", nil, nil); res.IsError {
+		t.Fatalf("server not serving after a run panicked: %s", text(res))
+	}
+}

@@ -274,6 +274,13 @@ func (r *Runtime) dispatch(ctx context.Context, tb ToolBox, c policy.Caller, cal
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			defer func() {
+				if p := recover(); p != nil {
+					r.log.Error("tool call panicked", "tool", call.Name, "panic", p)
+					out[i] = provider.ToolResult{CallID: call.ID, Name: call.Name, IsError: true,
+						Content: fmt.Sprintf("error: internal error in %s: %v (the call was not completed)", call.Name, p)}
+				}
+			}()
 			res := tb.Call(ctx, c, call.Name, call.Args)
 			text := res.Text
 			if strings.Contains(call.Name, "__") && !res.IsError {

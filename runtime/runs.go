@@ -293,12 +293,22 @@ func (m *Manager) scheduleKind(id, kind string) {
 
 func (m *Manager) execute(ctx context.Context, id string, ar *activeRun) {
 	wctx := context.WithoutCancel(ctx)
+	var run *store.Run
+	var opts runOptions
+	defer func() {
+		// A panic in a provider or the loop fails this run, not the server.
+		if p := recover(); p != nil {
+			m.rt.log.Error("run panicked", "run", id, "panic", p)
+			if run != nil {
+				m.finish(wctx, run, opts, Result{Status: StatusError, Note: fmt.Sprintf("internal error: %v (the run was stopped; the server keeps serving)", p)})
+			}
+		}
+	}()
 	run, err := m.st.GetRun(wctx, id)
 	if err != nil {
 		m.rt.log.Error("read run", "run", id, "err", err)
 		return
 	}
-	var opts runOptions
 	if err := json.Unmarshal(run.Options, &opts); err != nil {
 		m.finish(wctx, run, opts, Result{Status: StatusError, Note: "the run's stored options are unreadable: " + err.Error()})
 		return

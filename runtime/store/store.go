@@ -362,6 +362,17 @@ func (s *Store) commitBatch(batch []*txReq) {
 	}
 }
 
+// call runs one write closure, turning a panic into that write's error so
+// the writer (and the server) keeps going.
+func call(fn func(tx *sql.Tx) error, tx *sql.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("store: write panicked: %v", p)
+		}
+	}()
+	return fn(tx)
+}
+
 // runBatch executes each request in a savepoint of one transaction and
 // commits. errs holds each request's own error; err is a transaction-level
 // failure (begin or commit), which fails the whole batch.
@@ -379,7 +390,7 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 			_ = tx.Rollback()
 			return []error{cerr}, nil
 		}
-		if ferr := r.fn(tx); ferr != nil {
+		if ferr := call(r.fn, tx); ferr != nil {
 			_ = tx.Rollback()
 			if isBusy(ferr) {
 				return nil, ferr
@@ -400,7 +411,7 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 			_ = tx.Rollback()
 			return nil, err
 		}
-		if ferr := r.fn(tx); ferr != nil {
+		if ferr := call(r.fn, tx); ferr != nil {
 			if isBusy(ferr) {
 				_ = tx.Rollback()
 				return nil, ferr

@@ -387,3 +387,14 @@ func TestTokensFoldLikeFTS(t *testing.T) {
 		t.Fatalf("query terms: %q", q)
 	}
 }
+
+func TestWritePanicFailsOnlyThatWrite(t *testing.T) {
+	s := openTest(t, "")
+	err := s.Tx(context.Background(), func(tx *sql.Tx) error { panic("bug in a write") })
+	if err == nil || !strings.Contains(err.Error(), "bug in a write") {
+		t.Fatalf("panicking write: %v", err)
+	}
+	if _, err := s.EnsureSession(context.Background(), Session{Key: "after"}); err != nil {
+		t.Fatalf("writer dead after a panic: %v", err)
+	}
+}
