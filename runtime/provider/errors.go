@@ -18,6 +18,17 @@ const maxExcerpt = 300
 // {"detail":...} or a bare {"message":...}. It falls back to an excerpt of
 // the body of at most 300 characters.
 func apiErrorMessage(status int, body []byte) string {
+	if msg := strings.TrimSpace(apiMessage(status, body)); msg != "" {
+		return msg
+	}
+	// A blank message (e.g. {"error":{"message":" "}}) says nothing: name the status.
+	if text := http.StatusText(status); text != "" {
+		return text + " (no error message in the body)"
+	}
+	return fmt.Sprintf("status %d (no error message in the body)", status)
+}
+
+func apiMessage(status int, body []byte) string {
 	var env struct {
 		Error   json.RawMessage `json:"error"`
 		Message string          `json:"message"`
@@ -32,7 +43,7 @@ func apiErrorMessage(status int, body []byte) string {
 			}
 			var str string
 			switch {
-			case json.Unmarshal(env.Error, &obj) == nil && obj.Message != "":
+			case json.Unmarshal(env.Error, &obj) == nil && strings.TrimSpace(obj.Message) != "":
 				msg := obj.Message
 				if obj.Type != "" {
 					msg = obj.Type + ": " + msg
@@ -41,11 +52,11 @@ func apiErrorMessage(status int, body []byte) string {
 					msg += " (code " + code + ")"
 				}
 				return msg
-			case json.Unmarshal(env.Error, &str) == nil && str != "":
+			case json.Unmarshal(env.Error, &str) == nil && strings.TrimSpace(str) != "":
 				return str
 			}
 		}
-		if env.Message != "" {
+		if strings.TrimSpace(env.Message) != "" {
 			return env.Message
 		}
 		if len(env.Detail) > 0 && string(env.Detail) != "null" {
@@ -57,7 +68,10 @@ func apiErrorMessage(status int, body []byte) string {
 		}
 	}
 	if len(strings.TrimSpace(string(body))) == 0 {
-		return http.StatusText(status) + " (empty body)"
+		if text := http.StatusText(status); text != "" {
+			return text + " (empty body)"
+		}
+		return fmt.Sprintf("status %d (empty body)", status)
 	}
 	return excerpt(body)
 }
