@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,23 +50,10 @@ func TestRealClients(t *testing.T) {
 	})
 	t.Run("flows", func(t *testing.T) {
 		dir := t.TempDir()
-		script := filepath.Join(dir, "script.json")
-		os.WriteFile(script, []byte(`{"conversations": [
+		scripted := scriptedConfig(t, dir, `{"conversations": [
 			{"match": "release notes", "turns": [{"text": "Release notes: faster search, durable announces.", "usage": {"input_tokens": 800, "output_tokens": 400}}]},
 			{"match": "JWT", "turns": [{"text": "Noted."}, {"text": "JWT middleware implemented."}]},
-			{"turns": [{"text": "done"}]}]}`), 0o600)
-		scripted := filepath.Join(dir, "scripted.toml")
-		os.WriteFile(scripted, []byte(fmt.Sprintf(`
-[providers.demo]
-kind = "scripted"
-script = %q
-[[models]]
-id = "demo/scripted"
-provider = "demo"
-cost = { input = 3.0, output = 15.0 }
-[agents.defaults]
-model = "demo/scripted"
-`, script)), 0o600)
+			{"turns": [{"text": "done"}]}]}`, "")
 		observer := filepath.Join(dir, "observer.toml")
 		os.WriteFile(observer, []byte(`
 [mcp]

@@ -321,25 +321,39 @@ func BenchmarkStartToInitialize(b *testing.B) {
 	}
 }
 
-// spawnConfigFiles writes a config with a scripted provider into dir.
-func spawnConfigFiles(t *testing.T, dir string) string {
+// scriptedConfig writes script (a scripted-provider script) and a config
+// that runs every agent on it into dir; extra TOML is appended. It returns
+// the config's path.
+func scriptedConfig(t testing.TB, dir, script, extra string) string {
 	t.Helper()
-	script := filepath.Join(dir, "script.json")
-	os.WriteFile(script, []byte(`{"conversations": [
-		{"match": "slow", "turns": [{"delay_ms": 600000, "text": "never"}]},
-		{"turns": [{"text": "fine"}]}]}`), 0o600)
+	sp := filepath.Join(dir, "script.json")
+	if err := os.WriteFile(sp, []byte(script), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfg := filepath.Join(dir, "config.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
+	err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
 [providers.demo]
 kind = "scripted"
 script = %q
 [[models]]
 id = "demo/scripted"
 provider = "demo"
+cost = { input = 3.0, output = 15.0 }
 [agents.defaults]
 model = "demo/scripted"
-`, script)), 0o600)
+`, sp)+extra), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return cfg
+}
+
+// spawnConfigFiles writes a config with a scripted provider into dir.
+func spawnConfigFiles(t *testing.T, dir string) string {
+	t.Helper()
+	return scriptedConfig(t, dir, `{"conversations": [
+		{"match": "slow", "turns": [{"delay_ms": 600000, "text": "never"}]},
+		{"turns": [{"text": "fine"}]}]}`, "")
 }
 
 func callMsg(id int, tool, args string) string {
@@ -431,20 +445,8 @@ func TestKill9RecoversRunAsUnknown(t *testing.T) {
 func TestTwoProcessesDeliveryAndPickup(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "sp.db")
-	script := filepath.Join(dir, "script.json")
-	os.WriteFile(script, []byte(`{"conversations": [
-		{"match": "first", "turns": [{"delay_ms": 1610, "text": "first done"}, {"text": "second done"}]}]}`), 0o600)
-	cfg := filepath.Join(dir, "config.toml")
-	os.WriteFile(cfg, []byte(fmt.Sprintf(`
-[providers.demo]
-kind = "scripted"
-script = %q
-[[models]]
-id = "demo/scripted"
-provider = "demo"
-[agents.defaults]
-model = "demo/scripted"
-`, script)), 0o600)
+	cfg := scriptedConfig(t, dir, `{"conversations": [
+		{"match": "first", "turns": [{"delay_ms": 1610, "text": "first done"}, {"text": "second done"}]}]}`, "")
 	a := startServer(t, "--db", db, "--config", cfg, "--agent", "main")
 	b := startServer(t, "--db", db, "--config", cfg, "--agent", "ops")
 	for _, p := range []*stdioProc{a, b} {

@@ -157,18 +157,8 @@ type RunFilter struct {
 func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
 	var where []string
 	var args []any
-	if len(f.Requesters) > 0 {
-		where = append(where, "requester_key IN ("+placeholders(len(f.Requesters))+")")
-		for _, k := range f.Requesters {
-			args = append(args, k)
-		}
-	}
-	if len(f.States) > 0 {
-		where = append(where, "state IN ("+placeholders(len(f.States))+")")
-		for _, st := range f.States {
-			args = append(args, st)
-		}
-	}
+	whereIn(&where, &args, "requester_key", f.Requesters)
+	whereIn(&where, &args, "state", f.States)
 	if f.Kind != "" {
 		where = append(where, "kind = ?")
 		args = append(args, f.Kind)
@@ -202,6 +192,18 @@ func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
 }
 
 func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
+
+// whereIn adds "col IN (?, ...)" and its values to a query being built
+// (nothing when vals is empty).
+func whereIn(where *[]string, args *[]any, col string, vals []string) {
+	if len(vals) == 0 {
+		return
+	}
+	*where = append(*where, col+" IN ("+placeholders(len(vals))+")")
+	for _, v := range vals {
+		*args = append(*args, v)
+	}
+}
 
 // ClaimRun moves a queued run to running for this instance. It returns
 // false when another process claimed it first, it is no longer queued, or

@@ -160,12 +160,7 @@ func (s *Store) ListSessions(ctx context.Context, f ListFilter, yield func(*Sess
 		where = append(where, "(instr(lower(key), lower(?)) > 0 OR instr(lower(label), lower(?)) > 0)")
 		args = append(args, f.Text, f.Text)
 	}
-	if len(f.Kinds) > 0 {
-		where = append(where, "kind IN ("+strings.TrimSuffix(strings.Repeat("?,", len(f.Kinds)), ",")+")")
-		for _, k := range f.Kinds {
-			args = append(args, k)
-		}
-	}
+	whereIn(&where, &args, "kind", f.Kinds)
 	if f.Status != "" {
 		where = append(where, "status = ?")
 		args = append(args, f.Status)
