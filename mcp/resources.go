@@ -13,6 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/sessionplane/sessionplane/policy"
+	"github.com/sessionplane/sessionplane/runtime/store"
 	"github.com/sessionplane/sessionplane/tools"
 )
 
@@ -142,4 +143,61 @@ func (s *Server) subagentsPrompt(ctx context.Context, req mcp.GetPromptRequest) 
 	return mcp.NewGetPromptResult("Your sub-agents", []mcp.PromptMessage{
 		mcp.NewPromptMessage(mcp.RoleUser, mcp.NewTextContent("Here are my sub-agents (active and recent). Summarise their state and say which need attention.\n\n"+res.Text)),
 	}), nil
+}
+
+// addSessionResources lists the sessions visible to the client as resources.
+func (s *Server) addSessionResources(ctx context.Context, _ any, _ *mcp.ListResourcesRequest, res *mcp.ListResourcesResult) {
+	if res == nil {
+		return
+	}
+	env := s.reg.Env()
+	n := 0
+	err := env.Store.ListSessions(ctx, store.ListFilter{}, func(sess *store.Session) bool {
+		if !env.Policy.Access(ctx, s.caller, sess.Key).Allowed() {
+			return true
+		}
+		name := sess.Key
+		desc := fmt.Sprintf("%s session of agent %s, %d messages", sess.Kind, sess.AgentID, sess.MessageCount)
+		if sess.Label != "" {
+			desc = sess.Label + ": " + desc
+		}
+		res.Resources = append(res.Resources, mcp.NewResource(tools.SessionURI(sess.Key), name,
+			mcp.WithResourceDescription(desc), mcp.WithMIMEType("application/json")))
+		n++
+		return n < 500
+	})
+	if err != nil {
+		s.log.Error("list session resources", "err", err)
+	}
+}
+
+// SessionResource is the JSON of a session:// resource.
+type SessionResource struct {
+	Session  tools.SessionInfo      `json:"session"`
+	Messages []tools.HistoryMessage `json:"messages"`
+}
+
+func (s *Server) readSession(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+	key := strings.TrimPrefix(req.Params.URI, "session://")
+	key = policy.ResolveKey(s.caller, key)
+	env := s.reg.Env()
+	if d := env.Policy.Access(ctx, s.caller, key); !d.Allowed() {
+		return nil, fmt.Errorf("forbidden: %s [rule %s]", d.Message, d.Rule)
+	}
+	sess, err := env.Store.GetSession(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("session %s not found (resources/list shows the sessions you can read)", key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	msgs, err := env.Store.Transcript(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	body, err := json.MarshalIndent(SessionResource{Session: tools.Info(sess), Messages: tools.Messages(msgs)}, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return []mcp.ResourceContents{mcp.TextResourceContents{URI: req.Params.URI, MIMEType: "application/json", Text: string(body)}}, nil
 }

@@ -1,0 +1,127 @@
+package mcp
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
+
+	"github.com/sessionplane/sessionplane/runtime/store"
+	"github.com/sessionplane/sessionplane/tools"
+)
+
+func mcpTool(t *tools.Tool) mcp.Tool {
+	a := t.Annotations
+	return mcp.Tool{
+		Name:            t.Name,
+		Description:     t.Description + fmt.Sprintf(" [action class: %s]", t.Class),
+		RawInputSchema:  t.InputSchema,
+		RawOutputSchema: t.OutputSchema,
+		Annotations: mcp.ToolAnnotation{
+			Title:           t.Title,
+			ReadOnlyHint:    mcp.ToBoolPtr(a.ReadOnly),
+			DestructiveHint: mcp.ToBoolPtr(a.Destructive),
+			IdempotentHint:  mcp.ToBoolPtr(a.Idempotent),
+			OpenWorldHint:   mcp.ToBoolPtr(a.OpenWorld),
+		},
+	}
+}
+
+// filterTools shows the MCP client only the tools the gate would let it call.
+func (s *Server) filterTools(_ context.Context, ts []mcp.Tool) []mcp.Tool {
+	out := ts[:0:0]
+	for _, t := range ts {
+		def, ok := s.reg.Get(t.Name)
+		if ok && !def.ChildOnly && s.reg.Env().Policy.ToolDecision(s.caller, def.Name, def.Class).Allowed() {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (s *Server) handler(name string) server.ToolHandlerFunc {
+	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		s.rememberSession(ctx)
+		if err := s.ensureMain(ctx); err != nil {
+			return mcp.NewToolResultError("the session store is unavailable: " + err.Error()), nil
+		}
+		s.markSeen(ctx)
+		raw, err := json.Marshal(req.Params.Arguments)
+		if err != nil || req.Params.Arguments == nil {
+			raw = json.RawMessage("{}")
+		}
+		res := s.reg.Call(ctx, s.caller, &elicitApprover{srv: s.srv}, name, raw, s.progress(ctx, req))
+		out := toMCP(res)
+		s.recordAndDeliver(ctx, name, raw, res, out)
+		return out, nil
+	}
+}
+
+func toMCP(res tools.Result) *mcp.CallToolResult {
+	out := &mcp.CallToolResult{
+		Content:           []mcp.Content{mcp.NewTextContent(res.Text)},
+		StructuredContent: res.Structured,
+		IsError:           res.IsError,
+	}
+	return out
+}
+
+// progress returns a reporter that sends notifications/progress when the
+// client asked for them (a progress token), and nil otherwise.
+func (s *Server) progress(ctx context.Context, req mcp.CallToolRequest) func(p, total float64, msg string) {
+	if req.Params.Meta == nil || req.Params.Meta.ProgressToken == nil {
+		return nil
+	}
+	token := req.Params.Meta.ProgressToken
+	return func(p, total float64, msg string) {
+		params := map[string]any{"progressToken": token, "progress": p}
+		if total > 0 {
+			params["total"] = total
+		}
+		if msg != "" {
+			params["message"] = msg
+		}
+		if err := s.srv.SendNotificationToClient(ctx, "notifications/progress", params); err != nil {
+			s.log.Debug("progress notification not sent", "err", err)
+		}
+	}
+}
+
+// recordAndDeliver appends the client's call and its result to its
+// transcript and, in the same transaction, claims every announce not yet
+// delivered to the client, which is put in front of this tool result: each
+// reaches the client exactly once. It survives the request being
+// cancelled, bounded by a short timeout.
+func (s *Server) recordAndDeliver(ctx context.Context, name string, args json.RawMessage, res tools.Result, out *mcp.CallToolResult) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	callID := fmt.Sprintf("mcp_%d", time.Now().UnixNano())
+	text := res.Text
+	if len(text) > 4000 {
+		text = text[:4000] + " …[cut]"
+	}
+	anns, err := s.reg.Env().Store.RecordAndClaim(ctx, []store.Message{
+		{SessionKey: s.caller.Key, Role: store.RoleAssistant, Trust: store.TrustUser,
+			Content: store.Content{ToolCalls: []store.ToolCall{{ID: callID, Name: name, Args: args}}}},
+		{SessionKey: s.caller.Key, Role: store.RoleTool, Trust: store.TrustExternal,
+			Content: store.Content{ToolResults: []store.ToolResult{{CallID: callID, Name: name, Content: text, IsError: res.IsError}}}},
+	}, s.caller.Key)
+	if err != nil {
+		s.log.Error("record the tool call and deliver announces", "tool", name, "err", err)
+		return
+	}
+	if len(anns) == 0 {
+		return
+	}
+	var b strings.Builder
+	for _, a := range anns {
+		b.WriteString(a.Body)
+		b.WriteString("\n\n")
+	}
+	b.WriteString("---\n")
+	out.Content = append([]mcp.Content{mcp.NewTextContent(b.String())}, out.Content...)
+}

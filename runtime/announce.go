@@ -1,0 +1,94 @@
+package runtime
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sessionplane/sessionplane/runtime/store"
+)
+
+// announce builds the durable announce of a finished run.
+func (m *Manager) announce(run *store.Run, sessionID string) *store.Announce {
+	text := strings.TrimSpace(run.ResultText)
+	silent := text == "NO_REPLY" || text == "ANNOUNCE_SKIP" || text == "REPLY_SKIP"
+	return &store.Announce{RequesterKey: run.RequesterKey, Status: run.State, Silent: silent, Body: AnnounceBody(run, sessionID)}
+}
+
+// AnnounceBody renders an announce: status, the child's reply fenced as
+// untrusted data, and the stats line.
+func AnnounceBody(run *store.Run, sessionID string) string {
+	var b strings.Builder
+	name := run.Label
+	if name == "" {
+		name = firstLine(run.Task, 60)
+	}
+	what := "sub-agent"
+	switch run.Kind {
+	case KindSend:
+		what = "session turn"
+	case KindCron:
+		what = "scheduled turn"
+	}
+	fmt.Fprintf(&b, "[announce] %s %q (run %s) finished: %s\n", what, name, run.ID, run.State)
+	if run.Note != "" {
+		fmt.Fprintf(&b, "Note: %s\n", run.Note)
+	}
+	result := run.ResultText
+	if len(run.ResultJSON) > 0 && string(run.ResultJSON) != result {
+		result = strings.TrimSpace(result + "\n" + string(run.ResultJSON))
+	}
+	if result != "" {
+		b.WriteString(Fence("session://"+run.ChildKey, result))
+		b.WriteString("\n")
+	}
+	b.WriteString(StatsLine(run, sessionID))
+	return b.String()
+}
+
+// StatsLine is the announce's stats line.
+func StatsLine(run *store.Run, sessionID string) string {
+	dur := time.Duration(0)
+	if run.EndedAt > 0 && run.StartedAt > 0 {
+		dur = time.Duration(run.EndedAt-run.StartedAt) * time.Millisecond
+	}
+	return fmt.Sprintf("Stats: runtime %s • tokens %s (in %s / out %s) • est $%.4f • sessionKey %s • sessionId %s • transcript session://%s",
+		shortDuration(dur), HumanTokens(run.TokensIn+run.TokensOut), HumanTokens(run.TokensIn), HumanTokens(run.TokensOut), run.CostUSD,
+		run.ChildKey, sessionID, run.ChildKey)
+}
+
+func shortDuration(d time.Duration) string {
+	switch {
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm%ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d >= time.Second:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	default:
+		return fmt.Sprintf("%dms", d.Milliseconds())
+	}
+}
+
+// HumanTokens writes a token count for people: 1234 as 1.2k.
+func HumanTokens(n int64) string {
+	switch {
+	case n >= 1_000_000:
+		return fmt.Sprintf("%.1fM", float64(n)/1e6)
+	case n >= 1000:
+		return fmt.Sprintf("%.1fk", float64(n)/1e3)
+	default:
+		return fmt.Sprintf("%d", n)
+	}
+}
+
+func firstLine(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n]) + "…"
+	}
+	return s
+}

@@ -1,0 +1,91 @@
+package runtime
+
+import (
+	"context"
+	"time"
+
+	"github.com/sessionplane/sessionplane/runtime/store"
+)
+
+// schedule starts the goroutine that waits for a lane slot and its
+// session's turn, then runs it.
+func (m *Manager) schedule(id string) {
+	m.scheduleKind(id, "")
+}
+
+func (m *Manager) laneFor(kind string) chan struct{} {
+	if kind == KindSpawn || kind == "" {
+		return m.lane
+	}
+	return m.nested
+}
+
+// released tells goroutines waiting for a busy session to try again.
+func (m *Manager) released() {
+	m.mu.Lock()
+	close(m.freed)
+	m.freed = make(chan struct{})
+	m.mu.Unlock()
+}
+
+func (m *Manager) scheduleKind(id, kind string) {
+	runCtx, cancel := context.WithCancelCause(m.ctx)
+	ar := &activeRun{cancel: cancel, done: make(chan struct{})}
+	m.mu.Lock()
+	m.active[id] = ar
+	m.mu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer func() {
+			cancel(nil)
+			m.mu.Lock()
+			delete(m.active, id)
+			m.mu.Unlock()
+			close(ar.done)
+		}()
+		if kind == "" {
+			if r, err := m.st.GetRun(runCtx, id); err == nil {
+				kind = r.Kind
+			}
+		}
+		lane := m.laneFor(kind)
+		for {
+			select {
+			case lane <- struct{}{}:
+			case <-runCtx.Done():
+				return // killed while queued: the kill recorded it
+			}
+			if m.closing.Load() {
+				<-lane
+				return // shutting down: the run stays queued for the next process
+			}
+			m.mu.Lock()
+			freed := m.freed
+			m.mu.Unlock()
+			ok, err := m.st.ClaimRun(context.WithoutCancel(runCtx), id, m.instance, m.pid)
+			if err == nil && ok {
+				m.execute(runCtx, id, ar)
+				<-lane
+				m.released()
+				return
+			}
+			<-lane
+			if err != nil {
+				m.rt.log.Error("claim run", "run", id, "err", err)
+			}
+			r, gerr := m.st.GetRun(context.WithoutCancel(runCtx), id)
+			if gerr != nil || r.State != store.RunQueued {
+				return // killed before it started, or claimed elsewhere: never run twice
+			}
+			// Its session is busy with another turn: wait for a local run to
+			// end, or poll (the other turn may run in another process).
+			select {
+			case <-freed:
+			case <-time.After(250 * time.Millisecond):
+			case <-runCtx.Done():
+				return
+			}
+		}
+	}()
+}

@@ -1,0 +1,136 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"syscall"
+	"time"
+
+	"github.com/sessionplane/sessionplane/runtime/store"
+)
+
+// heartbeat keeps this process's runs alive in the store, notices kills
+// made by other processes, recovers runs of processes that died, and
+// archives finished child sessions.
+func (m *Manager) heartbeat() {
+	defer m.wg.Done()
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+		if err := m.st.Heartbeat(ctx, m.instance); err != nil {
+			m.rt.log.Warn("heartbeat", "err", err)
+		}
+		m.noticeRemoteKills(ctx)
+		if err := m.recover(ctx); err != nil {
+			m.rt.log.Warn("recover runs", "err", err)
+		}
+		m.sweepArchive(ctx)
+		m.mu.Lock()
+		n := m.notify
+		m.mu.Unlock()
+		if n != nil {
+			n("") // poll: announces written by other processes
+		}
+		cancel()
+	}
+}
+
+func (m *Manager) noticeRemoteKills(ctx context.Context) {
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.active))
+	for id := range m.active {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	states, err := m.st.RunStates(ctx, ids)
+	if err != nil {
+		return
+	}
+	for id, st := range states {
+		if store.Terminal(st) {
+			m.mu.Lock()
+			if ar := m.active[id]; ar != nil {
+				ar.cancel(ErrKilled)
+			}
+			m.mu.Unlock()
+		}
+	}
+}
+
+// recover handles runs owned by processes that are gone (pid dead on this
+// host, or heartbeat older than staleAfter): a running run becomes unknown
+// (it may have done part of its work; running it again could repeat side
+// effects) and is announced; a queued run never started, so it is adopted
+// and run here, exactly once.
+func (m *Manager) recover(ctx context.Context) error {
+	runs, err := m.st.ForeignActiveRuns(ctx, m.instance)
+	if err != nil || len(runs) == 0 {
+		return err
+	}
+	insts, err := m.st.Instances(ctx)
+	if err != nil {
+		return err
+	}
+	alive := map[string]bool{}
+	now := m.st.NowMS()
+	for _, in := range insts {
+		ok := now-in.HeartbeatAt < staleAfter.Milliseconds()
+		if ok && in.Host == m.host && !pidAlive(in.PID) {
+			ok = false
+		}
+		alive[in.ID] = ok
+	}
+	for _, r := range runs {
+		if alive[r.OwnerInstance] {
+			continue
+		}
+		switch r.State {
+		case store.RunRunning:
+			var opts runOptions
+			_ = json.Unmarshal(r.Options, &opts)
+			note := fmt.Sprintf("the process running it (pid %d) stopped before it finished; its outcome is unknown (the transcript keeps what it did)", r.OwnerPID)
+			r.State, r.Note = store.RunUnknown, note
+			if r.EndedAt == 0 {
+				r.EndedAt = now
+			}
+			var ann *store.Announce
+			if !opts.Silent {
+				ann = m.announce(r, opts.SessionID)
+			}
+			ok, err := m.st.FinishRun(ctx, r.ID, store.Outcome{State: store.RunUnknown, Note: note, SessionStatus: store.RunUnknown}, ann)
+			if err != nil {
+				return err
+			}
+			if ok {
+				m.rt.log.Info("run left running by a stopped process marked unknown", "run", r.ID, "pid", r.OwnerPID)
+				m.afterFinish(ctx, r, ann)
+			}
+		case store.RunQueued:
+			ok, err := m.st.AdoptRun(ctx, r.ID, r.OwnerInstance, m.instance, m.pid)
+			if err != nil {
+				return err
+			}
+			if ok {
+				m.rt.log.Info("queued run of a stopped process resumed here", "run", r.ID)
+				m.schedule(r.ID)
+			}
+		}
+	}
+	return nil
+}
+
+func pidAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
