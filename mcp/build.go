@@ -97,10 +97,20 @@ func cronFire(cfg *config.Config, gate *policy.Engine, runs *spruntime.Manager) 
 		if timeout == 0 {
 			timeout = cfg.Agents.Defaults.Subagents.RunTimeoutSeconds
 		}
+		if !j.Payload.Bound {
+			return "", fmt.Errorf("job %s was added by an earlier version that did not record its creator's authority: it does not fire (fail closed); remove it and add it again", j.ID)
+		}
+		// The creator's authority as recorded at add, its presets re-read
+		// from the configuration in force (a removed preset fails closed).
+		authority, err := gate.Refresh(j.Payload.Authority)
+		if err != nil {
+			return "", err
+		}
+		initiator := policy.Caller{Key: j.CreatorKey, AgentID: j.Payload.CreatorAgent, Via: j.Payload.CreatorVia, Layers: authority}
 		msg := fmt.Sprintf("[From: cron job %q (%s), added by %s]\n\n%s", j.Name, j.ID, j.CreatorKey, j.Payload.Message)
 		tk, err := runs.SubmitTurn(ctx, gate, spruntime.TurnRequest{Kind: spruntime.KindCron, SessionKey: j.SessionKey(), AgentID: agent,
 			RequesterKey: j.CreatorKey, Message: msg, Model: j.Payload.Model, ActiveTools: j.Payload.ActiveTools,
-			ToolChoice: j.Payload.ToolChoice, Timeout: time.Duration(timeout) * time.Second, Label: j.Name})
+			ToolChoice: j.Payload.ToolChoice, Timeout: time.Duration(timeout) * time.Second, Label: j.Name, Initiator: initiator})
 		if err != nil {
 			return "", err
 		}

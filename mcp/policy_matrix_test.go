@@ -402,18 +402,20 @@ func noLeak(keys ...string) func(e *env, o outcome) string {
 	}
 }
 
-// filtered checks a list/search result hides keys and reports at least min
-// hidden entries, with a note in the text.
+// filtered checks a list/search result hides keys and says nothing about
+// them: neither a count (the "filtered" field is gone) nor a note that more
+// exist. Existence is an oracle too (issue 10, item 6). min is how many
+// seeded entries the policy hides, kept to document each row.
 func filtered(min int, keys ...string) func(e *env, o outcome) string {
 	return func(e *env, o outcome) string {
 		if l := leaks(o, keys...); len(l) > 0 {
 			return fmt.Sprintf("leaked %q", l)
 		}
-		if got := num(o, "filtered"); got < min {
-			return fmt.Sprintf("filtered = %d, want ≥ %d", got, min)
+		if _, ok := o.out["filtered"]; ok || min < 0 {
+			return fmt.Sprintf("the result counts what policy hides: filtered = %v", o.out["filtered"])
 		}
-		if !strings.Contains(o.text, "hidden") {
-			return "no note about hidden sessions in the text"
+		if strings.Contains(o.text, "hidden") || strings.Contains(o.text, "more in sessions") {
+			return "the text reveals that hidden sessions matched: " + o.text
 		}
 		return ""
 	}
@@ -602,7 +604,12 @@ func matrixRows() []matrixRow {
 		{name: "visibility self: own session", cfg: "self", run: historyOf("current"), want: wantOK},
 		{name: "visibility self: sessions_list", cfg: "self", run: func(e *env) outcome {
 			return e.tool("sessions_list", map[string]any{"limit": 100})
-		}, want: wantOK, leak: true, check: also(filtered(len(seeded)-4, "agent:main:x", "agent:other:x"), mentions("self"))},
+		}, want: wantOK, leak: true, check: also(filtered(len(seeded)-4, "agent:main:x", "agent:other:x"), func(e *env, o outcome) string {
+			if o.out["visibility"] != "self" { // the rule in force is stated; what it hides is not counted
+				return fmt.Sprintf("visibility = %v, want self", o.out["visibility"])
+			}
+			return ""
+		})},
 		{name: "visibility tree: own child", cfg: "tree", run: historyOf("agent:main:subagent:1"), want: wantOK},
 		{name: "visibility tree: unrelated session", cfg: "tree", run: historyOf("agent:main:x"), want: wantForbidden, rule: "tools.sessions.visibility"},
 		{name: "visibility tree: resources/read unrelated", cfg: "tree", run: resource("agent:other:x"), want: wantForbidden, rule: "tools.sessions.visibility"},

@@ -120,9 +120,65 @@ func (e *Engine) Layers(names ...string) ([]Layer, error) {
 		if !ok {
 			return nil, fmt.Errorf("preset %q is not defined: add [agents.presets.%s] to the config", n, n)
 		}
-		out = append(out, Layer{Name: n, Path: "agents.presets." + n, Preset: p})
+		out = append(out, Layer{Name: n, Path: "agents.presets." + n, Preset: p, FromPreset: true})
 	}
 	return out, nil
+}
+
+// isPresetRef reports whether l names a preset to re-resolve (runs stored
+// before FromPreset existed are recognised by their path).
+func isPresetRef(l Layer) bool {
+	return l.FromPreset || strings.HasPrefix(l.Path, "agents.presets.")
+}
+
+// Refresh re-reads every preset layer from the configuration in force, so
+// that a stored run (or cron job) is bound by the presets as they are when
+// it executes, not as they were when it was queued. A preset that no longer
+// exists is an error: the caller must refuse the work (fail closed).
+// Inline layers are kept as they are.
+func (e *Engine) Refresh(layers []Layer) ([]Layer, error) {
+	if len(layers) == 0 {
+		return layers, nil
+	}
+	out := make([]Layer, 0, len(layers))
+	for _, l := range layers {
+		if isPresetRef(l) {
+			name := l.Name
+			if !l.FromPreset { // stored before FromPreset: the path names it
+				name = strings.TrimPrefix(l.Path, "agents.presets.")
+			}
+			p, ok := e.cfg.Agents.Presets[name]
+			if !ok {
+				return nil, fmt.Errorf("preset %q, part of this work's authority, is no longer defined in the config (add [agents.presets.%s] back; the work is refused: fail closed)", name, name)
+			}
+			l.Name, l.Path, l.Preset, l.FromPreset = name, "agents.presets."+name, p, true
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// Bound returns the layers of work caused by initiator and run under own
+// (the target agent's and session's layers, or a child's): the initiator's
+// layers (already carrying whatever bounded the initiator, transitively)
+// followed by own. Preset layers that appear twice are kept once: the
+// intersection is the same.
+func Bound(initiator []Layer, own ...Layer) []Layer {
+	out := make([]Layer, 0, len(initiator)+len(own))
+	seen := map[string]bool{}
+	for _, list := range [][]Layer{initiator, own} {
+		for _, l := range list {
+			if isPresetRef(l) {
+				k := l.Name + "\x00" + l.Agent // the same preset judged for another agent is another rule
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+			}
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // AgentPreset is the preset configured for an agent ("" when none).
@@ -308,9 +364,13 @@ func (e *Engine) Access(ctx context.Context, c Caller, key string) Decision {
 			return deny("sessions.key_prefix", l.Path+".sessions.key_prefix",
 				"session %s is outside %s's key_prefix %q (widen %s.sessions.key_prefix or add the key to %s.sessions.allowed_keys)", key, l.Name, s.KeyPrefix, l.Path, l.Path)
 		}
-		if owner != "" && owner != c.AgentID && (s.CrossAgent == nil || !*s.CrossAgent) {
+		agent := c.AgentID // a layer inherited from another principal is judged for that principal's agent
+		if l.Agent != "" {
+			agent = l.Agent
+		}
+		if owner != "" && owner != agent && (s.CrossAgent == nil || !*s.CrossAgent) {
 			return deny("sessions.cross_agent", l.Path+".sessions.cross_agent",
-				"session %s belongs to agent %q, not %q, and %s does not allow cross-agent access (set %s.sessions.cross_agent = true)", key, owner, c.AgentID, l.Name, l.Path)
+				"session %s belongs to agent %q, not %q, and %s does not allow cross-agent access (set %s.sessions.cross_agent = true)", key, owner, agent, l.Name, l.Path)
 		}
 	}
 	switch e.cfg.Tools.Sessions.Visibility {
@@ -327,9 +387,11 @@ func (e *Engine) Access(ctx context.Context, c Caller, key string) Decision {
 				"session %s is not visible: tools.sessions.visibility = \"tree\" shows only the caller and the sessions it spawned (set it to agent or all)", key)
 		}
 	case "agent":
-		if owner != c.AgentID {
-			return deny("tools.sessions.visibility", "tools.sessions.visibility",
-				"session %s belongs to agent %q: tools.sessions.visibility = \"agent\" shows only agent %q's sessions (set it to all)", key, owner, c.AgentID)
+		for _, a := range c.Chain() { // the caller's agent and those of whoever caused its work
+			if owner != a {
+				return deny("tools.sessions.visibility", "tools.sessions.visibility",
+					"session %s belongs to agent %q: tools.sessions.visibility = \"agent\" shows only agent %q's sessions (set it to all)", key, owner, a)
+			}
 		}
 	case "all", "": // "" = not set: the documented default, all
 	default:
@@ -385,13 +447,22 @@ func (e *Engine) SpawnAgent(c Caller, target string) Decision {
 	return e.spawnAgentRights(c, target)
 }
 
+// spawnAgentRights checks allow_agents for the caller's agent and for the
+// agent of every principal whose work caused it: a child spawned under
+// another agent cannot reach, through that agent's allow_agents, an agent
+// its spawner could not.
 func (e *Engine) spawnAgentRights(c Caller, target string) Decision {
-	list, path := e.AllowedAgents(c.AgentID)
-	if contains(list, "*") || contains(list, target) {
-		return allow
+	for _, a := range c.Chain() {
+		if a == target {
+			continue
+		}
+		list, path := e.AllowedAgents(a)
+		if !contains(list, "*") && !contains(list, target) {
+			return deny("subagents.allow_agents", path,
+				"agent %q may not spawn under agent %q: add %q (or \"*\") to %s", a, target, target, path)
+		}
 	}
-	return deny("subagents.allow_agents", path,
-		"agent %q may not spawn under agent %q: add %q (or \"*\") to %s", c.AgentID, target, target, path)
+	return allow
 }
 
 // ApprovalMode is the configured approval for a class: none, auto, elicit

@@ -26,10 +26,26 @@ const (
 // Layer is one set of rules in force for a caller. A caller is bound by
 // every layer it carries: the effective policy is their intersection, so a
 // child (parent layers + its own) can never do more than its parent.
+//
+// A layer is authority as data: runs store their callers' layers and any
+// process may execute them later. A layer made from a preset (FromPreset)
+// is a reference by name: Engine.Refresh re-reads its rules from the
+// configuration in force when the run executes, and a preset that no longer
+// exists fails closed. Other layers (a call's allow_tools/deny_tools) carry
+// their rules inline.
 type Layer struct {
-	Name   string        // preset name, or a call-level name like "spawn_agent"
-	Path   string        // config key path that would change it, e.g. agents.presets.observer
-	Preset config.Preset // the rules
+	Name       string        `json:"name"`                  // preset name, or a call-level name like "the call's allow_tools/deny_tools"
+	Path       string        `json:"path"`                  // config key path that would change it, e.g. agents.presets.observer
+	Preset     config.Preset `json:"preset"`                // the rules
+	FromPreset bool          `json:"from_preset,omitempty"` // Name is a preset, re-resolved by name (Refresh)
+	// Source is the session key of the principal whose authority brought
+	// this layer in ("" = the caller's own), for explanations.
+	Source string `json:"source,omitempty"`
+	// Agent is the agent of that principal ("" = the caller's own). A
+	// layer's cross_agent rule is judged for its own principal's agent: a
+	// child spawned under another agent never reads that agent's sessions
+	// unless the spawner's layers allow cross-agent access.
+	Agent string `json:"agent,omitempty"`
 }
 
 // Caller is who is calling a tool.
@@ -43,6 +59,41 @@ type Caller struct {
 	// Active, when non-nil, is the set of tools the child model was shown
 	// (active_tools); a call to any other tool is refused before dispatch.
 	Active []string
+	// Via lists the agents of the principals whose work caused this caller
+	// (a spawner, a sender, a cron job's creator, transitively), besides
+	// AgentID. Rules judged per agent (visibility "agent", allow_agents)
+	// must hold for each of them, so work started under another agent never
+	// does more than its initiator's agent may.
+	Via []string
+}
+
+// Chain returns who a caller's own work is bounded by, for work it causes:
+// its agent and every agent in its Via, without repeats.
+func (c Caller) Chain() []string {
+	out := make([]string, 0, len(c.Via)+1)
+	for _, a := range append(append([]string{}, c.Via...), c.AgentID) {
+		if a != "" && !contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Inherit returns the layers of c for work c causes: each marked with c's
+// session and agent where it names none yet (a layer keeps the principal
+// that first brought it in).
+func (c Caller) Inherit() []Layer {
+	out := make([]Layer, len(c.Layers))
+	for i, l := range c.Layers {
+		if l.Source == "" {
+			l.Source = c.Key
+		}
+		if l.Agent == "" {
+			l.Agent = c.AgentID
+		}
+		out[i] = l
+	}
+	return out
 }
 
 // Targets is what a call's arguments name, for the checks that depend on them.

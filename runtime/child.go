@@ -79,7 +79,7 @@ func (r *Runtime) PrepareChild(ctx context.Context, gate *policy.Engine, spec Ch
 	if err != nil {
 		return nil, err
 	}
-	layers := append(append([]policy.Layer{}, spec.Parent.Layers...), own...)
+	layers := policy.Bound(spec.Parent.Inherit(), own...)
 	if len(spec.AllowTools) > 0 || len(spec.DenyTools) > 0 {
 		var p policy.Layer
 		p.Name, p.Path = "the call's allow_tools/deny_tools", "allow_tools/deny_tools"
@@ -87,7 +87,7 @@ func (r *Runtime) PrepareChild(ctx context.Context, gate *policy.Engine, spec Ch
 		layers = append(layers, p)
 	}
 	depth := spec.Parent.Depth + 1
-	caller := policy.Caller{AgentID: agentID, Depth: depth, Layers: layers, RunID: ""}
+	caller := policy.Caller{AgentID: agentID, Depth: depth, Layers: layers, Via: spec.Parent.Chain()}
 	caller.Key = ChildKey(spec.Parent, agentID)
 
 	// Tool controls: call > spawn preset > agent preset > default.

@@ -47,6 +47,10 @@ type runOptions struct {
 	SessionID     string          `json:"session_id,omitempty"`
 	Silent        bool            `json:"silent,omitempty"` // never announce (e.g. a steered-away run)
 	PingPong      int             `json:"ping_pong,omitempty"`
+	// Initiator is the session key of the principal that caused the run
+	// (the requester of a spawn, the sender of a message, a cron job's
+	// creator). Its authority is part of Caller.Layers.
+	Initiator string `json:"initiator,omitempty"`
 }
 
 func (o runOptions) turn(rt *Runtime, key string) (Turn, error) {
@@ -99,6 +103,12 @@ func (m *Manager) SetGate(g *policy.Engine) {
 	m.mu.Lock()
 	m.gate = g
 	m.mu.Unlock()
+}
+
+func (m *Manager) currentGate() *policy.Engine {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.gate
 }
 
 type activeRun struct {
@@ -226,6 +236,17 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun) {
 	}
 	if err := json.Unmarshal(run.Options, &opts); err != nil {
 		m.finish(wctx, run, opts, Result{Status: StatusError, Note: "the run's stored options are unreadable: " + err.Error()})
+		return
+	}
+	// Authority is resolved now, against the configuration in force in the
+	// process that executes the run: a preset that was removed fails closed.
+	gate := m.currentGate()
+	if gate == nil {
+		m.finish(wctx, run, opts, Result{Status: StatusError, Note: "no policy gate in this process: the run is refused (fail closed)"})
+		return
+	}
+	if opts.Caller.Layers, err = gate.Refresh(opts.Caller.Layers); err != nil {
+		m.finish(wctx, run, opts, Result{Status: StatusError, Note: err.Error()})
 		return
 	}
 	turn, err := opts.turn(m.rt, run.ChildKey)

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/sessionplane/sessionplane/policy"
@@ -45,13 +46,15 @@ func (m *Manager) Spawn(ctx context.Context, gate *policy.Engine, spec ChildSpec
 	task := store.Message{SessionKey: child.Key, Role: t.InputRole, Trust: t.InputTrust, Content: store.Content{Text: t.Input}}
 	t.Input = ""
 	opts := runOptions{Caller: child.Caller, ModelID: t.Model.ID, System: t.System, Thinking: t.Thinking, Choice: t.Controls.Choice,
-		Input: t.Input, InputRole: t.InputRole, InputTrust: t.InputTrust, OutputSchema: t.OutputSchema, SessionID: child.SessionID}
+		Input: t.Input, InputRole: t.InputRole, InputTrust: t.InputTrust, OutputSchema: t.OutputSchema, SessionID: child.SessionID,
+		Initiator: spec.Parent.Key}
 	if t.Controls.Active != nil {
 		opts.Active, opts.HasActive = t.Controls.Active, true
 	}
 	run := &store.Run{Kind: KindSpawn, ChildKey: child.Key, RequesterKey: spec.Parent.Key, AgentID: child.Caller.AgentID,
 		Label: spec.Label, Task: spec.Task, Preset: child.Preset, Model: t.Model.ID, Thinking: child.Thinking, Cleanup: cleanup,
-		TimeoutMS: child.Timeout.Milliseconds(), Depth: child.Caller.Depth, Role: role}
+		TimeoutMS: child.Timeout.Milliseconds(), Depth: child.Caller.Depth, Role: role,
+		MaxActiveSiblings: m.rt.cfg.Agents.Defaults.Subagents.MaxChildrenPerAgent}
 	sess := child.Session
 	if err := m.submitWith(ctx, &sess, []store.Message{task}, run, opts); err != nil {
 		return nil, err
@@ -63,13 +66,22 @@ func (m *Manager) Spawn(ctx context.Context, gate *policy.Engine, spec ChildSpec
 
 // Continue queues another run on an existing child session (subagents
 // send to a finished child, steer): same identity, model and prompt as its
-// last run, the message as input.
-func (m *Manager) Continue(ctx context.Context, prev *store.Run, requester, message string, silentPrev bool) (*store.Run, error) {
+// last run, the message as input. by is who asked: the new run is bounded
+// by its layers on top of the child's own (which already carry its
+// spawner's), and the announce goes to requester.
+func (m *Manager) Continue(ctx context.Context, prev *store.Run, by policy.Caller, requester, message string) (*store.Run, error) {
 	var opts runOptions
 	if err := jsonUnmarshal(prev.Options, &opts); err != nil {
 		return nil, err
 	}
 	opts.Input, opts.Silent = "", false
+	opts.Caller.Layers = policy.Bound(by.Inherit(), opts.Caller.Layers...)
+	for _, a := range by.Chain() {
+		if a != opts.Caller.AgentID && !slices.Contains(opts.Caller.Via, a) {
+			opts.Caller.Via = append(opts.Caller.Via, a)
+		}
+	}
+	opts.Initiator = by.Key
 	msg := store.Message{SessionKey: prev.ChildKey, Role: store.RoleUser, Trust: store.TrustInterSession, Content: store.Content{Text: message}}
 	run := &store.Run{Kind: prev.Kind, ChildKey: prev.ChildKey, RequesterKey: requester, AgentID: prev.AgentID, Label: prev.Label,
 		Task: message, Preset: prev.Preset, Model: prev.Model, Thinking: prev.Thinking, Cleanup: prev.Cleanup, TimeoutMS: prev.TimeoutMS,
@@ -83,7 +95,7 @@ func (m *Manager) Continue(ctx context.Context, prev *store.Run, requester, mess
 // Steer stops a child's active run without announcing it and restarts the
 // child with message. Steering one child more than once per steerEvery is
 // refused (rate limit).
-func (m *Manager) Steer(ctx context.Context, run *store.Run, message string) (*store.Run, error) {
+func (m *Manager) Steer(ctx context.Context, run *store.Run, by policy.Caller, message string) (*store.Run, error) {
 	m.mu.Lock()
 	if last, ok := m.steerAt[run.ChildKey]; ok && time.Since(last) < steerEvery {
 		m.mu.Unlock()
@@ -96,5 +108,5 @@ func (m *Manager) Steer(ctx context.Context, run *store.Run, message string) (*s
 			return nil, err
 		}
 	}
-	return m.Continue(ctx, run, run.RequesterKey, message, true)
+	return m.Continue(ctx, run, by, run.RequesterKey, message)
 }

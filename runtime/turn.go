@@ -30,12 +30,20 @@ type TurnRequest struct {
 	// PingPong is how many more alternating turns may follow (sessions_send
 	// between two agent sessions, max_ping_pong_turns).
 	PingPong int
+	// Initiator is whoever caused the turn: the sender, the cron job's
+	// creator, the run whose reply this is. Its layers bound the turn's tool
+	// calls together with the target agent's and session's presets, so
+	// asking another session to do something never does more than the
+	// initiator may do itself. The zero Caller (no layers) is an
+	// unrestricted initiator.
+	Initiator policy.Caller
 }
 
 // SubmitTurn records the message in the session and queues a run of the
-// session's agent on it. The session's own preset and its agent's preset
-// bound the turn's tool calls; the requester's policy was checked by the
-// caller's gate (sessions_send rights, cron permissions).
+// session's agent on it. The turn's tool calls are bounded by the
+// intersection of the initiator's layers (req.Initiator: transitively, what
+// bounded it), the session's agent's preset and the session's own preset.
+// Preset layers are stored by name and re-resolved when the run executes.
 func (m *Manager) SubmitTurn(ctx context.Context, gate *policy.Engine, req TurnRequest) (*Ticket, error) {
 	var create *store.Session // a session that does not exist yet is created with the run
 	sess, err := m.st.GetSession(ctx, req.SessionKey)
@@ -64,10 +72,11 @@ func (m *Manager) SubmitTurn(ctx context.Context, gate *policy.Engine, req TurnR
 	if err != nil {
 		return nil, err
 	}
-	layers, err := gate.Layers(gate.AgentPreset(agent), sess.Preset)
+	own, err := gate.Layers(gate.AgentPreset(agent), sess.Preset)
 	if err != nil {
 		return nil, err
 	}
+	layers := policy.Bound(req.Initiator.Inherit(), own...)
 	levels := []policy.Controls{{Active: nilIfEmpty(req.ActiveTools), Choice: req.ToolChoice}}
 	if p, ok := m.rt.cfg.Agents.Presets[gate.AgentPreset(agent)]; ok {
 		levels = append(levels, policy.PresetControls(p))
@@ -76,7 +85,7 @@ func (m *Manager) SubmitTurn(ctx context.Context, gate *policy.Engine, req TurnR
 	if err != nil {
 		return nil, fmt.Errorf("active_tools/tool_choice: %w", err)
 	}
-	caller := policy.Caller{Key: sess.Key, AgentID: agent, Depth: sess.Depth, Layers: layers}
+	caller := policy.Caller{Key: sess.Key, AgentID: agent, Depth: sess.Depth, Layers: layers, Via: req.Initiator.Chain()}
 	if c := controls.Choice; c != nil && c.Type == "tool" {
 		if d := gate.ToolDecision(caller, c.Name, ""); !d.Allowed() {
 			return nil, fmt.Errorf("tool_choice forces %q, which this session's agent may not call: %s", c.Name, d.Message)
@@ -91,7 +100,7 @@ func (m *Manager) SubmitTurn(ctx context.Context, gate *policy.Engine, req TurnR
 	}
 	msg := store.Message{SessionKey: sess.Key, Role: role, Trust: trust, Content: store.Content{Text: req.Message}}
 	opts := runOptions{Caller: caller, ModelID: model.ID, System: sessionPrompt(sess, agent), Choice: controls.Choice,
-		SessionID: sess.ID, Silent: req.Silent, PingPong: req.PingPong}
+		SessionID: sess.ID, Silent: req.Silent, PingPong: req.PingPong, Initiator: initiatorOf(req.Initiator, req.RequesterKey)}
 	if controls.Active != nil {
 		opts.Active, opts.HasActive = controls.Active, true
 	}
@@ -128,7 +137,8 @@ func (m *Manager) pingPong(ctx context.Context, gate *policy.Engine, run *store.
 	}
 	reply := strings.TrimSpace(run.ResultText)
 	_, err := m.SubmitTurn(ctx, gate, TurnRequest{Kind: KindSend, SessionKey: run.RequesterKey, RequesterKey: run.ChildKey,
-		Message: "[From: " + run.ChildKey + "]\n\n" + reply, Label: "reply from " + run.ChildKey, PingPong: opts.PingPong - 1})
+		Message: "[From: " + run.ChildKey + "]\n\n" + reply, Label: "reply from " + run.ChildKey, PingPong: opts.PingPong - 1,
+		Initiator: opts.Caller}) // the reply's turn is bounded by everything that bounded the turn that wrote it
 	if err != nil {
 		m.rt.log.Warn("ping-pong turn", "from", run.ChildKey, "to", run.RequesterKey, "err", err)
 	}
@@ -142,4 +152,12 @@ func continuesPingPong(run *store.Run, opts runOptions) bool {
 		return false
 	}
 	return store.KindOf(run.RequesterKey) != store.KindMain && (store.AgentOf(run.RequesterKey) != "" || store.KindOf(run.RequesterKey) == store.KindCron)
+}
+
+// initiatorOf names the principal that caused a run, for the record.
+func initiatorOf(c policy.Caller, fallback string) string {
+	if c.Key != "" {
+		return c.Key
+	}
+	return fallback
 }

@@ -160,22 +160,13 @@ func cronPayload(call *Call, in CronPayloadIn) (cron.Payload, error) {
 	return p, nil
 }
 
-// cronSession creates the job's session cron:<id> at once, under the
-// creator's preset: its turns run as the payload's agent, bound by that
-// agent's preset and by the creator's, so a job never does more than the
-// session that added it may (deny wins, as for a spawned child).
+// cronSession creates the job's session cron:<id> at once. Its turns run
+// as the payload's agent, bound by that agent's preset and by the
+// creator's authority recorded in the job (payload.Authority), so a job
+// never does more than the caller that added it could at that moment (deny
+// wins, as for a spawned child). The session itself carries no preset: the
+// creator's session row may have been created under another policy.
 func cronSession(ctx context.Context, call *Call, j *cron.Job) error {
-	preset := ""
-	if sess, err := call.Env.Store.GetSession(ctx, call.Caller.Key); err == nil {
-		preset = sess.Preset
-	}
-	if preset == "" && len(call.Caller.Layers) > 0 {
-		if name := call.Caller.Layers[len(call.Caller.Layers)-1].Name; name != "" {
-			if _, ok := call.Env.Config.Agents.Presets[name]; ok {
-				preset = name
-			}
-		}
-	}
 	agent := j.Payload.AgentID
 	if agent == "" {
 		agent = call.Caller.AgentID
@@ -183,7 +174,7 @@ func cronSession(ctx context.Context, call *Call, j *cron.Job) error {
 	if agent == "" {
 		agent = "main"
 	}
-	_, err := call.Env.Store.EnsureSession(ctx, store.Session{Key: j.SessionKey(), AgentID: agent, Kind: store.KindCron, Label: j.Name, Preset: preset, SpawnedBy: call.Caller.Key})
+	_, err := call.Env.Store.EnsureSession(ctx, store.Session{Key: j.SessionKey(), AgentID: agent, Kind: store.KindCron, Label: j.Name, SpawnedBy: call.Caller.Key})
 	return err
 }
 
@@ -269,6 +260,9 @@ func cronTool(sched *cron.Scheduler) Handler[CronIn, CronOut] {
 			if err != nil {
 				return out, "", err
 			}
+			// Every firing is bounded by the creator's authority now: its
+			// layers (presets by name, re-resolved at each firing).
+			p.Authority, p.CreatorAgent, p.CreatorVia, p.Bound = call.Caller.Inherit(), call.Caller.AgentID, call.Caller.Via, true
 			spec := cron.Spec{Name: in.Job.Name, Schedule: in.Job.Schedule, Timezone: in.Job.Timezone, Payload: p}
 			if _, _, err := sched.Validate(spec); err != nil {
 				return out, "", err

@@ -165,7 +165,8 @@ func sessionsSend(ctx context.Context, call *Call, in SendIn) (SendOut, string, 
 		pingPong = call.Env.Config.Tools.Sessions.MaxPingPongTurns
 	}
 	tk, err := runs.SubmitTurn(ctx, call.Env.Policy, spruntime.TurnRequest{Kind: spruntime.KindSend, SessionKey: key,
-		RequesterKey: call.Caller.Key, Message: text, Role: role, Label: "message from " + call.Caller.Key, PingPong: pingPong})
+		RequesterKey: call.Caller.Key, Message: text, Role: role, Label: "message from " + call.Caller.Key, PingPong: pingPong,
+		Initiator: call.Caller})
 	if err != nil {
 		return SendOut{}, "", err
 	}

@@ -74,7 +74,6 @@ type ListIn struct {
 type ListOut struct {
 	Count      int           `json:"count"`
 	Sessions   []SessionInfo `json:"sessions"`
-	Filtered   int           `json:"filtered" jsonschema:"sessions that matched but are hidden from this caller by policy"`
 	Visibility string        `json:"visibility" jsonschema:"the tools.sessions.visibility in force"`
 	HasMore    bool          `json:"hasMore"`
 }
@@ -104,8 +103,7 @@ func sessionsList(ctx context.Context, call *Call, in ListIn) (ListOut, string, 
 				denyErr = &policy.Denied{Decision: d}
 				return false
 			}
-			out.Filtered++
-			return true
+			return true // hidden: neither shown nor counted (no oracle)
 		}
 		if len(out.Sessions) == limit {
 			out.HasMore = true
@@ -150,9 +148,6 @@ func renderList(out ListOut, c policy.Caller) string {
 		for _, m := range s.Messages {
 			fmt.Fprintf(&b, "    #%d %s: %s\n", m.Seq, m.Role, Fence(SessionURI(s.Key), m.Content))
 		}
-	}
-	if out.Filtered > 0 {
-		fmt.Fprintf(&b, "%d more session(s) matched but are hidden from %s by policy (visibility %q and the caller's preset).\n", out.Filtered, c.Key, out.Visibility)
 	}
 	return strings.TrimSpace(b.String())
 }
@@ -358,10 +353,9 @@ type SearchHit struct {
 
 // SearchOut is the output of sessions_search.
 type SearchOut struct {
-	Query    string      `json:"query"`
-	Count    int         `json:"count"`
-	Hits     []SearchHit `json:"hits"`
-	Filtered int         `json:"filtered" jsonschema:"hits in sessions hidden from this caller by policy"`
+	Query string      `json:"query"`
+	Count int         `json:"count"`
+	Hits  []SearchHit `json:"hits"`
 }
 
 func sessionsSearch(ctx context.Context, call *Call, in SearchIn) (SearchOut, string, error) {
@@ -390,8 +384,7 @@ func sessionsSearch(ctx context.Context, call *Call, in SearchIn) (SearchOut, st
 				denyErr = &policy.Denied{Decision: d}
 				return false
 			}
-			out.Filtered++
-			return true
+			return true // hidden: neither shown nor counted (no oracle)
 		}
 		out.Hits = append(out.Hits, SearchHit{Key: h.Key, Label: h.Label, AgentID: h.AgentID, Snippet: h.Snippet, Role: h.Role, Seq: h.Seq, Score: h.Score})
 		return len(out.Hits) < limit
@@ -405,9 +398,6 @@ func sessionsSearch(ctx context.Context, call *Call, in SearchIn) (SearchOut, st
 	out.Count = len(out.Hits)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d hit(s) for %q", out.Count, in.Query)
-	if out.Filtered > 0 {
-		fmt.Fprintf(&b, " (%d more in sessions hidden by policy)", out.Filtered)
-	}
 	b.WriteString(":\n")
 	for i, h := range out.Hits {
 		fmt.Fprintf(&b, "%d. %s #%d %s (score %.2f): %s\n", i+1, h.Key, h.Seq, h.Role, h.Score, Fence(SessionURI(h.Key), h.Snippet))

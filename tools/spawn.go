@@ -79,8 +79,7 @@ func spawnGuards(ctx context.Context, call *Call, agentID, thinking, summary str
 		return err
 	}
 	if limit := cfg.Agents.Defaults.Subagents.MaxChildrenPerAgent; n >= limit {
-		return &policy.Denied{Decision: policy.Decision{Rule: "subagents.max_children_per_agent", Hint: "agents.defaults.subagents.max_children_per_agent",
-			Message: fmt.Sprintf("%s already has %d active children (max_children_per_agent = %d): wait for one to finish, kill one, or raise agents.defaults.subagents.max_children_per_agent", call.Caller.Key, n, limit)}}
+		return tooManyChildren(call.Caller.Key, n, limit)
 	}
 	if d := call.Env.Policy.SpawnAgent(call.Caller, agentID); !d.Allowed() {
 		return &policy.Denied{Decision: d}
@@ -89,6 +88,23 @@ func spawnGuards(ctx context.Context, call *Call, agentID, thinking, summary str
 		return fmt.Errorf("invalid thinking: %v", err)
 	}
 	return call.Approve(ctx, summary)
+}
+
+// tooManyChildren is the refusal of a spawn over max_children_per_agent
+// (checked first by spawnGuards, then again in the run's own transaction).
+func tooManyChildren(key string, n, limit int) error {
+	return &policy.Denied{Decision: policy.Decision{Rule: "subagents.max_children_per_agent", Hint: "agents.defaults.subagents.max_children_per_agent",
+		Message: fmt.Sprintf("%s already has %d active children (max_children_per_agent = %d): wait for one to finish, kill one, or raise agents.defaults.subagents.max_children_per_agent", key, n, limit)}}
+}
+
+// spawnErr turns a limit found in the spawn's transaction into the same
+// refusal spawnGuards gives.
+func spawnErr(err error) error {
+	var le *store.LimitError
+	if errors.As(err, &le) {
+		return tooManyChildren(le.Requester, le.Active, le.Limit)
+	}
+	return err
 }
 
 func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, string, error) {
@@ -114,7 +130,7 @@ func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, strin
 		Preset: in.Preset, ActiveTools: in.ActiveTools, ToolChoice: in.ToolChoice.choice(), Timeout: time.Duration(timeout) * time.Second,
 	}, in.Cleanup)
 	if err != nil {
-		return SpawnOut{}, "", err
+		return SpawnOut{}, "", spawnErr(err)
 	}
 	out := SpawnOut{Status: "accepted", RunID: tk.RunID, ChildSessionKey: tk.ChildKey, ModelApplied: tk.Model, Warnings: tk.Warnings,
 		Note: "The sub-agent runs in the background; its result is announced to you when it finishes (also via spawn_status/spawn_result with this runId)."}
@@ -213,7 +229,7 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 		Timeout: time.Duration(timeout) * time.Second,
 	}, "keep")
 	if err != nil {
-		return SpawnAgentOut{}, "", err
+		return SpawnAgentOut{}, "", spawnErr(err)
 	}
 	out := SpawnAgentOut{TaskID: tk.RunID, Model: tk.Model, Preset: tk.Preset, StartedAt: tk.CreatedAt, Warnings: tk.Warnings}
 	if in.Nonblocking {
@@ -341,10 +357,17 @@ func ownRun(ctx context.Context, call *Call, id string) (*store.Run, error) {
 	if err != nil {
 		return nil, err
 	}
-	if r.RequesterKey == call.Caller.Key {
-		return r, nil
+	owned := r.RequesterKey == call.Caller.Key
+	if !owned {
+		in, err := call.Env.Store.IsDescendant(ctx, call.Caller.Key, r.RequesterKey)
+		owned = err == nil && in
 	}
-	if in, err := call.Env.Store.IsDescendant(ctx, call.Caller.Key, r.RequesterKey); err == nil && in {
+	if owned {
+		// Owning the run is not enough: its child session is checked like
+		// any session the caller names (key_prefix, allowed_keys, ...).
+		if err := policy.Check(call.Env.Policy.Access(ctx, call.Caller, r.ChildKey)); err != nil {
+			return nil, err
+		}
 		return r, nil
 	}
 	return nil, &policy.Denied{Decision: policy.Decision{Rule: "spawn.owner", Message: "spawn task access denied: run " + id + " was not spawned by " + call.Caller.Key + " or one of its sub-agents"}}
@@ -413,6 +436,9 @@ func spawnList(ctx context.Context, call *Call, in ListRunsIn) (ListRunsOut, str
 	}
 	runs, err := call.Env.Store.ListRuns(ctx, f)
 	if err != nil {
+		return ListRunsOut{}, "", err
+	}
+	if runs, err = visibleRuns(ctx, call, runs); err != nil {
 		return ListRunsOut{}, "", err
 	}
 	out := ListRunsOut{Runs: []RunInfo{}}

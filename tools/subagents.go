@@ -118,6 +118,9 @@ func subagents(ctx context.Context, call *Call, in SubagentsIn) (SubagentsOut, s
 	if err != nil {
 		return SubagentsOut{}, "", err
 	}
+	if runs, err = visibleRuns(ctx, call, runs); err != nil {
+		return SubagentsOut{}, "", err
+	}
 	out := SubagentsOut{Action: action, Runs: []RunInfo{}}
 	for _, r := range runs {
 		if store.Terminal(r.State) {
@@ -158,6 +161,16 @@ func subagents(ctx context.Context, call *Call, in SubagentsIn) (SubagentsOut, s
 	if err != nil {
 		return SubagentsOut{}, "", err
 	}
+	// The child's session is checked like any session the caller names:
+	// reading (info, log) needs access to it, and send/steer append to it
+	// (can_send, like sessions_send). Kill needs access too.
+	targets := policy.Targets{Read: []string{r.ChildKey}}
+	if action == "send" || action == "steer" {
+		targets = policy.Targets{Write: []string{r.ChildKey}}
+	}
+	if err := checkSessions(ctx, call, "subagents", targets); err != nil {
+		return SubagentsOut{}, "", err
+	}
 	info := runInfo(ctx, call, r, true)
 	out.Runs = append(out.Runs, info)
 	out.RunID = r.ID
@@ -196,7 +209,7 @@ func subagents(ctx context.Context, call *Call, in SubagentsIn) (SubagentsOut, s
 			return SubagentsOut{}, "", err
 		}
 		if action == "steer" {
-			nr, err := mgr.Steer(ctx, r, in.Message)
+			nr, err := mgr.Steer(ctx, r, call.Caller, in.Message)
 			if err != nil {
 				return SubagentsOut{}, "", err
 			}
@@ -242,7 +255,7 @@ func subagentSend(ctx context.Context, call *Call, out SubagentsOut, r *store.Ru
 			}
 		}
 	}
-	nr, err := mgr.Continue(ctx, r, call.Caller.Key, "[From: "+call.Caller.Key+"]\n\n"+message, false)
+	nr, err := mgr.Continue(ctx, r, call.Caller, call.Caller.Key, "[From: "+call.Caller.Key+"]\n\n"+message)
 	if err != nil {
 		return SubagentsOut{}, "", err
 	}
@@ -325,4 +338,31 @@ func SubagentsTool() *Tool {
 		Annotations: Annotations{ReadOnly: false, Destructive: true, Idempotent: false, OpenWorld: false},
 		Description: "List, inspect and control the sub-agents you spawned: list (active and recent), info, log (their transcript), kill (cascades to their children; target all for every one), send (a message, waiting up to 30 s for the reply), steer (stop the current turn and restart with a new message). Targets: list index, runId prefix, session key, last."},
 		subagents)
+}
+
+// checkSessions applies the gate's session checks (access, send rights) to
+// sessions a handler resolved itself, with no approval step: the handler
+// asks for approval when it acts.
+func checkSessions(ctx context.Context, call *Call, tool string, t policy.Targets) error {
+	d := call.Env.Policy.Decide(ctx, call.Caller, tool, "", t)
+	if d.Effect == policy.Ask {
+		return nil
+	}
+	return policy.Check(d)
+}
+
+// visibleRuns keeps the runs whose child session the caller may read: what
+// policy hides is neither shown nor counted. An evaluation error denies.
+func visibleRuns(ctx context.Context, call *Call, runs []*store.Run) ([]*store.Run, error) {
+	out := runs[:0:0]
+	for _, r := range runs {
+		d := call.Env.Policy.Access(ctx, call.Caller, r.ChildKey)
+		if d.Rule == "policy.error" {
+			return nil, &policy.Denied{Decision: d}
+		}
+		if d.Allowed() {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }

@@ -61,6 +61,18 @@ type Payload struct {
 	TimeoutSecs int            `json:"timeout_secs,omitempty"`
 	ActiveTools []string       `json:"active_tools,omitempty"`
 	ToolChoice  *policy.Choice `json:"tool_choice,omitempty"`
+	// Authority is the creator's policy layers at add (its presets by name,
+	// re-resolved at each firing; a call's inline rules as they were). Every
+	// firing is bounded by it. Set by the server, never by the caller.
+	Authority []policy.Layer `json:"authority,omitempty"`
+	// CreatorAgent is the agent the creator acted as, CreatorVia the agents
+	// of whoever caused the creator's own work (policy.Caller.Via).
+	CreatorAgent string   `json:"creator_agent,omitempty"`
+	CreatorVia   []string `json:"creator_via,omitempty"`
+	// Bound is true for jobs whose Authority was recorded at add (an empty
+	// Authority then means an unrestricted creator). Jobs added by earlier
+	// versions have it false and are refused when they fire (fail closed).
+	Bound bool `json:"bound,omitempty"`
 }
 
 // Validate checks a payload on its own (the caller checks what depends on

@@ -61,6 +61,23 @@ type Run struct {
 	CreatedAt     int64
 	StartedAt     int64
 	EndedAt       int64
+
+	// MaxActiveSiblings, when > 0 on a new spawn run, is checked in the
+	// run's own transaction: CreateRun fails with a *LimitError when the
+	// requester already has that many queued or running spawns. Not stored.
+	MaxActiveSiblings int
+}
+
+// LimitError is returned when recording a run would exceed a limit that is
+// checked in the same transaction as the write.
+type LimitError struct {
+	Requester string
+	Active    int
+	Limit     int
+}
+
+func (e *LimitError) Error() string {
+	return fmt.Sprintf("%s already has %d active children (limit %d)", e.Requester, e.Active, e.Limit)
 }
 
 const runCols = `id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking, cleanup, timeout_ms, depth, role,
@@ -124,6 +141,18 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 		if sess != nil {
 			if err := s.ensureSessionTx(ctx, tx, sess, now); err != nil {
 				return err
+			}
+		}
+		// The limit is counted and the run inserted in one transaction, so
+		// concurrent spawns can never pass it together.
+		if r.MaxActiveSiblings > 0 {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE requester_key = ? AND kind = 'spawn' AND state IN ('queued','running')`,
+				r.RequesterKey).Scan(&n); err != nil {
+				return err
+			}
+			if n >= r.MaxActiveSiblings {
+				return &LimitError{Requester: r.RequesterKey, Active: n, Limit: r.MaxActiveSiblings}
 			}
 		}
 		if len(msgs) > 0 {
