@@ -53,9 +53,36 @@ func (s *Server) addResourceSurface(hooks *server.Hooks) {
 	), s.subagentsPrompt)
 }
 
+// resourceTool is the tool whose rights a resource needs: a session://
+// transcript is what sessions_history shows, a run:// what spawn_status
+// shows. Denying the tool denies the resource, so resources never bypass
+// tools.allow/tools.deny.
+func resourceTool(uri string) string {
+	if strings.HasPrefix(uri, "run://") {
+		return "spawn_status"
+	}
+	return "sessions_history"
+}
+
+// resourceRights refuses a resource whose tool the caller may not call.
+func (s *Server) resourceRights(c policy.Caller, uri string) error {
+	tool := resourceTool(uri)
+	class := policy.ClassRead
+	if t, ok := s.reg.Get(tool); ok {
+		class = t.Class
+	}
+	if d := s.reg.Env().Policy.ToolDecision(c, tool, class); !d.Allowed() {
+		return fmt.Errorf("forbidden: %s (this resource shows what %s shows) [rule %s]", d.Message, tool, d.Rule)
+	}
+	return nil
+}
+
 // fingerprint is a resource's current state for change detection.
 func (s *Server) fingerprint(ctx context.Context, uri string) (string, error) {
 	env := s.reg.Env()
+	if err := s.resourceRights(s.caller, uri); err != nil {
+		return "", err
+	}
 	switch {
 	case strings.HasPrefix(uri, "session://"):
 		key := policy.ResolveKey(s.caller, strings.TrimPrefix(uri, "session://"))
@@ -111,6 +138,9 @@ func (s *Server) pushResourceUpdates(ctx context.Context) {
 }
 
 func (s *Server) readRun(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+	if err := s.resourceRights(s.caller, req.Params.URI); err != nil {
+		return nil, err
+	}
 	info, err := tools.RunResource(ctx, s.reg.Env(), s.caller, strings.TrimPrefix(req.Params.URI, "run://"))
 	if err != nil {
 		var den *policy.Denied
@@ -151,6 +181,9 @@ func (s *Server) addSessionResources(ctx context.Context, _ any, _ *mcp.ListReso
 		return
 	}
 	env := s.reg.Env()
+	if s.resourceRights(s.caller, "session://") != nil {
+		return // transcripts are not readable by this caller: none listed
+	}
 	n := 0
 	err := env.Store.ListSessions(ctx, store.ListFilter{}, func(sess *store.Session) bool {
 		if !env.Policy.Access(ctx, s.caller, sess.Key).Allowed() {
@@ -178,6 +211,9 @@ type SessionResource struct {
 }
 
 func (s *Server) readSession(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
+	if err := s.resourceRights(s.caller, req.Params.URI); err != nil {
+		return nil, err
+	}
 	key := strings.TrimPrefix(req.Params.URI, "session://")
 	key = policy.ResolveKey(s.caller, key)
 	env := s.reg.Env()

@@ -337,6 +337,17 @@ func ValidKey(key string) error {
 // caller's agent id: both are checked, so a mismatch between them can only
 // narrow access.
 func (e *Engine) Access(ctx context.Context, c Caller, key string) Decision {
+	return e.access(ctx, c, key, false)
+}
+
+// ChildAccess decides whether caller may create (and so later read) the
+// child session key it is about to spawn: Access, with the key counted as
+// the caller's descendant for visibility "tree" (it will be one).
+func (e *Engine) ChildAccess(ctx context.Context, c Caller, key string) Decision {
+	return e.access(ctx, c, key, true)
+}
+
+func (e *Engine) access(ctx context.Context, c Caller, key string, child bool) Decision {
 	key = ResolveKey(c, key)
 	if err := ValidKey(key); err != nil {
 		return deny("sessions.key", "", "%v", err)
@@ -378,6 +389,9 @@ func (e *Engine) Access(ctx context.Context, c Caller, key string) Decision {
 		return deny("tools.sessions.visibility", "tools.sessions.visibility",
 			"session %s is not visible: tools.sessions.visibility = \"self\" shows only the caller's own session (set it to tree, agent or all)", key)
 	case "tree":
+		if child {
+			return allow
+		}
 		in, err := e.sessions.IsDescendant(ctx, c.Key, key)
 		if err != nil {
 			return deny("policy.error", "", "could not evaluate access to %s: %v (denied)", key, err)

@@ -32,6 +32,14 @@ func (m *Manager) Spawn(ctx context.Context, gate *policy.Engine, spec ChildSpec
 	if err != nil {
 		return nil, err
 	}
+	// The requester must be able to see the session it creates: otherwise
+	// it could start work whose transcript, status and result it may not
+	// read (its key_prefix, allowed_keys, cross_agent and visibility bound
+	// where its children live, too).
+	if d := gate.ChildAccess(ctx, spec.Parent, child.Key); !d.Allowed() {
+		d.Message = "the child's session would be one you may not read: " + d.Message
+		return nil, &policy.Denied{Decision: d}
+	}
 	if cleanup == "" {
 		cleanup = "keep"
 	}

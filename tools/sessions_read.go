@@ -90,6 +90,14 @@ func sessionsList(ctx context.Context, call *Call, in ListIn) (ListOut, string, 
 			return ListOut{}, "", fmt.Errorf("kinds: %q is not a session kind: use main, subagent, cron or other", k)
 		}
 	}
+	// messageLimit shows transcripts: it needs what sessions_history needs,
+	// so denying sessions_history cannot be bypassed through the list.
+	if in.MessageLimit > 0 {
+		if d := call.Env.Policy.ToolDecision(call.Caller, "sessions_history", policy.ClassRead); !d.Allowed() {
+			d.Message = "messageLimit shows transcripts, which needs sessions_history: " + d.Message + " (or call sessions_list with messageLimit 0)"
+			return ListOut{}, "", &policy.Denied{Decision: d}
+		}
+	}
 	f := store.ListFilter{Text: in.Filter, Kinds: in.Kinds, Status: in.Status, IncludeArchived: in.IncludeArchived}
 	if in.ActiveMinutes > 0 {
 		f.UpdatedSince = call.Env.Store.NowMS() - int64(in.ActiveMinutes)*60_000
