@@ -58,8 +58,9 @@ async function observerFlow(client) {
     outside.isError === true && outside.structuredContent?.rule === "sessions.key_prefix", short(outside));
   const list = await client.callTool({ name: "sessions_list", arguments: {} });
   const keys = (list.structuredContent?.sessions ?? []).map((s) => s.key);
-  check("sessions_list hides sessions outside the prefix and says how many",
-    !keys.includes("agent:main:notes") && list.structuredContent?.filtered >= 1, short(list.structuredContent));
+  check("sessions_list hides sessions outside the prefix and says nothing of them",
+    !keys.includes("agent:main:notes") && list.structuredContent?.filtered === undefined &&
+    !JSON.stringify(list.content).includes("hidden"), short(list.structuredContent));
 }
 
 async function spawnFlow(client) {
