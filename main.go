@@ -52,6 +52,7 @@ Usage:
   sessionplane [flags]                      serve MCP over stdio (what MCP clients run)
   sessionplane --http 127.0.0.1:8765        serve the same server as Streamable HTTP at /mcp
   sessionplane config check [--config FILE] validate a config file and print the resolved config
+  sessionplane ui [--addr 127.0.0.1:8766]   a read-only live web dashboard (see sessionplane ui --help)
 
 Flags:
 `
@@ -83,6 +84,9 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, *flag.F
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) >= 1 && args[0] == "config" {
 		return runConfig(args[1:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "ui" {
+		return runUI(ctx, args[1:], stderr)
 	}
 	o, fs, err := parseFlags("sessionplane", args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
