@@ -34,8 +34,10 @@ import (
 //go:embed assets
 var assetFS embed.FS
 
-// CookieName is the dashboard's session cookie.
-const CookieName = "sessionplane_ui"
+// CookiePrefix starts the name of the dashboard's session cookie. Each
+// dashboard adds a random suffix: browsers share cookies across ports, so
+// two dashboards on one host must not overwrite each other's cookie.
+const CookiePrefix = "sessionplane_ui_"
 
 // Options configure a dashboard. Store, Config, Policy and Auth are
 // required.
@@ -66,6 +68,7 @@ type UI struct {
 	prefix  string
 	reg     *tools.Registry
 	cookies *cookieSessions
+	cookie  string // the cookie's name
 	assets  fs.FS
 
 	mu      sync.Mutex
@@ -111,7 +114,7 @@ func New(opts Options) (*UI, error) {
 	// the same validation, gate and policy filter as an MCP client's call.
 	env := &tools.Env{Store: opts.Store, Config: opts.Config, Policy: opts.Policy, Log: log}
 	u := &UI{opts: opts, log: log, prefix: opts.Prefix, reg: tools.NewRegistry(env, tools.ReadTools()...),
-		cookies: newCookieSessions(opts.CookieTTL, opts.Now), assets: sub, changed: make(chan struct{})}
+		cookies: newCookieSessions(opts.CookieTTL, opts.Now), cookie: CookiePrefix + NewToken()[:12], assets: sub, changed: make(chan struct{})}
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	u.wg.Add(1)
 	go u.poll()
@@ -196,7 +199,7 @@ func (u *UI) authenticate(w http.ResponseWriter, r *http.Request, path string) (
 			return c, false
 		}
 		id, exp := u.cookies.create(c)
-		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: id, Path: u.prefix, Expires: exp, HttpOnly: true,
+		http.SetCookie(w, &http.Cookie{Name: u.cookie, Value: id, Path: u.prefix, Expires: exp, HttpOnly: true,
 			SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 		q := r.URL.Query()
 		q.Del("token")
@@ -204,7 +207,7 @@ func (u *UI) authenticate(w http.ResponseWriter, r *http.Request, path string) (
 		http.Redirect(w, r, dest.String(), http.StatusSeeOther)
 		return c, false
 	}
-	if ck, err := r.Cookie(CookieName); err == nil {
+	if ck, err := r.Cookie(u.cookie); err == nil {
 		if c, ok := u.cookies.get(ck.Value); ok {
 			return c, true
 		}

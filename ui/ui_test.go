@@ -175,7 +175,7 @@ func TestAuthTokenCookieAndRedirect(t *testing.T) {
 		t.Errorf("redirect to %q, want /?x=1 (the token dropped from the address)", loc)
 	}
 	cookies := res.Cookies()
-	if len(cookies) != 1 || cookies[0].Name != CookieName || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteStrictMode || cookies[0].Value == testToken {
+	if len(cookies) != 1 || !strings.HasPrefix(cookies[0].Name, CookiePrefix) || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteStrictMode || cookies[0].Value == testToken {
 		t.Fatalf("cookie %+v: want one HttpOnly, SameSite=Strict session cookie that is not the token", cookies)
 	}
 	req, _ := http.NewRequest("GET", srv.URL+"/api/me", nil)

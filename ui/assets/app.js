@@ -266,7 +266,7 @@ function showTranscript(arg) {
     key = arg.slice(0, slash);
     focusSeq = arg.slice(slash + 1);
   }
-  document.title = key + " · sessionplane";
+  document.title = "Transcript · sessionplane";
   const head = h("div", { id: "session-head" });
   const list = h("ol", { class: "transcript", id: "transcript", "aria-label": "Messages in order" });
   const earlier = h("p", { class: "muted", hidden: true, text: "Older messages are not shown (the newest 300 are)." });
@@ -287,6 +287,7 @@ function showTranscript(arg) {
 
 function renderSessionHead(el, v) {
   const s = v.session;
+  document.title = (s.label || s.key) + " · sessionplane";
   el.replaceChildren(
     h("h1", {}, s.label || s.key),
     h("dl", { class: "facts wide" },
