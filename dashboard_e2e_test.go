@@ -51,8 +51,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	e2eRequireNode(t)
 	e2eEnsureNodeModules(t, filepath.Join(root, "e2e"))
-	bin := filepath.Join(t.TempDir(), "sessionplane")
-	e2eBuild(t, root, bin)
+	bin := buildBinary(t) // built once per test run, shared with the other process tests
 	env := e2eHermeticEnv(t)
 
 	dir := t.TempDir()

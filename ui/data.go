@@ -61,6 +61,38 @@ func (g *gate) can(key string) bool {
 	return d.Allowed()
 }
 
+// keyLike finds session keys in text (agent:<id>:<rest>, cron:<id>), and
+// the start of one that a snippet cut short.
+var keyLike = regexp.MustCompile(`\b(?:agent|cron):[!-~]+`)
+
+// HiddenKey replaces, in text shown to a viewer, the key of a session the
+// viewer may not read.
+const HiddenKey = "[hidden session]"
+
+// redact replaces the keys of sessions the viewer may not read in text
+// (an announce or a tool result of a visible session can name one).
+func (g *gate) redact(text string) string {
+	if !strings.Contains(text, "agent:") && !strings.Contains(text, "cron:") {
+		return text
+	}
+	return keyLike.ReplaceAllStringFunc(text, func(m string) string {
+		// Quotes, brackets and sentence punctuation end a key in prose.
+		end := strings.IndexAny(m, "\"'`<>()[]{},;")
+		tail := ""
+		if end >= 0 {
+			m, tail = m[:end], m[end:]
+		}
+		for strings.HasSuffix(m, ".") || strings.HasSuffix(m, ":") {
+			tail = m[len(m)-1:] + tail
+			m = m[:len(m)-1]
+		}
+		if g.can(m) {
+			return m + tail
+		}
+		return HiddenKey + tail
+	})
+}
+
 // tool checks that the viewer may use a read tool: the dashboard shows
 // what the tool would, so a preset without it shows nothing of that kind.
 func (u *UI) tool(c policy.Caller, name string) error {
@@ -190,8 +222,12 @@ func (u *UI) search(ctx context.Context, c policy.Caller, query string) (*Search
 		return nil, fmt.Errorf("sessions_search returned %T", res.Structured)
 	}
 	view := &SearchView{Query: query, Hits: []SearchHit{}}
+	g := u.gate(ctx, c)
 	for _, h := range out.Hits {
-		view.Hits = append(view.Hits, SearchHit{Key: h.Key, Label: h.Label, AgentID: h.AgentID, Snippet: h.Snippet, Role: h.Role, Seq: h.Seq, Score: h.Score})
+		view.Hits = append(view.Hits, SearchHit{Key: h.Key, Label: h.Label, AgentID: h.AgentID, Snippet: g.redact(h.Snippet), Role: h.Role, Seq: h.Seq, Score: h.Score})
+	}
+	if g.err != nil {
+		return nil, g.err
 	}
 	return view, nil
 }
@@ -216,7 +252,7 @@ type RunInfo struct {
 }
 
 func (g *gate) run(r *store.Run) RunInfo {
-	out := RunInfo{ID: r.ID, Kind: r.Kind, State: r.State, Model: r.Model, Label: r.Label, ChildKey: r.ChildKey, Note: r.Note,
+	out := RunInfo{ID: r.ID, Kind: r.Kind, State: r.State, Model: r.Model, Label: r.Label, ChildKey: r.ChildKey, Note: g.redact(r.Note),
 		Tokens: Tokens{r.TokensIn, r.TokensOut, r.TokensIn + r.TokensOut}, CostUSD: r.CostUSD,
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt}
 	if g.can(r.RequesterKey) {
@@ -332,12 +368,14 @@ func (u *UI) treeView(ctx context.Context, c policy.Caller) (*TreeView, error) {
 		}
 		if ok {
 			n.Step = step(m)
+			n.Step.Text, _ = capText(g.redact(n.Step.Text), stepCap)
 		}
 	}
 	return view, nil
 }
 
-// step summarises a message as a run's latest step.
+// step summarises a message as a run's latest step (its text is neither
+// redacted nor cut yet).
 func step(m store.Message) *Step {
 	s := &Step{At: m.CreatedAt}
 	switch {
@@ -360,7 +398,7 @@ func step(m store.Message) *Step {
 	default:
 		s.Kind, s.Text = "message", m.Role+": "+m.Content.Text
 	}
-	s.Text, _ = capText(strings.Join(strings.Fields(s.Text), " "), stepCap)
+	s.Text = strings.Join(strings.Fields(s.Text), " ")
 	return s
 }
 
@@ -435,17 +473,17 @@ func (g *gate) message(m store.Message) Message {
 	out := Message{Seq: m.Seq, Role: m.Role, Trust: m.Trust, CreatedAt: m.CreatedAt,
 		Tokens: Tokens{m.TokensIn, m.TokensOut, m.TokensIn + m.TokensOut}}
 	var cut bool
-	out.Text, cut = capText(m.Content.Text, textCap)
+	out.Text, cut = capText(g.redact(m.Content.Text), textCap)
 	out.Cut = out.Cut || cut
 	for _, tc := range m.Content.ToolCalls {
 		v := ToolCall{ID: tc.ID, Name: tc.Name}
-		v.Args, cut = capText(string(tc.Args), textCap)
+		v.Args, cut = capText(g.redact(string(tc.Args)), textCap)
 		out.Cut = out.Cut || cut
 		out.ToolCalls = append(out.ToolCalls, v)
 	}
 	for _, tr := range m.Content.ToolResults {
 		v := ToolResult{CallID: tr.CallID, Name: tr.Name, IsError: tr.IsError}
-		v.Content, cut = capText(tr.Content, textCap)
+		v.Content, cut = capText(g.redact(tr.Content), textCap)
 		out.Cut = out.Cut || cut
 		out.ToolResults = append(out.ToolResults, v)
 	}

@@ -88,6 +88,10 @@ func seed(t *testing.T, st *store.Store) {
 		}
 	}
 	st.AppendMessage(ctx, store.Message{SessionKey: "agent:main:main", Role: store.RoleUser, Trust: store.TrustUser, Content: store.Content{Text: "look for the zebra papers"}})
+	// A visible transcript that names a hidden session (say, a cross-agent
+	// spawn's announce): the key must not reach a viewer who may not read it.
+	st.AppendMessage(ctx, store.Message{SessionKey: "agent:main:main", Role: store.RoleUser, Trust: store.TrustInterSession,
+		Content: store.Content{Text: "the zebra plan is in agent:" + hiddenMark + ":subagent:h1, see session://agent:" + hiddenMark + ":subagent:h1."}})
 	child := "agent:main:subagent:c1"
 	id := spawn("agent:main:main", child, "research", "find zebra papers")
 	st.AppendMessages(ctx, []store.Message{
@@ -269,7 +273,7 @@ func TestRestrictedViewerSeesNoHiddenSession(t *testing.T) {
 
 	// The same database, viewed without a preset: everything is there.
 	all, _ := f.server(t, f.caller(t, ""))
-	for _, p := range []string{"/api/sessions", "/api/tree", "/api/search?q=zebra"} {
+	for _, p := range []string{"/api/sessions", "/api/tree", "/api/search?q=zebra", "/api/session?key=agent:main:main"} {
 		if _, body := get(t, all, p); !strings.Contains(body, hiddenMark) {
 			t.Errorf("unrestricted GET %s does not show the other agent's session: %s", p, body)
 		}
@@ -428,14 +432,17 @@ func TestEventsFollowOtherWriters(t *testing.T) {
 	_, data := tr.next()
 	var v TranscriptView
 	json.Unmarshal([]byte(data), &v)
-	if !v.Reset || len(v.Messages) != 2 {
+	if !v.Reset || len(v.Messages) != 3 {
 		t.Fatalf("first transcript event: %s", data)
+	}
+	if want := "the zebra plan is in " + HiddenKey + ", see session://" + HiddenKey + "."; v.Messages[1].Text != want {
+		t.Errorf("a hidden key in a visible message: %q, want %q", v.Messages[1].Text, want)
 	}
 	other.AppendMessage(context.Background(), store.Message{SessionKey: "agent:main:main", Role: store.RoleUser, Trust: store.TrustUser, Content: store.Content{Text: "and the lions?"}})
 	_, data = tr.next()
 	v = TranscriptView{}
 	json.Unmarshal([]byte(data), &v)
-	if v.Reset || len(v.Messages) != 1 || v.Messages[0].Text != "and the lions?" || v.Messages[0].Seq != 3 {
+	if v.Reset || len(v.Messages) != 1 || v.Messages[0].Text != "and the lions?" || v.Messages[0].Seq != 4 {
 		t.Fatalf("second transcript event: %s", data)
 	}
 
@@ -458,5 +465,56 @@ func TestCloseEndsStreams(t *testing.T) {
 	u.Close()
 	if name, _ := s.next(); name != "EOF" {
 		t.Fatalf("after Close: %s, want the stream to end", name)
+	}
+}
+
+// Mounted under a prefix beside other handlers (the way --http serves it
+// at /ui/), the sign-in redirect, the cookie and the assets stay under it.
+func TestMountedUnderPrefix(t *testing.T) {
+	f := newFixture(t)
+	auth, _ := NewTokenAuth(testToken, f.caller(t, ""))
+	u, err := New(Options{Store: f.st, Config: f.cfg, Policy: f.gate, Auth: auth, Prefix: "/ui/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	mux := http.NewServeMux()
+	mux.Handle("/ui/", u)
+	mux.Handle("/ui", u)
+	mux.HandleFunc("/mcp", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("mcp")) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := noRedirect.Get(srv.URL + "/ui")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusMovedPermanently || res.Header.Get("Location") != "/ui/" {
+		t.Errorf("/ui: %d → %q, want 301 → /ui/", res.StatusCode, res.Header.Get("Location"))
+	}
+	res, err = noRedirect.Get(srv.URL + "/ui/?token=" + testToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	cookies := res.Cookies()
+	if res.Header.Get("Location") != "/ui/" || len(cookies) != 1 || cookies[0].Path != "/ui/" {
+		t.Fatalf("sign-in under /ui/: → %q, cookies %+v", res.Header.Get("Location"), cookies)
+	}
+	for _, p := range []string{"/ui/", "/ui/app.js", "/ui/api/tree"} {
+		req, _ := http.NewRequest("GET", srv.URL+p, nil)
+		req.AddCookie(cookies[0])
+		res, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != 200 {
+			t.Errorf("GET %s with the cookie: %d", p, res.StatusCode)
+		}
+	}
+	if _, err := New(Options{Store: f.st, Config: f.cfg, Policy: f.gate, Auth: auth, Prefix: "/ui"}); err == nil {
+		t.Error(`Prefix "/ui" (no trailing slash) was accepted`)
 	}
 }
