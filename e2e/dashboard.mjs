@@ -154,6 +154,11 @@ async function run() {
 
   // --- transcript: the announce arrives in the requester's transcript, links to the child
   await page.click('.node[data-key="agent:main:main"] a.node-name');
+  await step("no stray text in the session header", async () => {
+    await page.waitForSelector("#session-head h1", WAIT);
+    const t = await page.locator("#session-head").innerText();
+    if (/\bnull\b|\bundefined\b/.test(t)) throw new Error(t);
+  });
   await step("the requester's transcript shows the quick child's announce", async () => {
     await page.waitForSelector(`li.msg.announce a.child-link[href="#/s/${encodeURIComponent(quickKey)}"]`, WAIT);
   });
@@ -216,7 +221,10 @@ async function run() {
   });
   await p2.screenshot({ path: join(params.shots, "phone-tree.png") });
   await p2.goto(new URL("#/s/" + encodeURIComponent("agent:main:main"), p2.url()).href);
-  await p2.waitForSelector("li.msg.announce", WAIT).catch(() => {});
+  await step("the phone shows the requester's transcript with the announces", async () => {
+    await p2.waitForSelector("li.msg.announce", WAIT);
+    await p2.locator("li.msg.announce").last().scrollIntoViewIfNeeded();
+  });
   await p2.screenshot({ path: join(params.shots, "phone-transcript.png") });
   await p2.goto(new URL("#/stats", p2.url()).href);
   await p2.waitForSelector("figure.chart svg", WAIT).catch(() => {});

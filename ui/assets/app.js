@@ -74,6 +74,10 @@ function runtimeOf(run) {
   if (run.endedAt) return h("span", { text: duration(run.endedAt - run.startedAt) });
   return h("span", { class: "ticking", "data-started": run.startedAt, text: duration(Date.now() + clockOffset - run.startedAt) });
 }
+// put replaces el's children, skipping the null and false ones.
+function put(el, ...kids) {
+  el.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false));
+}
 function setLive(text, cls) {
   live.textContent = text;
   live.className = "live " + (cls || "");
@@ -212,7 +216,7 @@ function renderSessions(el, v) {
     h("td", { "data-label": "Messages", class: "num", text: fmtInt.format(s.messageCount) }),
     h("td", { "data-label": "Tokens", class: "num", title: `in ${s.tokens.in} / out ${s.tokens.out}`, text: tokens(s.tokens.total) }),
     h("td", { "data-label": "Cost", class: "num", text: usd(s.costUsd) })));
-  el.replaceChildren(h("table", { class: "list" },
+  put(el, h("table", { class: "list" },
     h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col", text: c })))),
     h("tbody", {}, rows)),
     v.hasMore ? h("p", { class: "muted", text: "More sessions exist: narrow the filter." }) : null);
@@ -288,7 +292,7 @@ function showTranscript(arg) {
 function renderSessionHead(el, v) {
   const s = v.session;
   document.title = (s.label || s.key) + " · sessionplane";
-  el.replaceChildren(
+  put(el,
     h("h1", {}, s.label || s.key),
     h("dl", { class: "facts wide" },
       h("dt", { text: "key" }), h("dd", { class: "key", text: s.key }),
@@ -354,7 +358,7 @@ function showStats() {
   const box = h("div", { id: "stats" });
   main.append(h("h1", { text: "Cost & activity" }), box);
   openStream({ view: "stats" }, (v) => {
-    box.replaceChildren(
+    put(box,
       h("div", { class: "totals" },
         total("sessions", fmtInt.format(v.total.sessions)),
         total("tokens", tokens(v.total.tokens.total)),
