@@ -263,6 +263,7 @@ async function run() {
     await p3.goto(new URL(view, p3.url()).href);
     await p3.waitForSelector(ready, WAIT);
     html.push(await p3.content());
+    if (view === "#/tree") await p3.screenshot({ path: join(params.shots, "desktop-restricted-tree.png") });
   }
   await p3.goto(new URL("#/s/" + encodeURIComponent(`agent:${params.hidden}:main`), p3.url()).href);
   await step("opening a hidden session by its key shows no content", async () => {

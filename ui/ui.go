@@ -233,7 +233,7 @@ func (u *UI) unauthorized(w http.ResponseWriter, path, why string) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(http.StatusUnauthorized)
 	w.Write([]byte(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>sessionplane: sign in</title></head>
-<body style="font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem"><h1>sessionplane dashboard</h1>
+<body><h1>sessionplane dashboard</h1>
 <p>` + htmlEscape(why) + `.</p><p>Start it with <code>sessionplane ui</code> and open the address it prints on stderr, or send <code>Authorization: Bearer &lt;token&gt;</code>.</p></body></html>`))
 }
 
