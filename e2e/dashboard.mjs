@@ -231,7 +231,7 @@ async function run() {
   await p2.screenshot({ path: join(params.shots, "phone-stats.png") });
 
   // --- a restricted principal: nothing of the hidden agent, anywhere
-  const restricted = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const restricted = await browser.newContext({ viewport: { width: 1280, height: 860 }, colorScheme: "dark" });
   await restricted.addInitScript(() => {
     // Record every event the page receives.
     const Orig = window.EventSource;
