@@ -35,8 +35,38 @@ type Store struct {
 type MCP struct {
 	Agent  string `toml:"agent" json:"agent"`
 	Preset string `toml:"preset" json:"preset"`
+	// Session is the client's own session key; "" takes the rule: agent:<agent>:main
+	// without a preset, agent:<agent>:<preset> under one.
+	Session string `toml:"session" json:"session,omitempty"`
 	// WorkerPool is the number of concurrent tool calls served on stdio (≥ 32 by default).
 	WorkerPool int `toml:"worker_pool" json:"worker_pool"`
+	// HTTP is [mcp.http]: authentication and session limits of --http.
+	HTTP HTTP `toml:"http" json:"http"`
+}
+
+// HTTP is [mcp.http].
+type HTTP struct {
+	// Tokens are the bearer tokens accepted, one principal each. None: the
+	// single principal of [mcp] with $SESSIONPLANE_HTTP_TOKEN or a generated token.
+	Tokens []HTTPToken `toml:"tokens" json:"tokens,omitempty"`
+	// SessionIdleMinutes ends an HTTP session (Mcp-Session-Id) idle this long.
+	SessionIdleMinutes int `toml:"session_idle_minutes" json:"session_idle_minutes"`
+	// MaxSessions caps the live HTTP sessions; an initialize beyond it gets 503.
+	MaxSessions int `toml:"max_sessions" json:"max_sessions"`
+	// AllowedOrigins are the browser origins served (e.g. "http://localhost:3000");
+	// a request with any other Origin header gets 403, one without is served.
+	AllowedOrigins []string `toml:"allowed_origins" json:"allowed_origins,omitempty"`
+}
+
+// HTTPToken is one [[mcp.http.tokens]] entry: a bearer token and the
+// principal it authenticates.
+type HTTPToken struct {
+	Name     string `toml:"name" json:"name"`
+	TokenEnv string `toml:"token_env" json:"token_env,omitempty"` // env var holding the token
+	SHA256   string `toml:"sha256" json:"sha256,omitempty"`       // hex SHA-256 of the token
+	Agent    string `toml:"agent" json:"agent,omitempty"`         // default: [mcp] agent
+	Preset   string `toml:"preset" json:"preset,omitempty"`
+	Session  string `toml:"session" json:"session,omitempty"` // own session; "" = the rule
 }
 
 // Provider is one [providers.<name>] table.
@@ -176,7 +206,7 @@ type MCPServer struct {
 func Default() *Config {
 	return &Config{
 		Store:     Store{Path: DefaultDBPath()},
-		MCP:       MCP{Agent: "main", WorkerPool: 64},
+		MCP:       MCP{Agent: "main", WorkerPool: 64, HTTP: HTTP{SessionIdleMinutes: 30, MaxSessions: 1000}},
 		Providers: map[string]Provider{},
 		Agents: Agents{
 			Defaults: AgentDefaults{

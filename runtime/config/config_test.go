@@ -89,6 +89,16 @@ func TestBadInput(t *testing.T) {
 		{"server name with __", "[[mcp_servers]]\nname = \"a__b\"\ncommand = \"x\"\n", "mcp_servers[0].name", 2, "no \"__\""},
 		{"syntax", "[mcp\n", "", 1, "TOML syntax"},
 		{"mcp preset missing", "[mcp]\npreset = \"observer\"\n", "mcp.preset", 2, "not defined"},
+		{"own session of another agent", "[mcp]\nsession = \"agent:other:x\"\n", "mcp.session", 2, "agent:main:<name>"},
+		{"preset named main", "[agents.presets.main]\n[mcp]\npreset = \"main\"\n", "mcp.session", 2, "rename the preset"},
+		{"idle minutes zero", "[mcp.http]\nsession_idle_minutes = 0\n", "mcp.http.session_idle_minutes", 2, "between 1 and 10080"},
+		{"max sessions zero", "[mcp.http]\nmax_sessions = 0\n", "mcp.http.max_sessions", 2, "between 1 and 100000"},
+		{"bad origin", "[mcp.http]\nallowed_origins = [\"localhost:3000\"]\n", "mcp.http.allowed_origins[0]", 2, "not an origin"},
+		{"token without secret", "[[mcp.http.tokens]]\nname = \"a\"\n", "mcp.http.tokens[0]", 1, "token_env"},
+		{"token bad sha", "[[mcp.http.tokens]]\nname = \"a\"\nsha256 = \"abc\"\n", "mcp.http.tokens[0].sha256", 3, "64 hex digits"},
+		{"token unknown preset", "[[mcp.http.tokens]]\nname = \"a\"\ntoken_env = \"T\"\npreset = \"ghost\"\n", "mcp.http.tokens[0].preset", 4, "not defined"},
+		{"tokens share a session across policies", "[agents.presets.o]\n[[mcp.http.tokens]]\nname = \"a\"\ntoken_env = \"T\"\n[[mcp.http.tokens]]\nname = \"b\"\ntoken_env = \"U\"\npreset = \"o\"\nsession = \"agent:main:main\"\n", "mcp.http.tokens[1].session", 9, "never share a session"},
+		{"duplicate token names", "[[mcp.http.tokens]]\nname = \"a\"\ntoken_env = \"T\"\n[[mcp.http.tokens]]\nname = \"a\"\ntoken_env = \"U\"\n", "mcp.http.tokens[1].name", 5, "unique"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

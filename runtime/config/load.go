@@ -354,6 +354,7 @@ func (c *Config) validate() []Problem {
 			add("mcp.preset", "preset %q is not defined: add [agents.presets.%s] or remove the key (defined: %s)", c.MCP.Preset, c.MCP.Preset, keysOf(c.Agents.Presets))
 		}
 	}
+	probs = append(probs, c.validateHTTP()...)
 	for _, name := range sortedKeys(c.Providers) {
 		p := c.Providers[name]
 		path := "providers." + name
