@@ -59,7 +59,7 @@ func Build(cfg *config.Config, st *store.Store, opts *BuildOptions) (*Server, er
 	all = append(all, tools.SpawnTools()...)
 	all = append(all, tools.TaskListTool(), tools.CronTool(sched))
 	reg := tools.NewRegistry(env, all...)
-	srv, err := New(reg, Options{Agent: cfg.MCP.Agent, Preset: cfg.MCP.Preset, Version: opts.Version, Logger: log})
+	srv, err := New(reg, Options{Agent: cfg.MCP.Agent, Preset: cfg.MCP.Preset, Session: cfg.MCP.Session, Version: opts.Version, Logger: log})
 	if err != nil {
 		return nil, err
 	}

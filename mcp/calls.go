@@ -31,12 +31,18 @@ func mcpTool(t *tools.Tool) mcp.Tool {
 	}
 }
 
-// filterTools shows the MCP client only the tools the gate would let it call.
-func (s *Server) filterTools(_ context.Context, ts []mcp.Tool) []mcp.Tool {
+// filterTools shows the MCP client only the tools the gate would let its
+// principal call.
+func (s *Server) filterTools(ctx context.Context, ts []mcp.Tool) []mcp.Tool {
 	out := ts[:0:0]
+	caller, _, err := s.callerOf(ctx)
+	if err != nil {
+		s.log.Error("tools/list: the connection's principal", "err", err)
+		return out
+	}
 	for _, t := range ts {
 		def, ok := s.reg.Get(t.Name)
-		if ok && !def.ChildOnly && s.reg.Env().Policy.ToolDecision(s.caller, def.Name, def.Class).Allowed() {
+		if ok && !def.ChildOnly && s.reg.Env().Policy.ToolDecision(caller, def.Name, def.Class).Allowed() {
 			out = append(out, t)
 		}
 	}
@@ -45,18 +51,22 @@ func (s *Server) filterTools(_ context.Context, ts []mcp.Tool) []mcp.Tool {
 
 func (s *Server) handler(name string) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		s.rememberSession(ctx)
-		if err := s.ensureMain(ctx); err != nil {
-			return mcp.NewToolResultError("the session store is unavailable: " + err.Error()), nil
+		o, err := s.ownerOf(ctx)
+		if err != nil {
+			return mcp.NewToolResultError("this connection's principal cannot be resolved: " + err.Error()), nil
 		}
-		s.markSeen(ctx)
+		if err := o.ensure(ctx, s.reg.Env().Store, s.log); err != nil {
+			return mcp.NewToolResultError("this connection's own session is unavailable: " + err.Error()), nil
+		}
+		o.remember(ctx)
+		o.markSeen(ctx, s.reg.Env().Store)
 		raw, err := json.Marshal(req.Params.Arguments)
 		if err != nil || req.Params.Arguments == nil {
 			raw = json.RawMessage("{}")
 		}
-		res := s.reg.Call(ctx, s.caller, &elicitApprover{srv: s.srv}, name, raw, s.progress(ctx, req))
+		res := s.reg.Call(ctx, o.caller, &elicitApprover{srv: s.srv}, name, raw, s.progress(ctx, req))
 		out := toMCP(res)
-		s.recordAndDeliver(ctx, name, raw, res, out)
+		s.recordAndDeliver(ctx, o.caller.Key, name, raw, res, out)
 		return out, nil
 	}
 }
@@ -91,12 +101,12 @@ func (s *Server) progress(ctx context.Context, req mcp.CallToolRequest) func(p, 
 	}
 }
 
-// recordAndDeliver appends the client's call and its result to its
-// transcript and, in the same transaction, claims every announce not yet
-// delivered to the client, which is put in front of this tool result: each
+// recordAndDeliver appends the client's call and its result to its own
+// session's transcript and, in the same transaction, claims every announce
+// addressed to that session not yet delivered, which is put in front of this tool result: each
 // reaches the client exactly once. It survives the request being
 // cancelled, bounded by a short timeout.
-func (s *Server) recordAndDeliver(ctx context.Context, name string, args json.RawMessage, res tools.Result, out *mcp.CallToolResult) {
+func (s *Server) recordAndDeliver(ctx context.Context, own, name string, args json.RawMessage, res tools.Result, out *mcp.CallToolResult) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	callID := fmt.Sprintf("mcp_%d", time.Now().UnixNano())
@@ -105,11 +115,11 @@ func (s *Server) recordAndDeliver(ctx context.Context, name string, args json.Ra
 		text = text[:4000] + " …[cut]"
 	}
 	anns, err := s.reg.Env().Store.RecordAndClaim(ctx, []store.Message{
-		{SessionKey: s.caller.Key, Role: store.RoleAssistant, Trust: store.TrustUser,
+		{SessionKey: own, Role: store.RoleAssistant, Trust: store.TrustUser,
 			Content: store.Content{ToolCalls: []store.ToolCall{{ID: callID, Name: name, Args: args}}}},
-		{SessionKey: s.caller.Key, Role: store.RoleTool, Trust: store.TrustExternal,
+		{SessionKey: own, Role: store.RoleTool, Trust: store.TrustExternal,
 			Content: store.Content{ToolResults: []store.ToolResult{{CallID: callID, Name: name, Content: text, IsError: res.IsError}}}},
-	}, s.caller.Key)
+	}, own)
 	if err != nil {
 		s.log.Error("record the tool call and deliver announces", "tool", name, "err", err)
 		return

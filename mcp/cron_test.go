@@ -337,7 +337,7 @@ tools.allow = ["cron", "task_list", "sessions_list"]
 	sess, err := f.st.GetSession(ctx, out.Job.SessionKey)
 	// The job's session carries no preset: the creator's authority is stored
 	// with the job (its payload) and re-resolved at every firing.
-	if err != nil || sess.Preset != "" || sess.Label != "narrow job" || sess.Kind != store.KindCron || sess.SpawnedBy != f.srv.Caller().Key {
+	if err != nil || sess.Preset != "" || sess.Label != "narrow job" || sess.Kind != store.KindCron || sess.SpawnedBy != "agent:main:narrow" {
 		t.Fatalf("cron session: %+v %v", sess, err)
 	}
 	ran, _ := f.cronCall(map[string]any{"action": "run", "id": out.Job.ID})

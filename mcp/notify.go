@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -15,12 +16,15 @@ import (
 
 // announced is called when an announce was written (here, or found by the
 // heartbeat's poll when requester is ""): it wakes the notifier, which
-// pushes a logging notification to the client for announces addressed to
-// it. Many announces at once coalesce into one claim. Best effort: the
-// durable delivery is the prefix on the next tool result.
+// pushes a logging notification to the connections of the principal that
+// owns the requester session, and to no other. Many announces at once
+// coalesce into one claim. Best effort: the durable delivery is the prefix
+// on the next tool result.
 func (s *Server) announced(requester string) {
-	if requester != "" && requester != s.caller.Key {
-		return
+	if requester != "" {
+		if _, ok := s.owns(requester); !ok {
+			return
+		}
 	}
 	select {
 	case s.wake <- struct{}{}:
@@ -37,27 +41,32 @@ func (s *Server) notifier() {
 			return
 		case <-s.wake:
 		}
-		s.pushAnnounces()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		s.pushDeliveries(ctx)
-		s.pushResourceUpdates(ctx)
-		cancel()
+		for _, o := range s.ownerList() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s.pushAnnounces(ctx, o)
+			s.pushDeliveries(ctx, o)
+			s.pushResourceUpdates(ctx, o)
+			cancel()
+		}
 	}
 }
 
-func (s *Server) pushAnnounces() {
-	sess := s.lastSession()
-	if sess == nil {
+// pushAnnounces claims the announces addressed to o's own session and
+// sends them to o's connections (only when it has one: otherwise they wait
+// for the next tool result, here or in another process).
+func (s *Server) pushAnnounces(ctx context.Context, o *owner) {
+	conns := o.connList()
+	if len(conns) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	anns, err := s.reg.Env().Store.ClaimNotifications(ctx, s.caller.Key)
+	anns, err := s.reg.Env().Store.ClaimNotifications(ctx, o.caller.Key)
 	if err != nil || len(anns) == 0 {
 		return
 	}
 	for _, a := range anns {
-		s.notice(sess, "sessionplane.announce", map[string]any{"runId": a.RunID, "status": a.Status, "text": a.Body})
+		for _, c := range conns {
+			s.notice(c.sess, "sessionplane.announce", map[string]any{"runId": a.RunID, "status": a.Status, "text": a.Body})
+		}
 	}
 }
 
@@ -67,54 +76,57 @@ func (s *Server) pushAnnounces() {
 // below "error" for a client that never set a level, which is most of them.
 func (s *Server) notice(sess server.ClientSession, logger string, data map[string]any) {
 	params := map[string]any{"level": mcp.LoggingLevelNotice, "logger": logger, "data": data}
-	if err := s.srv.SendNotificationToSpecificClient(sess.SessionID(), "notifications/message", params); err != nil {
-		s.log.Debug("notification not sent", "logger", logger, "err", err)
+	s.sendTo(sess, "notifications/message", params)
+}
+
+// sendTo sends a notification to one connection; a connection that is gone
+// is forgotten.
+func (s *Server) sendTo(sess server.ClientSession, method string, params map[string]any) {
+	err := s.srv.SendNotificationToSpecificClient(sess.SessionID(), method, params)
+	if errors.Is(err, server.ErrSessionNotFound) {
+		s.forgetConn(sess.SessionID())
+	}
+	if err != nil {
+		s.log.Debug("notification not sent", "method", method, "err", err)
 	}
 }
 
 // delivered is told that a message was delivered to an MCP client's
-// session; when that is this server's client, the notifier tells it.
+// session; when a principal of this process owns it, the notifier tells
+// that principal's connections.
 func (s *Server) delivered(key string) {
-	if key == s.caller.Key {
+	if _, ok := s.owns(key); ok {
 		s.announced(key)
 	}
 }
 
-// markSeen records, once, where the client's transcript stands when it
-// connects: later deliveries are news to it.
-func (s *Server) markSeen(ctx context.Context) {
-	s.seenMu.Lock()
-	defer s.seenMu.Unlock()
-	if s.seenInit {
-		return
-	}
-	if cur, err := s.reg.Env().Store.GetSession(context.WithoutCancel(ctx), s.caller.Key); err == nil {
-		s.seenSeq, s.seenInit = int64(cur.MessageCount), true
-	}
-}
-
-// pushDeliveries tells the client about messages other sessions delivered
-// to its session since it last looked — sent through this process or any
-// other on the same database (the heartbeat wakes the notifier every 2 s):
-// a notifications/message and a resource update for session://<key>.
-func (s *Server) pushDeliveries(ctx context.Context) {
-	sess := s.lastSession()
-	if sess == nil {
+// pushDeliveries tells o's connections about messages other sessions
+// delivered to its own session since they last looked — sent through this
+// process or any other on the same database (the heartbeat wakes the
+// notifier every 2 s): a notifications/message and a resource update for
+// session://<key>.
+func (s *Server) pushDeliveries(ctx context.Context, o *owner) {
+	conns := o.connList()
+	if len(conns) == 0 {
 		return
 	}
 	st := s.reg.Env().Store
-	s.seenMu.Lock()
-	defer s.seenMu.Unlock()
-	if !s.seenInit {
+	key := o.caller.Key
+	o.mu.Lock()
+	if !o.seenInit {
+		o.mu.Unlock()
 		return
 	}
-	msgs, err := st.MessagesAfter(ctx, s.caller.Key, s.seenSeq)
+	after := o.seenSeq
+	o.mu.Unlock()
+	msgs, err := st.MessagesAfter(ctx, key, after)
 	if err != nil {
 		return
 	}
 	var from []string
+	last := after
 	for _, m := range msgs {
-		s.seenSeq = max(s.seenSeq, m.Seq)
+		last = max(last, m.Seq)
 		if m.Role != store.RoleAssistant && m.Role != store.RoleTool && m.Trust == store.TrustInterSession && strings.HasPrefix(m.Content.Text, "[From: ") {
 			sender := strings.TrimPrefix(m.Content.Text, "[From: ")
 			if i := strings.IndexByte(sender, ']'); i >= 0 {
@@ -123,14 +135,18 @@ func (s *Server) pushDeliveries(ctx context.Context) {
 			from = append(from, sender)
 		}
 	}
-	if len(from) == 0 {
+	o.mu.Lock()
+	news := last > o.seenSeq
+	o.seenSeq = max(o.seenSeq, last)
+	o.mu.Unlock()
+	if len(from) == 0 || !news {
 		return
 	}
-	s.notice(sess, "sessionplane.message", map[string]any{
-		"session": s.caller.Key, "from": from,
-		"text": fmt.Sprintf("%d message(s) were delivered to your session; read them with sessions_history or the resource %s", len(from), tools.SessionURI(s.caller.Key)),
-	})
-	if err := s.srv.SendNotificationToSpecificClient(sess.SessionID(), "notifications/resources/updated", map[string]any{"uri": tools.SessionURI(s.caller.Key)}); err != nil {
-		s.log.Debug("resource update not sent", "err", err)
+	for _, c := range conns {
+		s.notice(c.sess, "sessionplane.message", map[string]any{
+			"session": key, "from": from,
+			"text": fmt.Sprintf("%d message(s) were delivered to your session; read them with sessions_history or the resource %s", len(from), tools.SessionURI(key)),
+		})
+		s.sendTo(c.sess, "notifications/resources/updated", map[string]any{"uri": tools.SessionURI(key)})
 	}
 }

@@ -30,10 +30,13 @@ import (
 //     session) and never agent:main:main.
 //   - the aliases "main" and "current" resolve to the MCP client's own
 //     session, which a caller always sees even when its preset's key_prefix
-//     does not cover it.
+//     does not cover it. Under a preset p that is agent:main:p, never the
+//     unrestricted client's agent:main:main (config.OwnSession).
 
-// Configurations the rows run under. The MCP client is agent "main"
-// (agent:main:main) in all of them.
+// Configurations the rows run under. The MCP client is agent "main" in all
+// of them: its own session is agent:main:main without a preset and
+// agent:main:<preset> under one; agent:main:main (the unrestricted client's,
+// seeded with a secret) exists in all of them.
 var matrixConfigs = map[string]string{
 	// No policy at all: everything is visible.
 	"open": ``,
@@ -104,7 +107,10 @@ func secretOf(key string) string {
 			return fmt.Sprintf("zebra secret s%02d.", i)
 		}
 	}
-	return "zebra secret main."
+	if key == "agent:main:main" {
+		return "zebra secret main."
+	}
+	return "zebra secret own " + key + "."
 }
 
 // elicitor is a client elicitation handler that records what it was asked.
@@ -198,6 +204,12 @@ func newEnv(t *testing.T, cfg, clientKind, era string) *env {
 		f.messages(s.key, secretOf(s.key))
 	}
 	f.messages("agent:main:main", secretOf("agent:main:main"))
+	if own := f.srv.Caller(); own.Key != "agent:main:main" {
+		if _, err := f.st.EnsureSession(ctx, store.Session{Key: own.Key, AgentID: own.AgentID, Kind: store.KindMain, Preset: presetOf(own)}); err != nil {
+			t.Fatal(err)
+		}
+		f.messages(own.Key, secretOf(own.Key))
+	}
 	return e
 }
 
@@ -493,7 +505,8 @@ func mentions(subs ...string) func(e *env, o outcome) string {
 }
 
 func matrixRows() []matrixRow {
-	all := "agent:main:main"
+	all := "agent:main:main"      // the unrestricted client's own session
+	own := "agent:main:research" // the own session of the "prefix" principal
 	return []matrixRow{
 		// ---- key_prefix escapes (preset key_prefix "agent:research:", cross_agent on) ----
 		{name: "prefix: control, inside the prefix", cfg: "prefix", run: historyOf("agent:research:x"), want: wantOK, check: readsKey("agent:research:x", prefixForbidden...)},
@@ -505,9 +518,10 @@ func matrixRows() []matrixRow {
 		{name: "prefix: trailing space", cfg: "prefix", run: historyOf("agent:research:x "), want: wantForbidden, rule: "sessions.key"},
 		{name: "prefix: Cyrillic look-alike", cfg: "prefix", run: historyOf("\u0430gent:research:x"), want: wantForbidden, rule: "sessions.key"},
 		{name: "prefix: ../ is a literal key, not main", cfg: "prefix", run: historyOf("agent:research:../main"), want: wantOK, check: readsKey("agent:research:../main", all, "agent:main:x")},
-		{name: "prefix: own main outside the prefix", cfg: "prefix", run: historyOf("agent:main:main"), want: wantOK, check: readsKey(all, prefixForbidden...)},
-		{name: "prefix: alias main is the caller itself", cfg: "prefix", run: historyOf("main"), want: wantOK, check: readsKey(all, prefixForbidden...)},
-		{name: "prefix: alias current is the caller itself", cfg: "prefix", run: historyOf("current"), want: wantOK, check: readsKey(all, prefixForbidden...)},
+		{name: "prefix: own session outside the prefix", cfg: "prefix", run: historyOf(own), want: wantOK, check: readsKey(own, append(prefixForbidden, all)...)},
+		{name: "prefix: the unrestricted client's agent:main:main is not its own", cfg: "prefix", run: historyOf(all), want: wantForbidden, rule: "sessions.key_prefix"},
+		{name: "prefix: alias main is the caller itself", cfg: "prefix", run: historyOf("main"), want: wantOK, check: readsKey(own, append(prefixForbidden, all)...)},
+		{name: "prefix: alias current is the caller itself", cfg: "prefix", run: historyOf("current"), want: wantOK, check: readsKey(own, append(prefixForbidden, all)...)},
 		{name: "prefix: another session of the caller's agent", cfg: "prefix", run: historyOf("agent:main:x"), want: wantForbidden, rule: "sessions.key_prefix"},
 		{name: "prefix: the caller's child", cfg: "prefix", run: historyOf("agent:main:subagent:1"), want: wantForbidden, rule: "sessions.key_prefix"},
 		{name: "prefix: sessionKey alias", cfg: "prefix", run: history(map[string]any{"sessionKey": "agent:main:x"}), want: wantForbidden, rule: "sessions.key_prefix"},
@@ -535,7 +549,9 @@ func matrixRows() []matrixRow {
 		{name: "prefix: resources/read percent-encoded key", cfg: "prefix", run: resource("agent%3Amain%3Ax"), want: wantNoData, check: noLeak("agent:main:x")},
 		{name: "prefix: resources/read ../ literal", cfg: "prefix", run: resource("agent:research:../main"), want: wantOK, check: readsKey("agent:research:../main", all, "agent:main:x")},
 		{name: "prefix: resources/read control", cfg: "prefix", run: resource("agent:research:x"), want: wantOK, check: readsKey("agent:research:x", prefixForbidden...)},
-		{name: "prefix: resources/read current", cfg: "prefix", run: resource("current"), want: wantOK, check: readsKey(all, prefixForbidden...)},
+		{name: "prefix: resources/read current", cfg: "prefix", run: resource("current"), want: wantOK, check: readsKey(own, append(prefixForbidden, all)...)},
+		{name: "prefix: resources/read main", cfg: "prefix", run: resource("main"), want: wantOK, check: readsKey(own, append(prefixForbidden, all)...)},
+		{name: "prefix: resources/read agent:main:main", cfg: "prefix", run: resource(all), want: wantForbidden, rule: "sessions.key_prefix"},
 		{name: "prefix: resources/list hides forbidden sessions", cfg: "prefix", run: func(e *env) outcome {
 			res, err := e.c.ListResources(context.Background(), mcp.ListResourcesRequest{})
 			if err != nil {
@@ -561,7 +577,7 @@ func matrixRows() []matrixRow {
 		}},
 		{name: "prefix: sessions_list leaks nothing and counts filtered", cfg: "prefix", run: func(e *env) outcome {
 			return e.tool("sessions_list", map[string]any{"limit": 100, "includeArchived": true})
-		}, want: wantOK, leak: true, check: also(filtered(len(prefixForbidden), prefixForbidden...), mentions("agent:research:x", all))},
+		}, want: wantOK, leak: true, check: also(filtered(len(prefixForbidden), append(prefixForbidden, all)...), mentions("agent:research:x", own))},
 		{name: "prefix: sessions_list filter on a forbidden key", cfg: "prefix", run: func(e *env) outcome {
 			return e.tool("sessions_list", map[string]any{"filter": "researcher"})
 		}, want: wantOK, leak: true, check: also(filtered(1, "agent:researcher:x"), func(e *env, o outcome) string {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -17,32 +16,41 @@ import (
 	"github.com/sessionplane/sessionplane/tools"
 )
 
-// subscriptions tracks resources/subscribe for the client (mcp-go
-// acknowledges subscriptions on stdio but does not track them): for each
-// URI the state last reported, so a change sends
-// notifications/resources/updated.
-type subscriptions struct {
-	mu    sync.Mutex
-	state map[string]string // uri → state fingerprint
-}
-
 func (s *Server) addResourceSurface(hooks *server.Hooks) {
-	s.subs = &subscriptions{state: map[string]string{}}
+	// mcp-go acknowledges resources/subscribe but does not track it: each
+	// connection's subscriptions are kept with its principal, with the state
+	// last reported, so a change sends notifications/resources/updated to
+	// that connection only, checked against that principal's access.
 	hooks.AddAfterSubscribe(func(ctx context.Context, _ any, req *mcp.SubscribeRequest, _ *mcp.EmptyResult) {
 		uri := req.Params.URI
-		fp, err := s.fingerprint(ctx, uri)
+		o, err := s.ownerOf(ctx)
+		sess := server.ClientSessionFromContext(ctx)
+		if err != nil || sess == nil {
+			return
+		}
+		fp, err := s.fingerprint(ctx, o.caller, uri)
 		if err != nil {
 			s.log.Debug("subscription to a resource the client cannot read ignored", "uri", uri, "err", err)
 			return
 		}
-		s.subs.mu.Lock()
-		s.subs.state[uri] = fp
-		s.subs.mu.Unlock()
+		o.remember(ctx)
+		o.mu.Lock()
+		if c := o.conns[sess.SessionID()]; c != nil {
+			c.subs[uri] = fp
+		}
+		o.mu.Unlock()
 	})
-	hooks.AddAfterUnsubscribe(func(_ context.Context, _ any, req *mcp.UnsubscribeRequest, _ *mcp.EmptyResult) {
-		s.subs.mu.Lock()
-		delete(s.subs.state, req.Params.URI)
-		s.subs.mu.Unlock()
+	hooks.AddAfterUnsubscribe(func(ctx context.Context, _ any, req *mcp.UnsubscribeRequest, _ *mcp.EmptyResult) {
+		o, err := s.ownerOf(ctx)
+		sess := server.ClientSessionFromContext(ctx)
+		if err != nil || sess == nil {
+			return
+		}
+		o.mu.Lock()
+		if c := o.conns[sess.SessionID()]; c != nil {
+			delete(c.subs, req.Params.URI)
+		}
+		o.mu.Unlock()
 	})
 	s.srv.AddResourceTemplate(mcp.NewResourceTemplate("run://{id}", "Run",
 		mcp.WithTemplateDescription("A run you (or your sub-agents) spawned: state, result, usage and its announce once it ended, as JSON."),
@@ -78,15 +86,15 @@ func (s *Server) resourceRights(c policy.Caller, uri string) error {
 }
 
 // fingerprint is a resource's current state for change detection.
-func (s *Server) fingerprint(ctx context.Context, uri string) (string, error) {
+func (s *Server) fingerprint(ctx context.Context, caller policy.Caller, uri string) (string, error) {
 	env := s.reg.Env()
-	if err := s.resourceRights(s.caller, uri); err != nil {
+	if err := s.resourceRights(caller, uri); err != nil {
 		return "", err
 	}
 	switch {
 	case strings.HasPrefix(uri, "session://"):
-		key := policy.ResolveKey(s.caller, strings.TrimPrefix(uri, "session://"))
-		if d := env.Policy.Access(ctx, s.caller, key); !d.Allowed() {
+		key := policy.ResolveKey(caller, strings.TrimPrefix(uri, "session://"))
+		if d := env.Policy.Access(ctx, caller, key); !d.Allowed() {
 			return "", errors.New(d.Message)
 		}
 		sess, err := env.Store.GetSession(ctx, key)
@@ -95,7 +103,7 @@ func (s *Server) fingerprint(ctx context.Context, uri string) (string, error) {
 		}
 		return fmt.Sprintf("%d/%s/%d", sess.MessageCount, sess.Status, sess.ArchivedAt), nil
 	case strings.HasPrefix(uri, "run://"):
-		info, err := tools.RunResource(ctx, env, s.caller, strings.TrimPrefix(uri, "run://"))
+		info, err := tools.RunResource(ctx, env, caller, strings.TrimPrefix(uri, "run://"))
 		if err != nil {
 			return "", err
 		}
@@ -104,44 +112,45 @@ func (s *Server) fingerprint(ctx context.Context, uri string) (string, error) {
 	return "", fmt.Errorf("unknown resource %s", uri)
 }
 
-// pushResourceUpdates sends notifications/resources/updated for every
-// subscribed resource whose state changed (called by the notifier, on
-// events and every heartbeat).
-func (s *Server) pushResourceUpdates(ctx context.Context) {
-	sess := s.lastSession()
-	if sess == nil || s.subs == nil {
-		return
-	}
-	s.subs.mu.Lock()
-	uris := make([]string, 0, len(s.subs.state))
-	for u := range s.subs.state {
-		uris = append(uris, u)
-	}
-	s.subs.mu.Unlock()
-	for _, u := range uris {
-		fp, err := s.fingerprint(ctx, u)
-		if err != nil {
-			continue
+// pushResourceUpdates sends notifications/resources/updated to each of
+// o's connections for every resource it subscribed to whose state changed
+// (called by the notifier, on events and every heartbeat). A resource the
+// principal can no longer read sends nothing.
+func (s *Server) pushResourceUpdates(ctx context.Context, o *owner) {
+	for _, c := range o.connList() {
+		o.mu.Lock()
+		uris := make([]string, 0, len(c.subs))
+		for u := range c.subs {
+			uris = append(uris, u)
 		}
-		s.subs.mu.Lock()
-		old, ok := s.subs.state[u]
-		if ok {
-			s.subs.state[u] = fp
-		}
-		s.subs.mu.Unlock()
-		if ok && old != fp {
-			if err := s.srv.SendNotificationToSpecificClient(sess.SessionID(), "notifications/resources/updated", map[string]any{"uri": u}); err != nil {
-				s.log.Debug("resource update not sent", "uri", u, "err", err)
+		o.mu.Unlock()
+		for _, u := range uris {
+			fp, err := s.fingerprint(ctx, o.caller, u)
+			if err != nil {
+				continue
+			}
+			o.mu.Lock()
+			old, ok := c.subs[u]
+			if ok {
+				c.subs[u] = fp
+			}
+			o.mu.Unlock()
+			if ok && old != fp {
+				s.sendTo(c.sess, "notifications/resources/updated", map[string]any{"uri": u})
 			}
 		}
 	}
 }
 
 func (s *Server) readRun(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
-	if err := s.resourceRights(s.caller, req.Params.URI); err != nil {
+	caller, _, err := s.callerOf(ctx)
+	if err != nil {
 		return nil, err
 	}
-	info, err := tools.RunResource(ctx, s.reg.Env(), s.caller, strings.TrimPrefix(req.Params.URI, "run://"))
+	if err := s.resourceRights(caller, req.Params.URI); err != nil {
+		return nil, err
+	}
+	info, err := tools.RunResource(ctx, s.reg.Env(), caller, strings.TrimPrefix(req.Params.URI, "run://"))
 	if err != nil {
 		var den *policy.Denied
 		if errors.As(err, &den) {
@@ -157,6 +166,10 @@ func (s *Server) readRun(ctx context.Context, req mcp.ReadResourceRequest) ([]mc
 }
 
 func (s *Server) subagentsPrompt(ctx context.Context, req mcp.GetPromptRequest) (*mcp.GetPromptResult, error) {
+	caller, _, err := s.callerOf(ctx)
+	if err != nil {
+		return nil, err
+	}
 	args := map[string]any{"action": "list"}
 	if v := req.Params.Arguments["recentMinutes"]; v != "" {
 		n, err := strconv.Atoi(v)
@@ -166,7 +179,7 @@ func (s *Server) subagentsPrompt(ctx context.Context, req mcp.GetPromptRequest) 
 		args["recentMinutes"] = n
 	}
 	raw, _ := json.Marshal(args)
-	res := s.reg.Call(ctx, s.caller, nil, "subagents", raw, nil)
+	res := s.reg.Call(ctx, caller, nil, "subagents", raw, nil)
 	if res.IsError {
 		return nil, errors.New(res.Text)
 	}
@@ -180,13 +193,18 @@ func (s *Server) addSessionResources(ctx context.Context, _ any, _ *mcp.ListReso
 	if res == nil {
 		return
 	}
+	caller, _, err := s.callerOf(ctx)
+	if err != nil {
+		s.log.Error("resources/list: the connection's principal", "err", err)
+		return
+	}
 	env := s.reg.Env()
-	if s.resourceRights(s.caller, "session://") != nil {
+	if s.resourceRights(caller, "session://") != nil {
 		return // transcripts are not readable by this caller: none listed
 	}
 	n := 0
-	err := env.Store.ListSessions(ctx, store.ListFilter{}, func(sess *store.Session) bool {
-		if !env.Policy.Access(ctx, s.caller, sess.Key).Allowed() {
+	err = env.Store.ListSessions(ctx, store.ListFilter{}, func(sess *store.Session) bool {
+		if !env.Policy.Access(ctx, caller, sess.Key).Allowed() {
 			return true
 		}
 		name := sess.Key
@@ -211,13 +229,16 @@ type SessionResource struct {
 }
 
 func (s *Server) readSession(ctx context.Context, req mcp.ReadResourceRequest) ([]mcp.ResourceContents, error) {
-	if err := s.resourceRights(s.caller, req.Params.URI); err != nil {
+	caller, _, err := s.callerOf(ctx)
+	if err != nil {
 		return nil, err
 	}
-	key := strings.TrimPrefix(req.Params.URI, "session://")
-	key = policy.ResolveKey(s.caller, key)
+	if err := s.resourceRights(caller, req.Params.URI); err != nil {
+		return nil, err
+	}
+	key := policy.ResolveKey(caller, strings.TrimPrefix(req.Params.URI, "session://"))
 	env := s.reg.Env()
-	if d := env.Policy.Access(ctx, s.caller, key); !d.Allowed() {
+	if d := env.Policy.Access(ctx, caller, key); !d.Allowed() {
 		return nil, fmt.Errorf("forbidden: %s [rule %s]", d.Message, d.Rule)
 	}
 	sess, err := env.Store.GetSession(ctx, key)

@@ -299,6 +299,9 @@ func ResolveKey(c Caller, key string) string {
 	case "current":
 		return c.Key
 	case "main":
+		if c.Client { // an MCP principal's "main" is its own session
+			return c.Key
+		}
 		return "agent:" + c.AgentID + ":main"
 	}
 	return key
