@@ -505,7 +505,7 @@ func mentions(subs ...string) func(e *env, o outcome) string {
 }
 
 func matrixRows() []matrixRow {
-	all := "agent:main:main"      // the unrestricted client's own session
+	all := "agent:main:main"     // the unrestricted client's own session
 	own := "agent:main:research" // the own session of the "prefix" principal
 	return []matrixRow{
 		// ---- key_prefix escapes (preset key_prefix "agent:research:", cross_agent on) ----
