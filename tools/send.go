@@ -51,7 +51,14 @@ type SendOut struct {
 // clientSession reports whether key is an MCP client's session: agent
 // main sessions (agent:<id>:main) are driven by the client connected as
 // that agent, not by a model of ours, so a send delivers to them.
-func clientSession(key string) bool { return store.KindOf(key) == store.KindMain }
+// The stored kind decides when the session exists: a principal's own
+// session agent:<id>:<preset> is stored as main.
+func clientSession(key string, sess *store.Session) bool {
+	if sess != nil {
+		return sess.Kind == store.KindMain
+	}
+	return store.KindOf(key) == store.KindMain
+}
 
 func resolveSendTarget(ctx context.Context, call *Call, in SendIn) (string, error) {
 	if in.Key != "" {
@@ -115,7 +122,7 @@ func sessionsSend(ctx context.Context, call *Call, in SendIn) (SendOut, string, 
 		role = store.RoleUser
 	}
 	out := SendOut{Key: key}
-	_, err = call.Env.Store.GetSession(ctx, key)
+	existing, err := call.Env.Store.GetSession(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
 		if store.AgentOf(key) == "" {
 			return SendOut{}, "", fmt.Errorf("session %s does not exist, and only keys of the form agent:<agentId>:<name> can be created by sending", key)
@@ -127,7 +134,7 @@ func sessionsSend(ctx context.Context, call *Call, in SendIn) (SendOut, string, 
 	if err := call.Approve(ctx, in.ApprovalSummary()); err != nil {
 		return SendOut{}, "", err
 	}
-	if clientSession(key) {
+	if clientSession(key, existing) {
 		// No agent of ours runs here: deliver to the transcript (and notify
 		// the client if it is connected to this process).
 		if out.Created {
