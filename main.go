@@ -18,8 +18,10 @@ import (
 	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	spmcp "github.com/sessionplane/sessionplane/mcp"
+	"github.com/sessionplane/sessionplane/mcp/httpauth"
 	"github.com/sessionplane/sessionplane/policy"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -58,8 +60,8 @@ Flags:
 `
 
 type options struct {
-	config, db, agent, preset, http, logLevel string
-	version                                   bool
+	config, db, agent, preset, session, http, logLevel string
+	version, httpNoAuth                                bool
 }
 
 func parseFlags(name string, args []string, stderr io.Writer) (*options, *flag.FlagSet, error) {
@@ -68,9 +70,11 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, *flag.F
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.config, "config", "", "config file (default: $SESSIONPLANE_CONFIG, else $XDG_CONFIG_HOME/sessionplane/config.toml if present, else built-in defaults)")
 	fs.StringVar(&o.db, "db", "", "SQLite database path (overrides [store] path; default $XDG_DATA_HOME/sessionplane/sessionplane.db)")
-	fs.StringVar(&o.agent, "agent", "", "agent id the MCP client acts as: its session is agent:<id>:main (default main, or [mcp] agent)")
-	fs.StringVar(&o.preset, "preset", "", "preset applied to the MCP client's calls (overrides [mcp] preset)")
-	fs.StringVar(&o.http, "http", "", "serve Streamable HTTP on this loopback address (e.g. 127.0.0.1:8765) instead of stdio")
+	fs.StringVar(&o.agent, "agent", "", "agent id the MCP client acts as (default main, or [mcp] agent)")
+	fs.StringVar(&o.preset, "preset", "", "preset applied to the MCP client's calls (overrides [mcp] preset); its own session becomes agent:<agent>:<preset>")
+	fs.StringVar(&o.session, "session", "", "the MCP client's own session key (overrides [mcp] session; default agent:<agent>:main, or agent:<agent>:<preset> under a preset)")
+	fs.StringVar(&o.http, "http", "", "serve Streamable HTTP on this address (e.g. 127.0.0.1:8765) instead of stdio; every request needs Authorization: Bearer <token>")
+	fs.BoolVar(&o.httpNoAuth, "http-no-auth", false, "with --http on loopback only: serve WITHOUT authentication (any local user or process acts as the client)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn, error")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
@@ -132,9 +136,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	defer srv.Close()
 	log.Info("sessionplane starting", "version", buildVersion(), "db", cfg.Store.Path, "schema", st.SchemaVersion(),
-		"agent", cfg.MCP.Agent, "config", cfg.Source())
+		"agent", cfg.MCP.Agent, "session", srv.Caller().Key, "config", cfg.Source())
 	if o.http != "" {
-		err = srv.ServeHTTP(ctx, o.http, func(a net.Addr) { log.Info("serving Streamable HTTP", "url", "http://"+a.String()+"/mcp") })
+		err = serveHTTP(ctx, srv, cfg, o, log, stderr)
 	} else {
 		err = srv.ServeStdio(ctx, stdin, stdout, cfg.MCP.WorkerPool)
 	}
@@ -144,6 +148,42 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	log.Info("sessionplane stopped")
 	return 0
+}
+
+// serveHTTP authenticates --http: [[mcp.http.tokens]], else
+// $SESSIONPLANE_HTTP_TOKEN, else a token generated now and printed once,
+// with a client snippet, to stderr; --http-no-auth only on loopback.
+func serveHTTP(ctx context.Context, srv *spmcp.Server, cfg *config.Config, o *options, log *slog.Logger, stderr io.Writer) error {
+	auth, generated, err := httpauth.FromConfig(cfg, &httpauth.Options{Getenv: os.Getenv, NoAuth: o.httpNoAuth})
+	if err != nil {
+		return err
+	}
+	opts := spmcp.HTTPOptions{Auth: auth, AllowedOrigins: cfg.MCP.HTTP.AllowedOrigins,
+		IdleTimeout: time.Duration(cfg.MCP.HTTP.SessionIdleMinutes) * time.Minute, MaxSessions: cfg.MCP.HTTP.MaxSessions}
+	return srv.ServeHTTP(ctx, o.http, opts, func(a net.Addr) {
+		url := "http://" + a.String() + "/mcp"
+		log.Info("serving Streamable HTTP", "url", url, "auth", string(auth.Source()), "principals", len(auth.Principals()))
+		switch auth.Source() {
+		case httpauth.SourceNone:
+			log.Warn("AUTHENTICATION IS OFF (--http-no-auth): any local user or process that can reach " + url + " acts as " + srv.Caller().Key + " with its full rights; use it only on a single-user machine")
+		case httpauth.SourceGenerated:
+			fmt.Fprintf(stderr, `
+sessionplane: no [[mcp.http.tokens]] and no $%s: this token was generated for this run only
+(set $%s to keep one across restarts):
+
+  %s
+
+Client configuration (JSON, e.g. VS Code .vscode/mcp.json "servers" or Cursor mcp.json "mcpServers"):
+
+  "sessionplane": {"type": "http", "url": "%s", "headers": {"Authorization": "Bearer %s"}}
+
+Claude Code:
+
+  claude mcp add --transport http sessionplane %s --header "Authorization: Bearer %s"
+
+`, httpauth.EnvToken, httpauth.EnvToken, generated, url, generated, url, generated)
+		}
+	})
 }
 
 // loadConfig resolves and loads the configuration and applies flag overrides.
@@ -163,6 +203,15 @@ func loadConfig(o *options) (*config.Config, error) {
 			return nil, fmt.Errorf("--preset %q: no such preset (defined: %s)", o.preset, presetNames(cfg))
 		}
 		cfg.MCP.Preset = o.preset
+	}
+	if o.session != "" {
+		cfg.MCP.Session = o.session
+	}
+	if msg := config.CheckOwnSession(cfg.MCP.Agent, cfg.MCP.Preset, cfg.MCP.Session); msg != "" {
+		return nil, fmt.Errorf("--session / [mcp] session: %s", msg)
+	}
+	if o.httpNoAuth && o.http == "" {
+		return nil, errors.New("--http-no-auth needs --http")
 	}
 	return cfg, nil
 }

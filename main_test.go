@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -238,7 +239,10 @@ func TestCLI(t *testing.T) {
 		{[]string{"--config", filepath.Join(dir, "missing.toml")}, 2, "", "cannot read the file", false},
 		{[]string{"--preset", "ghost", "--db", filepath.Join(dir, "x.db")}, 2, "", "--preset \"ghost\"", false},
 		{[]string{"--log-level", "loud"}, 2, "", "--log-level", false},
-		{[]string{"--http", "0.0.0.0:0", "--db", filepath.Join(dir, "y.db")}, 1, "", "only loopback", false},
+		{[]string{"--http", "0.0.0.0:0", "--db", filepath.Join(dir, "y.db")}, 1, "", "non-loopback address is served only with [[mcp.http.tokens]]", false},
+		{[]string{"--http", "0.0.0.0:0", "--http-no-auth", "--db", filepath.Join(dir, "y.db")}, 1, "", "--http-no-auth is accepted on loopback addresses only", false},
+		{[]string{"--http-no-auth", "--db", filepath.Join(dir, "y.db")}, 2, "", "--http-no-auth needs --http", false},
+		{[]string{"--session", "agent:other:x", "--db", filepath.Join(dir, "y.db")}, 2, "", "agent:main:<name>", false},
 		{[]string{"stray"}, 2, "", "unexpected argument", false},
 	}
 	for _, c := range cases {
@@ -265,33 +269,98 @@ func TestCLI(t *testing.T) {
 	}
 }
 
-// The same server over Streamable HTTP on loopback.
-func TestHTTPTransport(t *testing.T) {
-	cmd := exec.Command(buildBinary(t), "--http", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "sp.db"))
-	cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+t.TempDir())
+// startHTTP starts the binary with --http on loopback and returns its URL
+// and what it printed to stderr before serving.
+func startHTTP(t *testing.T, env []string, args ...string) (url string, printed []string) {
+	t.Helper()
+	cmd := exec.Command(buildBinary(t), append([]string{"--http", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "sp.db")}, args...)...)
+	cmd.Env = append(append(os.Environ(), "SESSIONPLANE_CONFIG=", "SESSIONPLANE_HTTP_TOKEN=", "XDG_CONFIG_HOME="+t.TempDir()), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	url := ""
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
+		printed = append(printed, sc.Text())
 		if i := strings.Index(sc.Text(), "url=http://"); i >= 0 {
 			url = strings.Fields(sc.Text()[i+4:])[0]
+		}
+		// A generated token is printed after the url line, ending with the
+		// Claude Code snippet.
+		if strings.Contains(sc.Text(), "--header") || (url != "" && !strings.Contains(sc.Text(), "auth=generated") && !strings.Contains(strings.Join(printed, "\n"), "auth=generated")) {
 			break
 		}
 	}
 	go io.Copy(io.Discard, stderr)
 	if url == "" {
-		t.Fatal("no url logged")
+		t.Fatalf("no url logged: %s", strings.Join(printed, "\n"))
+	}
+	return url, printed
+}
+
+// rawPost is what curl sends: an initialize with the given Authorization
+// header ("" = none).
+func rawPost(t *testing.T, url, auth string) (int, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"curl","version":"1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header
+}
+
+// The same server over Streamable HTTP on loopback, authenticated by
+// default: with no token configured one is generated and printed once,
+// with a client snippet; requests without it, or with another, get 401.
+func TestHTTPTransport(t *testing.T) {
+	url, printed := startHTTP(t, nil)
+	token := ""
+	for _, l := range printed {
+		if f := strings.TrimSpace(l); len(f) == 64 && strings.Trim(f, "0123456789abcdef") == "" {
+			token = f
+		}
+	}
+	all := strings.Join(printed, "\n")
+	t.Logf("stderr before serving:\n%s", all)
+	if token == "" || strings.Count(all, token) != 3 || !strings.Contains(all, `"Authorization": "Bearer `+token+`"`) {
+		t.Fatalf("no generated token with a client snippet on stderr:\n%s", all)
+	}
+	for _, auth := range []string{"", "Bearer wrong-token", "Basic " + token} {
+		code, h := rawPost(t, url, auth)
+		if code != http.StatusUnauthorized || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
+			t.Fatalf("Authorization %q: %d, WWW-Authenticate %q; want 401 with a Bearer challenge", auth, code, h.Get("WWW-Authenticate"))
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	c := httpClient(t, ctx, url)
+	c := httpClient(t, ctx, url, token)
 	res, err := c.ListTools(ctx, listToolsReq())
 	if err != nil || len(res.Tools) != 15 {
 		t.Fatalf("tools/list over HTTP: %v", err)
+	}
+}
+
+// $SESSIONPLANE_HTTP_TOKEN is the token of the principal the flags
+// describe, and no token is printed.
+func TestHTTPTokenFromEnvironment(t *testing.T) {
+	url, printed := startHTTP(t, []string{"SESSIONPLANE_HTTP_TOKEN=from-env-0123456789"})
+	if all := strings.Join(printed, "\n"); strings.Contains(all, "generated") {
+		t.Fatalf("a token was generated although $SESSIONPLANE_HTTP_TOKEN is set:\n%s", all)
+	}
+	if code, _ := rawPost(t, url, "Bearer from-env-0123456789"); code != http.StatusOK {
+		t.Fatalf("the environment's token: %d, want 200", code)
+	}
+	if code, _ := rawPost(t, url, "Bearer from-env-012345678"); code != http.StatusUnauthorized {
+		t.Fatalf("a prefix of the token: %d, want 401", code)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"go.uber.org/goleak"
 
+	"github.com/sessionplane/sessionplane/mcp/httpauth"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -87,7 +88,13 @@ func serverCycle(t *testing.T, dir string) {
 	hctx, stop := context.WithCancel(ctx)
 	addr := make(chan net.Addr, 1)
 	served := make(chan error, 1)
-	go func() { served <- srv.ServeHTTP(hctx, "127.0.0.1:0", func(a net.Addr) { addr <- a }) }()
+	auth, _, err := httpauth.FromConfig(cfg, &httpauth.Options{Getenv: func(string) string { return "leak-token" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		served <- srv.ServeHTTP(hctx, "127.0.0.1:0", HTTPOptions{Auth: auth}, func(a net.Addr) { addr <- a })
+	}()
 	var a net.Addr
 	select {
 	case a = <-addr:
@@ -100,6 +107,7 @@ func serverCycle(t *testing.T, dir string) {
 	hreq, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://%s/mcp", a), strings.NewReader(body))
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("Accept", "application/json, text/event-stream")
+	hreq.Header.Set("Authorization", "Bearer leak-token")
 	resp, err := hc.Do(hreq)
 	if err != nil {
 		t.Fatal(err)
