@@ -270,10 +270,10 @@ func TestHTTPRefusals(t *testing.T) {
 	}
 	never := "mcp-session-00000000-0000-4000-8000-000000000000"
 	for name, c := range map[string]struct{ token, sid, method string }{
-		"never issued":              {alice, never, http.MethodPost},
-		"not even an id":            {alice, "whatever", http.MethodPost},
-		"another principal's":       {bob, sid, http.MethodPost},
-		"GET never issued":          {alice, never, http.MethodGet},
+		"never issued":             {alice, never, http.MethodPost},
+		"not even an id":           {alice, "whatever", http.MethodPost},
+		"another principal's":      {bob, sid, http.MethodPost},
+		"GET never issued":         {alice, never, http.MethodGet},
 		"DELETE another principal": {bob, sid, http.MethodDelete},
 	} {
 		if code, _, body := e.raw(c.method, c.token, c.sid, "", listBody); code != http.StatusNotFound {
