@@ -63,7 +63,8 @@ tools.allow = ["toolset.starter-read", "sessions_search"]
 sessions.key_prefix = "agent:research:"
 sessions.can_send = false
 `), 0o600)
-		for _, f := range []struct{ flow, config string }{{"observer", observer}, {"spawn", scripted}, {"coordinator", scripted}} {
+		// http: --http with a token, driven by the SDK's Streamable HTTP client.
+		for _, f := range []struct{ flow, config string }{{"observer", observer}, {"spawn", scripted}, {"coordinator", scripted}, {"http", scripted}} {
 			t.Run(f.flow, func(t *testing.T) {
 				db := filepath.Join(t.TempDir(), f.flow+".db")
 				if f.flow == "observer" {

@@ -4,6 +4,7 @@
 //   node e2e/sdk_flows.mjs observer    <bin> <db> --config <observer config>
 //   node e2e/sdk_flows.mjs spawn       <bin> <db> --config <scripted config>
 //   node e2e/sdk_flows.mjs coordinator <bin> <db> --config <scripted config>
+//   node e2e/sdk_flows.mjs http        <bin> <db> [server args...]
 //
 // observer: with an observer preset, tools/list shows only the allowed tools
 //   and a forbidden call returns a readable refusal.
@@ -11,9 +12,18 @@
 //   prefix of the next tool result, exactly once.
 // coordinator: seed 000's flow: sessions_list → sessions_search →
 //   sessions_history → sessions_send → task_list.
+// http: the server started with --http on loopback and
+//   $SESSIONPLANE_HTTP_TOKEN; the SDK's StreamableHTTPClientTransport sends
+//   the token in requestInit.headers; without it (or with another) the
+//   server answers 401 with WWW-Authenticate: Bearer, a terminated
+//   session's id gets 404.
 // Prints "ok - ..." per check and a final "sdk flows <name>: N passed, M failed".
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createInterface } from "node:readline";
 
 const [flow, bin, db, ...extra] = process.argv.slice(2);
 if (!flow || !bin || !db) {
@@ -98,15 +108,100 @@ async function coordinatorFlow(client) {
   check("5. task_list lists it", textOf(tasks).includes("JWT middleware"), short(tasks));
 }
 
-const flows = { observer: observerFlow, spawn: spawnFlow, coordinator: coordinatorFlow };
-if (!flows[flow]) {
+// startHTTP starts the server on a free loopback port with token in
+// $SESSIONPLANE_HTTP_TOKEN and resolves with its /mcp URL.
+function startHTTP(token) {
+  const proc = spawn(bin, ["--http", "127.0.0.1:0", "--db", db, ...extra], {
+    env: { ...process.env, SESSIONPLANE_HTTP_TOKEN: token },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const url = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the server logged no url within 30 s")), 30000);
+    createInterface({ input: proc.stderr }).on("line", (line) => {
+      process.stderr.write(line + "\n");
+      const m = line.match(/url=(http:\/\/\S+)/);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    proc.on("exit", (code) => reject(new Error(`the server exited (${code}) before serving`)));
+  });
+  return { proc, url };
+}
+
+async function rawInitialize(url, headers) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json, text/event-stream", ...headers },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "0" } } }),
+  });
+  await res.text();
+  return res;
+}
+
+async function httpFlow() {
+  const token = randomBytes(24).toString("hex");
+  const { proc, url: urlP } = startHTTP(token);
+  let client;
+  try {
+    const url = await urlP;
+    const bare = await rawInitialize(url, {});
+    check("a request without a token gets 401 with WWW-Authenticate: Bearer",
+      bare.status === 401 && (bare.headers.get("www-authenticate") ?? "").startsWith("Bearer"), `${bare.status} ${bare.headers.get("www-authenticate")}`);
+    const wrong = await rawInitialize(url, { Authorization: "Bearer " + token.slice(0, -1) });
+    check("a request with a wrong token gets 401", wrong.status === 401, String(wrong.status));
+
+    let refused = false;
+    const bad = new Client({ name: "sessionplane-e2e-http-bad", version: "0.0.0" }, { capabilities: {} });
+    try {
+      await bad.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: "Bearer nope" } } }));
+    } catch (e) {
+      refused = true;
+    }
+    await bad.close().catch(() => {});
+    check("the SDK client with a wrong token cannot connect", refused);
+
+    const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+    client = new Client({ name: "sessionplane-e2e-http", version: "0.0.0" }, { capabilities: {} });
+    await client.connect(transport);
+    check("the SDK client with the token connects and gets a session id", typeof transport.sessionId === "string" && transport.sessionId.length > 0, String(transport.sessionId));
+    const { tools } = await client.listTools();
+    check("tools/list over authenticated HTTP", tools.some((t) => t.name === "sessions_list") && tools.length >= 10, String(tools.length));
+    const status = await client.callTool({ name: "session_status", arguments: { key: "current" } });
+    check("the principal of the token acts in its own session agent:main:main", status.structuredContent?.key === "agent:main:main", short(status.structuredContent));
+    const list = await client.callTool({ name: "sessions_list", arguments: {} });
+    check("a tool call over authenticated HTTP succeeds", !list.isError, short(list));
+
+    const sid = transport.sessionId;
+    await transport.terminateSession();
+    const after = await fetch(url, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json, text/event-stream", Authorization: `Bearer ${token}`, "Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-06-18" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 9, method: "tools/list", params: {} }),
+    });
+    await after.text();
+    check("a terminated session's id gets 404", after.status === 404, String(after.status));
+  } finally {
+    await client?.close().catch(() => {});
+    proc.kill("SIGTERM");
+    await new Promise((resolve) => (proc.exitCode !== null ? resolve() : proc.on("exit", resolve)));
+  }
+}
+
+const flows = { observer: observerFlow, spawn: spawnFlow, coordinator: coordinatorFlow, http: null };
+if (!(flow in flows)) {
   console.error(`unknown flow ${flow}`);
   process.exit(2);
 }
 let client;
 try {
-  client = await connect();
-  await flows[flow](client);
+  if (flow === "http") {
+    await httpFlow();
+  } else {
+    client = await connect();
+    await flows[flow](client);
+  }
 } catch (e) {
   check(`flow ${flow} ran without throwing`, false, String(e?.stack ?? e));
 } finally {
