@@ -19,6 +19,11 @@ func TestExampleLoadsEveryKey(t *testing.T) {
 	}{
 		{"mcp.agent", cfg.MCP.Agent, "main"},
 		{"mcp.worker_pool", cfg.MCP.WorkerPool, 64},
+		{"mcp.http.session_idle_minutes", cfg.MCP.HTTP.SessionIdleMinutes, 30},
+		{"mcp.http.max_sessions", cfg.MCP.HTTP.MaxSessions, 1000},
+		{"mcp.http.tokens[0].token_env", cfg.MCP.HTTP.Tokens[0].TokenEnv, "SESSIONPLANE_ME"},
+		{"own session of [mcp]", OwnSession(cfg.MCP.Agent, cfg.MCP.Preset, cfg.MCP.Session), "agent:main:main"},
+		{"own session under a preset", OwnSession("main", "observer", ""), "agent:main:observer"},
 		{"providers.local.kind", cfg.Providers["local"].Kind, "openai-compatible"},
 		{"providers.local.max_retries", cfg.Providers["local"].MaxRetries, 3},
 		{"providers.demo.script (relative to the file)", cfg.Providers["demo"].Script, filepath.Join("..", "..", "testdata", "providers", "demo.script.json")},
