@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -396,5 +397,104 @@ func TestHTTPMemoryReturnsAfterSessionsEnd(t *testing.T) {
 	o, _ := e.srv.owns("agent:main:main")
 	if n := len(o.connList()); n != 0 {
 		t.Fatalf("%d connections still remembered for alice", n)
+	}
+}
+
+// gateProvider answers only once release is closed, and says when a
+// request reached it.
+type gateProvider struct {
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (*gateProvider) Name() string { return "script" }
+
+func (g *gateProvider) Complete(ctx context.Context, _ provider.Request) (*provider.Response, error) {
+	g.once.Do(func() { close(g.entered) })
+	select {
+	case <-g.release:
+		return &provider.Response{Text: "finished after shutdown began"}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Graceful shutdown: a request in flight when the server is told to stop
+// (the listener is closed) still gets its answer, and ServeHTTP returns.
+func TestHTTPShutdownLetsRequestsInFlightFinish(t *testing.T) {
+	cfg, err := config.Parse([]byte(fmt.Sprintf(spawnConfig, "")), "test.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "sp.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	gp := &gateProvider{entered: make(chan struct{}), release: make(chan struct{})}
+	srv, err := Build(cfg, st, &BuildOptions{Version: "test", Providers: map[string]provider.Provider{"script": gp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	auth, _, err := httpauth.FromConfig(cfg, &httpauth.Options{Getenv: func(string) string { return "shutdown-token" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hctx, stop := context.WithCancel(ctx)
+	defer stop()
+	addr := make(chan string, 1)
+	served := make(chan error, 1)
+	go func() {
+		served <- srv.ServeHTTP(hctx, "127.0.0.1:0", HTTPOptions{Auth: auth}, func(a net.Addr) { addr <- a.String() })
+	}()
+	a := <-addr
+	c, err := client.NewStreamableHttpClient("http://"+a+"/mcp", transport.WithHTTPHeaders(map[string]string{"Authorization": "Bearer shutdown-token"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = "2025-11-25"
+	init.Params.ClientInfo = mcp.Implementation{Name: "shutdown", Version: "1"}
+	if _, err := c.Initialize(ctx, init); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		res *mcp.CallToolResult
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		req := mcp.CallToolRequest{}
+		req.Params.Name = "spawn_agent"
+		req.Params.Arguments = map[string]any{"task": "wait for the gate"}
+		res, err := c.CallTool(ctx, req)
+		got <- result{res, err}
+	}()
+	<-gp.entered // the call is in flight, inside the model call
+	stop()
+	waitFor(t, "the listener to close", func() bool {
+		conn, err := net.Dial("tcp", a)
+		if err == nil {
+			conn.Close()
+		}
+		return err != nil
+	})
+	close(gp.release)
+	r := <-got
+	if r.err != nil || r.res.IsError || !strings.Contains(text(r.res), "finished after shutdown began") {
+		t.Fatalf("the request in flight at shutdown: %v %+v", r.err, r.res)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("ServeHTTP: %v", err)
 	}
 }

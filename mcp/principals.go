@@ -184,7 +184,7 @@ func (o *owner) ensure(ctx context.Context, st *store.Store, log *slog.Logger) e
 // deliveries are news to it.
 func (o *owner) remember(ctx context.Context) {
 	sess := server.ClientSessionFromContext(ctx)
-	if sess == nil {
+	if sess == nil || sess.SessionID() == "" { // a 2026-07-28 HTTP request: no session to notify
 		return
 	}
 	o.mu.Lock()
