@@ -146,6 +146,9 @@ func (h *HTTPHandler) gate(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "404 session not found: it was never issued, was deleted or expired; initialize a new one", http.StatusNotFound)
 			return
 		}
+		if r.Method == http.MethodGet {
+			defer h.sessions.stream(sid)()
+		}
 	case r.Method == http.MethodGet || r.Method == http.MethodDelete:
 		http.Error(w, "400 Mcp-Session-Id header required: initialize first", http.StatusBadRequest)
 		return

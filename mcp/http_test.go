@@ -498,3 +498,29 @@ func TestHTTPShutdownLetsRequestsInFlightFinish(t *testing.T) {
 		t.Fatalf("ServeHTTP: %v", err)
 	}
 }
+
+// A client listening on its GET stream is not idle: its session outlives
+// session_idle_minutes while the stream is open.
+func TestHTTPListeningSessionIsNotIdle(t *testing.T) {
+	e := newHTTPEnv(t, twoTokenConfig, twoTokens, HTTPOptions{})
+	a := e.client(twoTokens["ALICE"], nil) // listens on a GET stream
+	listening := func() bool {
+		e.h.sessions.mu.Lock()
+		defer e.h.sessions.mu.Unlock()
+		for _, s := range e.h.sessions.byID {
+			if s.streams > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, "the client's GET stream", listening)
+	e.advance(2 * time.Hour)
+	e.h.Sweep()
+	if n := e.h.Sessions(); n != 1 {
+		t.Fatalf("%d sessions after the sweep, want the listening one", n)
+	}
+	if res := a.call("sessions_list", map[string]any{}, nil); res.IsError {
+		t.Fatalf("the listening client's session: %s", text(res))
+	}
+}

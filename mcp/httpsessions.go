@@ -29,8 +29,9 @@ type httpSessions struct {
 }
 
 type httpSession struct {
-	p    httpauth.Principal
-	last time.Time
+	p       httpauth.Principal
+	last    time.Time
+	streams int // GET streams open: a listening client is not idle
 }
 
 var (
@@ -70,11 +71,29 @@ func (g *httpSessions) check(id string, p httpauth.Principal) error {
 		return errSessionUnknown // another principal's id is as unknown as a made-up one
 	}
 	now := g.now()
-	if now.Sub(s.last) >= g.idle {
+	if s.streams == 0 && now.Sub(s.last) >= g.idle {
 		return errSessionExpired
 	}
 	s.last = now
 	return nil
+}
+
+// stream marks a GET stream of id open until the returned func is called
+// (which counts as a use).
+func (g *httpSessions) stream(id string) func() {
+	g.mu.Lock()
+	if s, ok := g.byID[id]; ok {
+		s.streams++
+	}
+	g.mu.Unlock()
+	return func() {
+		g.mu.Lock()
+		if s, ok := g.byID[id]; ok {
+			s.streams--
+			s.last = g.now()
+		}
+		g.mu.Unlock()
+	}
 }
 
 // expired lists the sessions idle past the limit.
@@ -84,7 +103,7 @@ func (g *httpSessions) expired() []string {
 	now := g.now()
 	var out []string
 	for id, s := range g.byID {
-		if now.Sub(s.last) >= g.idle {
+		if s.streams == 0 && now.Sub(s.last) >= g.idle {
 			out = append(out, id)
 		}
 	}
