@@ -51,12 +51,9 @@ func (s *Server) filterTools(ctx context.Context, ts []mcp.Tool) []mcp.Tool {
 
 func (s *Server) handler(name string) server.ToolHandlerFunc {
 	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		o, err := s.ownerOf(ctx)
+		_, o, err := s.callerOf(ctx)
 		if err != nil {
-			return mcp.NewToolResultError("this connection's principal cannot be resolved: " + err.Error()), nil
-		}
-		if err := o.ensure(ctx, s.reg.Env().Store, s.log); err != nil {
-			return mcp.NewToolResultError("this connection's own session is unavailable: " + err.Error()), nil
+			return mcp.NewToolResultError(err.Error()), nil
 		}
 		o.remember(ctx)
 		o.markSeen(ctx, s.reg.Env().Store)

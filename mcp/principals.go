@@ -89,12 +89,17 @@ func (s *Server) ownerOf(ctx context.Context) (*owner, error) {
 	return s.def, nil
 }
 
-// callerOf is the policy identity of the request's principal; an error
-// (a principal that cannot be resolved) fails closed.
+// callerOf is the policy identity of the request's principal, once its
+// own session is ensured; an error (a principal that cannot be resolved,
+// an own session refused) fails closed: the caller always sees its own
+// session, so a refused one must not be acted as at all.
 func (s *Server) callerOf(ctx context.Context) (policy.Caller, *owner, error) {
 	o, err := s.ownerOf(ctx)
 	if err != nil {
 		return policy.Caller{}, nil, err
+	}
+	if err := o.ensure(ctx, s.reg.Env().Store, s.log); err != nil {
+		return policy.Caller{}, nil, fmt.Errorf("this connection's own session is unavailable: %w", err)
 	}
 	return o.caller, o, nil
 }

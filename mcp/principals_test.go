@@ -189,4 +189,12 @@ func TestOwnSessionOfAnotherPolicyIsRefused(t *testing.T) {
 	if strings.Contains(text(res), "TOPSECRET") {
 		t.Fatalf("refusal leaked: %s", text(res))
 	}
+	for _, uri := range []string{"session://current", "session://main", "session://agent:main:shared"} {
+		if body, err := o.readResource(uri); err == nil || strings.Contains(body, "TOPSECRET") {
+			t.Errorf("resources/read %s with a refused own session: %s %v, want a refusal", uri, body, err)
+		}
+	}
+	if tl, err := o.c.ListTools(context.Background(), mcp.ListToolsRequest{}); err != nil || len(tl.Tools) != 0 {
+		t.Errorf("tools/list with a refused own session: %v %v, want none", tl, err)
+	}
 }

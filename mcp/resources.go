@@ -23,7 +23,7 @@ func (s *Server) addResourceSurface(hooks *server.Hooks) {
 	// that connection only, checked against that principal's access.
 	hooks.AddAfterSubscribe(func(ctx context.Context, _ any, req *mcp.SubscribeRequest, _ *mcp.EmptyResult) {
 		uri := req.Params.URI
-		o, err := s.ownerOf(ctx)
+		_, o, err := s.callerOf(ctx)
 		sess := server.ClientSessionFromContext(ctx)
 		if err != nil || sess == nil {
 			return
