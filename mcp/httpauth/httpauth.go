@@ -262,3 +262,24 @@ func CheckOrigin(allowed []string, next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 	})
 }
+
+// CallerAuth authenticates requests as policy callers, for HTTP surfaces
+// that gate what they show by policy (the dashboard): the caller is the
+// one of the request's principal, with its own session as its key.
+type CallerAuth struct {
+	a *Authenticator
+	e *policy.Engine
+}
+
+// Callers returns a CallerAuth over a, resolving presets with e.
+func (a *Authenticator) Callers(e *policy.Engine) *CallerAuth { return &CallerAuth{a: a, e: e} }
+
+// Authenticate returns the policy caller of r's principal; an unknown
+// token, or a preset that no longer resolves, is an error.
+func (c *CallerAuth) Authenticate(r *http.Request) (policy.Caller, error) {
+	p, err := c.a.Authenticate(r)
+	if err != nil {
+		return policy.Caller{}, err
+	}
+	return p.Caller(c.e)
+}

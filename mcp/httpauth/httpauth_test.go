@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sessionplane/sessionplane/policy"
 	"github.com/sessionplane/sessionplane/runtime/config"
 )
 
@@ -130,5 +131,31 @@ func TestCheckOrigin(t *testing.T) {
 		if w.Code != want {
 			t.Errorf("Origin %q: got %d, want %d", origin, w.Code, want)
 		}
+	}
+}
+
+// The dashboard's view of a token: the policy caller of its principal,
+// whose key is the principal's own session (never agent:main:main for a
+// preset), with the preset's layers.
+func TestCallersForPolicySurfaces(t *testing.T) {
+	sum := sha256.Sum256([]byte("bob-secret"))
+	cfg := parse(t, strings.Replace(twoTokens, "%s", hex.EncodeToString(sum[:]), 1))
+	a, _, err := FromConfig(cfg, &Options{Getenv: func(string) string { return "alice-secret" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := policy.New(cfg, nil, []string{"sessions_list"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/", nil)
+	r.Header.Set("Authorization", "Bearer bob-secret")
+	c, err := a.Callers(e).Authenticate(r)
+	if err != nil || c.Key != "agent:research:observer" || c.AgentID != "research" || len(c.Layers) != 1 || c.Layers[0].Name != "observer" {
+		t.Fatalf("bob's caller: %+v, %v", c, err)
+	}
+	r.Header.Set("Authorization", "Bearer nope")
+	if _, err := a.Callers(e).Authenticate(r); err != ErrBadToken {
+		t.Fatalf("wrong token: %v, want ErrBadToken", err)
 	}
 }
