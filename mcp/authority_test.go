@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +20,7 @@ import (
 // agent research itself.
 const (
 	secretWord    = "TOPSECRET"
-	secretOther   = "agent:main:secret"     // another agent's session
+	secretOther   = "agent:main:main"       // another principal's own session (an unrestricted client of agent main)
 	secretOwn     = "agent:research:secret" // the client's own agent
 	victimOther   = "agent:main:victim"
 	victimOwn     = "agent:research:victim"
@@ -179,14 +180,29 @@ func TestAuthorityMatrixOverPaths(t *testing.T) {
 
 func runAuthorityPaths(t *testing.T, p authorityPreset) (attempts int, bypasses []string) {
 	t.Helper()
-	ns := &notes{}
-	f := newFixtureFull(t, authorityConfig(p), "2025-11-25", map[string]provider.Provider{"script": attacker{}})
+	ns, otherNotes := &notes{}, &notes{}
+	path := filepath.Join(t.TempDir(), "sp.db")
+	f := newFixtureAt(t, path, authorityConfig(p), "2025-11-25", map[string]provider.Provider{"script": attacker{}})
 	f.c.OnNotification(ns.add)
+	// A second principal on the same database, as another stdio process
+	// would be: an unrestricted client of agent main, whose own session
+	// holds a secret and whose own spawn is announced to it alone.
+	other := newFixtureAt(t, path, strings.Replace(authorityConfig(p), "agent = \"research\"\npreset = \"p\"", "agent = \"main\"", 1),
+		"2025-11-25", map[string]provider.Provider{"script": replyProvider{}})
+	other.c.OnNotification(otherNotes.add)
+	if k := other.srv.Caller().Key; k != secretOther {
+		t.Fatalf("the unrestricted client of agent main owns %s, want %s", k, secretOther)
+	}
 	ctx := context.Background()
-	for _, k := range []string{secretOther, secretOwn, victimOther, victimOwn} {
+	for _, k := range []string{secretOwn, victimOther, victimOwn} {
 		f.session(k, "", "", 0)
 	}
 	f.messages(secretOther, "the launch code is "+secretWord+"-1")
+	var theirs spawnOut
+	other.call("sessions_spawn", map[string]any{"task": "remember OTHERPLAN"}, &theirs)
+	if theirs.RunID == "" {
+		t.Fatal("the other principal's spawn was not accepted")
+	}
 	f.messages(secretOwn, "the vault code is "+secretWord+"-2")
 	me := f.srv.Caller().Key
 	var outputs []string
@@ -259,6 +275,14 @@ func runAuthorityPaths(t *testing.T, p authorityPreset) (attempts int, bypasses 
 		outputs = append(outputs, string(b))
 	}
 	outputs = append(outputs, ns.text())
+	// The other principal's announce reached it, and only it.
+	waitFor(t, "the other principal's announce", func() bool { return strings.Contains(otherNotes.text(), theirs.RunID) })
+	for _, o := range outputs {
+		if strings.Contains(o, theirs.RunID) || strings.Contains(o, "OTHERPLAN") {
+			bypasses = append(bypasses, "the other principal's run reached this one: "+clip(o, 300))
+			break
+		}
+	}
 	if len(runs) < 4 {
 		bypasses = append(bypasses, fmt.Sprintf("only %d runs started: the paths were not exercised", len(runs)))
 	}

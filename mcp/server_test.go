@@ -41,12 +41,19 @@ func newFixtureVersion(t *testing.T, toml, version string, opts ...client.Client
 // newFixtureFull is newFixture with provider instances replaced by name.
 func newFixtureFull(t *testing.T, toml, version string, testProviders map[string]provider.Provider, opts ...client.ClientOption) *fixture {
 	t.Helper()
+	return newFixtureAt(t, filepath.Join(t.TempDir(), "sp.db"), toml, version, testProviders, opts...)
+}
+
+// newFixtureAt is newFixtureFull on the database at path: two fixtures on
+// one path are two server processes (and principals) sharing a database.
+func newFixtureAt(t *testing.T, path, toml, version string, testProviders map[string]provider.Provider, opts ...client.ClientOption) *fixture {
+	t.Helper()
 	cfg, err := config.Parse([]byte(toml), "test.toml")
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "sp.db"), nil)
+	st, err := store.Open(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
