@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -26,6 +27,7 @@ import (
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/store"
 	"github.com/sessionplane/sessionplane/tools"
+	"github.com/sessionplane/sessionplane/ui"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -160,9 +162,27 @@ func serveHTTP(ctx context.Context, srv *spmcp.Server, cfg *config.Config, o *op
 	}
 	opts := spmcp.HTTPOptions{Auth: auth, AllowedOrigins: cfg.MCP.HTTP.AllowedOrigins,
 		IdleTimeout: time.Duration(cfg.MCP.HTTP.SessionIdleMinutes) * time.Minute, MaxSessions: cfg.MCP.HTTP.MaxSessions}
+	// The dashboard under /ui/, behind the same tokens: each sees what its
+	// principal may read. Not with --http-no-auth (it has no principal to
+	// sign in as); use `sessionplane ui` there.
+	if auth.Source() != httpauth.SourceNone {
+		env := srv.Env()
+		dash, err := ui.New(ui.Options{Store: env.Store, Config: cfg, Policy: env.Policy, Auth: auth.Callers(env.Policy), Prefix: "/ui/", Logger: log})
+		if err != nil {
+			return err
+		}
+		defer dash.Close()
+		opts.Mount = map[string]http.Handler{"/ui/": dash}
+		opts.OnShutdown = func() { dash.Close() }
+	}
 	return srv.ServeHTTP(ctx, o.http, opts, func(a net.Addr) {
 		url := "http://" + a.String() + "/mcp"
-		log.Info("serving Streamable HTTP", "url", url, "auth", string(auth.Source()), "principals", len(auth.Principals()))
+		if opts.Mount != nil {
+			log.Info("serving Streamable HTTP", "url", url, "auth", string(auth.Source()), "principals", len(auth.Principals()),
+				"dashboard", "http://"+a.String()+"/ui/?token=<your token>")
+		} else {
+			log.Info("serving Streamable HTTP", "url", url, "auth", string(auth.Source()), "principals", len(auth.Principals()))
+		}
 		switch auth.Source() {
 		case httpauth.SourceNone:
 			log.Warn("AUTHENTICATION IS OFF (--http-no-auth): any local user or process that can reach " + url + " acts as " + srv.Caller().Key + " with its full rights; use it only on a single-user machine")

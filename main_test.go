@@ -607,3 +607,62 @@ func TestTwoProcessesClaimOnce(t *testing.T) {
 		}
 	}
 }
+
+// The dashboard is served under /ui/ of --http behind the same tokens: each
+// token sees what its principal may read, and nothing without one.
+func TestHTTPServesTheDashboardPerPrincipal(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "tokens.toml")
+	if err := os.WriteFile(cfg, []byte(`
+[agents.presets.observer]
+tools.allow = ["sessions_list", "sessions_history"]
+sessions.key_prefix = "agent:research:"
+[[mcp.http.tokens]]
+name = "me"
+token_env = "TOKEN_ME"
+agent = "main"
+[[mcp.http.tokens]]
+name = "observer"
+token_env = "TOKEN_OBS"
+agent = "main"
+preset = "observer"
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, _ := startHTTP(t, []string{"TOKEN_ME=me-token-0123456789abcdef", "TOKEN_OBS=observer-token-0123456789"}, "--config", cfg)
+	// The unrestricted principal connects, so its own session exists.
+	if code, _ := rawPost(t, url, "Bearer me-token-0123456789abcdef"); code != http.StatusOK {
+		t.Fatalf("initialize as me: %d", code)
+	}
+	base := strings.TrimSuffix(url, "/mcp") + "/ui/"
+	get := func(path, token string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, base+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("api/sessions", ""); code != http.StatusUnauthorized {
+		t.Fatalf("dashboard without a token: %d, want 401", code)
+	}
+	if code, _ := get("api/sessions", "wrong-token-0123456789"); code != http.StatusUnauthorized {
+		t.Fatalf("dashboard with a wrong token: %d, want 401", code)
+	}
+	code, body := get("api/sessions", "me-token-0123456789abcdef")
+	if code != http.StatusOK || !strings.Contains(body, "agent:main:main") {
+		t.Fatalf("dashboard as me: %d %s", code, body)
+	}
+	code, body = get("api/sessions", "observer-token-0123456789")
+	if code != http.StatusOK || strings.Contains(body, "agent:main:main") {
+		t.Fatalf("the observer's dashboard shows the other principal's session: %d %s", code, body)
+	}
+	if code, body := get("api/me", "observer-token-0123456789"); code != http.StatusOK || !strings.Contains(body, "agent:main:observer") {
+		t.Fatalf("the observer's dashboard identity: %d %s", code, body)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/sessionplane/sessionplane/mcp/httpauth"
 	"github.com/sessionplane/sessionplane/policy"
 	"github.com/sessionplane/sessionplane/runtime/store"
 	"github.com/sessionplane/sessionplane/tools"
@@ -82,7 +83,9 @@ func runUI(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sessionplane ui:", err)
 		return 2
 	}
-	caller, err := ui.CallerFor(gate, cfg.MCP.Agent, cfg.MCP.Preset)
+	// The viewer is the principal the flags describe, with the same own
+	// session as the MCP server gives it (--session included).
+	caller, err := httpauth.Default(cfg).Caller(gate)
 	if err != nil {
 		fmt.Fprintln(stderr, "sessionplane ui: viewer preset:", err)
 		return 2
@@ -94,10 +97,23 @@ func runUI(ctx context.Context, args []string, stderr io.Writer) int {
 	if token == "" {
 		token, generated = ui.NewToken(), true
 	}
-	auth, err := ui.NewTokenAuth(token, caller)
-	if err != nil {
-		fmt.Fprintln(stderr, "sessionplane ui:", err)
-		return 2
+	var auth ui.Authenticator
+	if len(cfg.MCP.HTTP.Tokens) > 0 {
+		// The same principals as --http: each token sees what its principal may read.
+		a, _, err := httpauth.FromConfig(cfg, &httpauth.Options{Getenv: os.Getenv})
+		if err != nil {
+			fmt.Fprintln(stderr, "sessionplane ui:", err)
+			return 2
+		}
+		auth, generated = a.Callers(gate), false
+		token = ""
+	} else {
+		ta, err := ui.NewTokenAuth(token, caller)
+		if err != nil {
+			fmt.Fprintln(stderr, "sessionplane ui:", err)
+			return 2
+		}
+		auth = ta
 	}
 	dash, err := ui.New(ui.Options{Store: st, Config: cfg, Policy: gate, Auth: auth, Logger: log})
 	if err != nil {
@@ -113,9 +129,12 @@ func runUI(ctx context.Context, args []string, stderr io.Writer) int {
 	srv := &http.Server{Handler: dash, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	url := "http://" + ln.Addr().String() + "/"
 	log.Info("sessionplane ui serving", "version", buildVersion(), "db", cfg.Store.Path, "viewer", caller.Key, "preset", cfg.MCP.Preset, "url", url)
-	if generated {
+	switch {
+	case generated:
 		fmt.Fprintf(stderr, "sessionplane ui: open %s?token=%s\n", url, token)
-	} else {
+	case len(cfg.MCP.HTTP.Tokens) > 0:
+		fmt.Fprintf(stderr, "sessionplane ui: open %s?token=<one of the [[mcp.http.tokens]]: each sees what its principal may read>\n", url)
+	default:
 		fmt.Fprintf(stderr, "sessionplane ui: open %s?token=<the token in $SESSIONPLANE_UI_TOKEN or $SESSIONPLANE_HTTP_TOKEN>\n", url)
 	}
 	served := make(chan error, 1)

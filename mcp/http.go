@@ -34,6 +34,12 @@ type HTTPOptions struct {
 	Now func() time.Time
 	// MaxBodyBytes bounds a request body (default 16 MiB).
 	MaxBodyBytes int64
+	// Mount adds other handlers beside /mcp, by path pattern (the
+	// dashboard at /ui/). They authenticate themselves.
+	Mount map[string]http.Handler
+	// OnShutdown, when set, is called when the server starts shutting down,
+	// before waiting for requests in flight (to end long-lived streams).
+	OnShutdown func()
 }
 
 // HTTPHandler is the Streamable HTTP surface at /mcp: Origin check,
@@ -83,6 +89,9 @@ func (s *Server) NewHTTPHandler(opts HTTPOptions, httpSrv *http.Server) (*HTTPHa
 	h.mcp = server.NewStreamableHTTPServer(s.srv, mopts...)
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", httpauth.CheckOrigin(opts.AllowedOrigins, opts.Auth.Middleware(http.HandlerFunc(h.gate))))
+	for pattern, hd := range opts.Mount {
+		mux.Handle(pattern, hd)
+	}
 	h.handler = mux
 	h.wg.Add(1)
 	go h.sweeper(max(min(opts.IdleTimeout/4, time.Minute), time.Second))
@@ -235,6 +244,9 @@ func (s *Server) ServeHTTP(ctx context.Context, addr string, opts HTTPOptions, r
 	case <-ctx.Done():
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		if opts.OnShutdown != nil {
+			opts.OnShutdown()
+		}
 		if err := h.Shutdown(sctx); err != nil {
 			s.log.Warn("HTTP shutdown: requests still in flight were cut", "err", err)
 			httpSrv.Close()
@@ -244,6 +256,9 @@ func (s *Server) ServeHTTP(ctx context.Context, addr string, opts HTTPOptions, r
 	case err := <-errc:
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		if opts.OnShutdown != nil {
+			opts.OnShutdown()
+		}
 		_ = h.Shutdown(sctx)
 		if errors.Is(err, http.ErrServerClosed) {
 			return nil

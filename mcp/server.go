@@ -176,6 +176,10 @@ func New(reg *tools.Registry, opts Options) (*Server, error) {
 	return s, nil
 }
 
+// Env is the tool environment: the store, config and policy gate the
+// server's tools use (for surfaces beside MCP, such as the dashboard).
+func (s *Server) Env() *tools.Env { return s.reg.Env() }
+
 // MCPServer exposes the underlying mcp-go server (for in-process clients).
 func (s *Server) MCPServer() *server.MCPServer { return s.srv }
 

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sessionplane/sessionplane/mcp/httpauth"
 	"github.com/sessionplane/sessionplane/policy"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -129,21 +130,18 @@ func (u *UI) Close() error {
 	return nil
 }
 
-// CallerFor builds the policy caller of a principal that acts as agent
-// under preset (empty: the agent's configured preset), the way the MCP
-// server builds its client's caller. An unknown preset is an error.
+// CallerFor builds the policy caller of the principal that acts as agent
+// under preset (empty: the agent's configured preset), exactly as the MCP
+// server builds its client's: the same own session (agent:<a>:main when
+// no preset is given, agent:<a>:<preset> otherwise), so a restricted
+// viewer never takes the unrestricted client's session for its own. An
+// unknown preset is an error.
 func CallerFor(gate *policy.Engine, agent, preset string) (policy.Caller, error) {
 	if agent == "" {
 		agent = "main"
 	}
-	if preset == "" {
-		preset = gate.AgentPreset(agent)
-	}
-	layers, err := gate.Layers(preset)
-	if err != nil {
-		return policy.Caller{}, err
-	}
-	return policy.Caller{Key: "agent:" + agent + ":main", AgentID: agent, Layers: layers}, nil
+	return httpauth.Principal{Name: "dashboard", AgentID: agent, Preset: preset,
+		SessionKey: config.OwnSession(agent, preset, "")}.Caller(gate)
 }
 
 // ServeHTTP implements http.Handler.
