@@ -15,8 +15,8 @@ import (
 
 // ChoiceIn is tool_choice as a call passes it.
 type ChoiceIn struct {
-	Type string `json:"type" jsonschema:"auto, any, none or tool" schema:"enum=auto|any|none|tool"`
-	Name string `json:"name,omitempty" jsonschema:"the tool to force, with type tool"`
+	Type string `json:"type" schema:"enum=auto|any|none|tool"`
+	Name string `json:"name,omitempty" jsonschema:"with type tool"`
 }
 
 func (c *ChoiceIn) choice() *policy.Choice {
@@ -31,16 +31,16 @@ func (c *ChoiceIn) choice() *policy.Choice {
 // SpawnIn is the input of sessions_spawn.
 type SpawnIn struct {
 	Task              string    `json:"task" jsonschema:"what the sub-agent should do"`
-	Label             string    `json:"label,omitempty" jsonschema:"short label for lists and announces"`
-	AgentID           string    `json:"agentId,omitempty" jsonschema:"spawn under another agent id (must be allowed: see agents_list)"`
-	Model             string    `json:"model,omitempty" jsonschema:"model id from [[models]] (default: resolved from the config)"`
+	Label             string    `json:"label,omitempty" jsonschema:"short label for lists"`
+	AgentID           string    `json:"agentId,omitempty" jsonschema:"another agent id (see agents_list)"`
+	Model             string    `json:"model,omitempty" jsonschema:"model id from [[models]]"`
 	Thinking          string    `json:"thinking,omitempty" jsonschema:"off, low, medium or high"`
-	RunTimeoutSeconds int       `json:"runTimeoutSeconds,omitempty" jsonschema:"abort the run after N seconds (0 = the configured default; at most 86400)" schema:"min=0,max=86400"`
+	RunTimeoutSeconds int       `json:"runTimeoutSeconds,omitempty" jsonschema:"abort after N seconds (0 = configured default)" schema:"min=0,max=86400"`
 	TimeoutSeconds    int       `json:"timeoutSeconds,omitempty" jsonschema:"alias of runTimeoutSeconds" schema:"min=0,max=86400"`
-	Cleanup           string    `json:"cleanup,omitempty" jsonschema:"keep (default) or delete: delete archives the child session right after its announce" schema:"enum=keep|delete,default=keep"`
-	Preset            string    `json:"preset,omitempty" jsonschema:"a preset for the child (it narrows, never widens, your own policy)"`
+	Cleanup           string    `json:"cleanup,omitempty" jsonschema:"delete archives the child session after its announce" schema:"enum=keep|delete,default=keep"`
+	Preset            string    `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your policy)"`
 	ActiveTools       []string  `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
-	ToolChoice        *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the child's first model call"`
+	ToolChoice        *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the first model call"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -156,17 +156,17 @@ func labelOr(label, task string) string {
 // SpawnAgentIn is the input of spawn_agent.
 type SpawnAgentIn struct {
 	Task           string    `json:"task" jsonschema:"what the sub-agent should do"`
-	Context        string    `json:"context,omitempty" jsonschema:"who asks, shown to the child as [From: <context>]"`
-	Preset         string    `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your own policy)"`
+	Context        string    `json:"context,omitempty" jsonschema:"shown to the child as [From: <context>]"`
+	Preset         string    `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your policy)"`
 	Model          string    `json:"model,omitempty" jsonschema:"model id from [[models]]"`
-	AllowTools     []string  `json:"allow_tools,omitempty" jsonschema:"the child may call only these tools"`
+	AllowTools     []string  `json:"allow_tools,omitempty" jsonschema:"the only tools the child may call"`
 	DenyTools      []string  `json:"deny_tools,omitempty" jsonschema:"the child may not call these tools"`
-	DelegateOnly   bool      `json:"delegate_only,omitempty" jsonschema:"the child may only delegate: spawn and control its own sub-agents, and yield" schema:"default=false"`
-	Nonblocking    bool      `json:"nonblocking,omitempty" jsonschema:"return a task_id at once instead of waiting (default false)" schema:"default=false"`
+	DelegateOnly   bool      `json:"delegate_only,omitempty" jsonschema:"the child may only spawn/control sub-agents and yield" schema:"default=false"`
+	Nonblocking    bool      `json:"nonblocking,omitempty" jsonschema:"return a task_id at once instead of waiting" schema:"default=false"`
 	ActiveTools    []string  `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
-	ToolChoice     *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the child's first model call"`
-	OutputSchema   any       `json:"output_schema,omitempty" jsonschema:"JSON Schema (an object) the child's sessions_yield result must match"`
-	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" jsonschema:"abort the child after N seconds (at most 86400)" schema:"min=0,max=86400"`
+	ToolChoice     *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the first model call"`
+	OutputSchema   any       `json:"output_schema,omitempty" jsonschema:"JSON Schema the child's result must match"`
+	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" jsonschema:"abort after N seconds" schema:"min=0,max=86400"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -298,13 +298,13 @@ func renderSpawnAgent(out SpawnAgentOut) string {
 
 // TaskIn names a run.
 type TaskIn struct {
-	TaskID string `json:"task_id" jsonschema:"the runId / task_id a spawn returned"`
+	TaskID string `json:"task_id" jsonschema:"runId from a spawn"`
 }
 
 // ResultIn is the input of spawn_result.
 type ResultIn struct {
-	TaskID      string `json:"task_id" jsonschema:"the runId / task_id a spawn returned"`
-	WaitSeconds int    `json:"wait_seconds,omitempty" jsonschema:"wait up to N seconds for the run to end (default 0, at most 600); on expiry the current state is returned and the run goes on" schema:"default=0,min=0,max=600"`
+	TaskID      string `json:"task_id" jsonschema:"runId from a spawn"`
+	WaitSeconds int    `json:"wait_seconds,omitempty" jsonschema:"wait up to N seconds for the run to end" schema:"default=0,min=0,max=600"`
 }
 
 // RunInfo is a run as the spawn_* tools show it.
@@ -490,22 +490,22 @@ func SpawnTools() []*Tool {
 	readAnn := Annotations{ReadOnly: true, Idempotent: true}
 	return []*Tool{
 		Define(Meta{Name: "sessions_spawn", Title: "Spawn a sub-agent", Class: policy.ClassSpawn, Annotations: spawnAnn, DeferApproval: true,
-			Description: "Start a sub-agent on a task in its own session, in the background. Returns at once with {status: accepted, runId, childSessionKey}; the result is announced to you when it finishes (a log notification, a note before your next tool result, and spawn_status/spawn_result)."},
+			Description: "Start a sub-agent on a task in its own session, in the background. Returns at once with a runId; the result is announced to you (before your next tool result, and via spawn_result)."},
 			sessionsSpawn),
 		Define(Meta{Name: "spawn_agent", Title: "Run a sub-agent", Class: policy.ClassSpawn, Annotations: spawnAnn, DeferApproval: true,
-			Description: "Run a sub-agent on a task and wait for its result (progress notifications meanwhile; cancelling the call stops the child), or with nonblocking: true get a task_id at once. Options: allow_tools/deny_tools, active_tools/tool_choice, output_schema (the child must yield a matching result), preset, model."},
+			Description: "Run a sub-agent on a task and wait for its result, or with nonblocking: true get a task_id at once. Cancelling the call stops the child."},
 			spawnAgent),
 		Define(Meta{Name: "spawn_status", Title: "Sub-agent run status", Class: policy.ClassRead, Annotations: readAnn,
-			Description: "State of a run you spawned (queued, running, ok, error, timeout, killed, unknown), with its announce once it ended."},
+			Description: "State of a run you spawned, with its announce once it ended."},
 			spawnStatus),
 		Define(Meta{Name: "spawn_result", Title: "Sub-agent run result", Class: policy.ClassRead, Annotations: readAnn,
-			Description: "The result of a run you spawned; wait_seconds (≤ 600) waits for it to end and returns the current state on expiry (the run goes on)."},
+			Description: "The result of a run you spawned; on wait_seconds expiry the current state is returned and the run goes on."},
 			spawnResult),
 		Define(Meta{Name: "spawn_list", Title: "List sub-agent runs", Class: policy.ClassRead, Annotations: readAnn,
 			Description: "The runs you spawned, newest first (to recover task ids after losing context)."},
 			spawnList),
 		Define(Meta{Name: "cancel_spawn", Title: "Cancel a sub-agent run", Class: policy.ClassSpawn, Annotations: Annotations{Destructive: true, Idempotent: true},
-			Description: "Stop a run you spawned and every run it spawned. A cancel is final: a late completion cannot overwrite it."},
+			Description: "Stop a run you spawned and every run it spawned. A cancel is final."},
 			cancelSpawn),
 	}
 }
