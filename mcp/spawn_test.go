@@ -128,8 +128,9 @@ func (f *fixture) result(id string, wait int) runOut {
 	f.t.Helper()
 	var out runOut
 	res := f.call("spawn_result", map[string]any{"task_id": id, "wait_seconds": wait}, &out)
-	if res.IsError {
-		f.t.Fatalf("spawn_result: %s", text(res))
+	// A run that ended in error is an error result, in its own shape.
+	if res.IsError != (out.Status == "error") || out.Status == "" {
+		f.t.Fatalf("spawn_result: isError %v for status %q: %s", res.IsError, out.Status, text(res))
 	}
 	return out
 }

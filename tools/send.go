@@ -36,6 +36,9 @@ func (in SendIn) Targets() policy.Targets {
 // ApprovalSummary is the message, for the approval prompt.
 func (in SendIn) ApprovalSummary() string { return firstN(in.Message, 300) }
 
+// Failed marks a send whose turn failed as an error result.
+func (o SendOut) Failed() bool { return o.Status == "error" }
+
 // SendOut is the output of sessions_send.
 type SendOut struct {
 	Status   string   `json:"status" jsonschema:"ok (reply received), timeout (the turn goes on; its reply will be announced), accepted (fire and forget), delivered (the target is an MCP client's session: no agent runs), error"`

@@ -137,11 +137,18 @@ func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, strin
 	if out.Warnings == nil {
 		out.Warnings = []string{}
 	}
-	text := fmt.Sprintf("Sub-agent accepted.\nRun: %s\nSession: %s\nModel: %s\nTask: %s\n%s", tk.RunID, tk.ChildKey, tk.Model, firstN(labelOr(in.Label, in.Task), 80), out.Note)
+	text := fmt.Sprintf("Sub-agent accepted.\nRun: %s\nSession: %s\nModel: %s\n%sTask: %s\n%s", tk.RunID, tk.ChildKey, tk.Model, labelLine(in.Label), firstN(in.Task, 200), out.Note)
 	for _, w := range out.Warnings {
 		text += "\nWarning: " + w
 	}
 	return out, text, nil
+}
+
+func labelLine(label string) string {
+	if label == "" {
+		return ""
+	}
+	return "Label: " + label + "\n"
 }
 
 func labelOr(label, task string) string {
@@ -235,7 +242,7 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 	if in.Nonblocking {
 		out.Status = "running"
 		out.Note = "Use spawn_status or spawn_result with this task_id; the result is also announced to you."
-		return out, fmt.Sprintf("Sub-agent started: task_id %s (model %s). %s", tk.RunID, tk.Model, out.Note), nil
+		return out, fmt.Sprintf("Sub-agent started: task_id %s (model %s). %s", tk.RunID, tk.Model, out.Note) + warningLines(out.Warnings), nil
 	}
 	// Blocking: progress while the child works; MCP cancellation kills it.
 	if call.Progress != nil {
@@ -259,8 +266,19 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 		_ = call.Env.Store.MarkAnnounceDelivered(context.WithoutCancel(ctx), run.ID)
 	}
 	fillRunOut(&out, run)
-	return out, renderSpawnAgent(out), nil
+	return out, renderSpawnAgent(out) + warningLines(out.Warnings), nil
 }
+
+func warningLines(ws []string) string {
+	var b strings.Builder
+	for _, w := range ws {
+		b.WriteString("\nWarning: " + w)
+	}
+	return b.String()
+}
+
+// Failed marks a blocking spawn_agent whose child failed as an error result.
+func (o SpawnAgentOut) Failed() bool { return o.Status == store.RunError }
 
 func fillRunOut(out *SpawnAgentOut, run *store.Run) {
 	out.Status = run.State
@@ -375,8 +393,8 @@ func ownRun(ctx context.Context, call *Call, id string) (*store.Run, error) {
 
 func renderRun(i RunInfo) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Run %s: %s\nTask: %s\nSession: %s (agent %s, model %s)\n", i.TaskID, i.Status, firstN(labelOr(i.Label, i.Task), 120), i.ChildKey, i.AgentID, i.Model)
-	if i.Note != "" {
+	fmt.Fprintf(&b, "Run %s: %s\n%sTask: %s\nSession: %s (agent %s, model %s)\n", i.TaskID, i.Status, labelLine(i.Label), firstN(i.Task, 200), i.ChildKey, i.AgentID, i.Model)
+	if i.Note != "" && i.Announce == "" { // the announce carries the note
 		fmt.Fprintf(&b, "Note: %s\n", i.Note)
 	}
 	if i.Announce != "" {
@@ -393,8 +411,20 @@ func spawnStatus(ctx context.Context, call *Call, in TaskIn) (RunInfo, string, e
 		return RunInfo{}, "", err
 	}
 	info := runInfo(ctx, call, r, true)
+	shownAnnounce(ctx, call, info)
 	return info, renderRun(info), nil
 }
+
+// shownAnnounce marks an announce this result shows as delivered, so it is
+// not put in front of the next tool result as well.
+func shownAnnounce(ctx context.Context, call *Call, info RunInfo) {
+	if info.Announce != "" {
+		_ = call.Env.Store.MarkAnnounceDelivered(context.WithoutCancel(ctx), info.TaskID)
+	}
+}
+
+// Failed marks a run that ended in error as an error result.
+func (i RunInfo) Failed() bool { return i.Status == store.RunError }
 
 func spawnResult(ctx context.Context, call *Call, in ResultIn) (RunInfo, string, error) {
 	r, err := ownRun(ctx, call, in.TaskID)
@@ -411,6 +441,7 @@ func spawnResult(ctx context.Context, call *Call, in ResultIn) (RunInfo, string,
 		}
 	}
 	info := runInfo(ctx, call, r, true)
+	shownAnnounce(ctx, call, info)
 	text := renderRun(info)
 	if !store.Terminal(r.State) {
 		text += "\nStill " + r.State + "; call spawn_result again (wait_seconds up to 600) or wait for the announce."
