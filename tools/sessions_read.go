@@ -280,7 +280,11 @@ func resolveSession(ctx context.Context, call *Call, key, id string) (*store.Ses
 }
 
 func sessionsHistory(ctx context.Context, call *Call, in HistoryIn) (HistoryOut, string, error) {
-	s, err := resolveSession(ctx, call, in.key(), in.SessionID)
+	key := in.key()
+	if key == "" && in.SessionID == "" {
+		key = call.Caller.Key // like session_status: default to your own
+	}
+	s, err := resolveSession(ctx, call, key, in.SessionID)
 	if err != nil {
 		return HistoryOut{}, "", err
 	}
@@ -406,11 +410,17 @@ func sessionsSearch(ctx context.Context, call *Call, in SearchIn) (SearchOut, st
 	out.Count = len(out.Hits)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d hit(s) for %q", out.Count, in.Query)
-	b.WriteString(":\n")
-	for i, h := range out.Hits {
-		fmt.Fprintf(&b, "%d. %s #%d %s (score %.2f): %s\n", i+1, h.Key, h.Seq, h.Role, h.Score, Fence(SessionURI(h.Key), h.Snippet))
+	if out.Count == 0 {
+		return out, b.String() + ".", nil
 	}
-	return out, strings.TrimSpace(b.String()), nil
+	b.WriteString(":\n")
+	// One fence around every hit: the snippets are other sessions' text.
+	var hits strings.Builder
+	for i, h := range out.Hits {
+		fmt.Fprintf(&hits, "%d. %s #%d %s (score %.2f): %s\n", i+1, h.Key, h.Seq, h.Role, h.Score, strings.Join(strings.Fields(h.Snippet), " "))
+	}
+	b.WriteString(Fence("sessions_search (snippets of the sessions named)", strings.TrimSpace(hits.String())))
+	return out, b.String(), nil
 }
 
 // Info converts a stored session for display (used by session:// resources).
