@@ -577,3 +577,88 @@ func TestRunPanicFailsOnlyTheRun(t *testing.T) {
 		t.Fatalf("server not serving after a run panicked: %s", text(res))
 	}
 }
+
+// The run id the subagents list shows is one that target accepts and
+// that picks its own row, even for runs made in the same millisecond
+// (UUIDv7 ids share their first characters then).
+func TestSubagentsListShowsTargetableIDs(t *testing.T) {
+	f, _ := newSpawnFixture(t, "")
+	ids := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		ids[f.spawn(map[string]any{"task": fmt.Sprintf("quick job %d", i)}).RunID] = true
+	}
+	res := f.call("subagents", map[string]any{"action": "list"}, nil)
+	rows := 0
+	for _, line := range strings.Split(text(res), "\n") {
+		i := strings.Index(line, " · run ")
+		if i < 0 {
+			continue
+		}
+		shown := strings.Fields(line[i+len(" · run "):])[0]
+		rows++
+		var info struct {
+			Runs []struct {
+				TaskID string `json:"task_id"`
+			} `json:"runs"`
+		}
+		r := f.call("subagents", map[string]any{"action": "info", "target": shown}, &info)
+		if r.IsError || len(info.Runs) != 1 || !ids[info.Runs[0].TaskID] || !strings.HasPrefix(info.Runs[0].TaskID, shown) {
+			t.Fatalf("target %q (shown in %q): %s", shown, line, text(r))
+		}
+		delete(ids, info.Runs[0].TaskID) // each shown id picks a different run
+	}
+	if rows != 4 || len(ids) != 0 {
+		t.Fatalf("%d rows, %d runs not reached by their shown id:\n%s", rows, len(ids), text(res))
+	}
+}
+
+// Seed 000's task API: cancel_spawn's cancelled, spawn_status's task,
+// finished_at, elapsed_secs, error; spawn_list with no arguments.
+func TestSpawnTaskAPICompatibility(t *testing.T) {
+	f, _ := newSpawnFixture(t, "")
+	slow := f.spawn(map[string]any{"task": "slow forever", "label": "the slow one"})
+	var c struct {
+		Cancelled bool   `json:"cancelled"`
+		Status    string `json:"status"`
+	}
+	f.call("cancel_spawn", map[string]any{"task_id": slow.RunID}, &c)
+	if !c.Cancelled || c.Status != "killed" {
+		t.Fatalf("cancel_spawn: %+v", c)
+	}
+	f.call("cancel_spawn", map[string]any{"task_id": slow.RunID}, &c)
+	if c.Cancelled {
+		t.Fatalf("a second cancel_spawn says cancelled: %+v", c)
+	}
+	var st struct {
+		Status      string  `json:"status"`
+		Task        string  `json:"task"`
+		FinishedAt  int64   `json:"finished_at"`
+		ElapsedSecs float64 `json:"elapsed_secs"`
+		Cancelled   bool    `json:"cancelled"`
+		Error       string  `json:"error"`
+	}
+	res := f.call("spawn_status", map[string]any{"task_id": slow.RunID}, &st)
+	if st.Status != "killed" || !st.Cancelled || st.Task != "slow forever" || st.FinishedAt == 0 || st.ElapsedSecs < 0 {
+		t.Fatalf("spawn_status of a cancelled run: %+v", st)
+	}
+	// The text shows the task (not the label) and the stop note once.
+	if tx := text(res); !strings.Contains(tx, "Task: slow forever") || !strings.Contains(tx, "Label: the slow one") || strings.Count(tx, "Note: ") != 1 {
+		t.Fatalf("spawn_status text:\n%s", tx)
+	}
+	var list struct {
+		Count int `json:"count"`
+	}
+	if res := f.call("spawn_list", nil, &list); res.IsError || list.Count != 1 {
+		t.Fatalf("spawn_list with no arguments: %s", text(res))
+	}
+	if res := f.call("spawn_list", map[string]any{"status": "cancelled"}, &list); res.IsError || list.Count != 1 {
+		t.Fatalf("spawn_list status cancelled (= killed): %s", text(res))
+	}
+	// A failed run: status error, error says why, and the result is an error result.
+	to := f.spawn(map[string]any{"task": "slow work", "runTimeoutSeconds": 1})
+	f.result(to.RunID, 30)
+	res = f.call("spawn_status", map[string]any{"task_id": to.RunID}, &st)
+	if st.Status != "timeout" || st.Error == "" {
+		t.Fatalf("spawn_status of a timed-out run: %+v %s", st, text(res))
+	}
+}

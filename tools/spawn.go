@@ -347,6 +347,11 @@ type RunInfo struct {
 	StartedAt     int64   `json:"started_at,omitempty"`
 	EndedAt       int64   `json:"ended_at,omitempty"`
 	Announce      string  `json:"announce,omitempty" jsonschema:"the run's announce, once it ended"`
+	// Seed 000's task API names (its clients read them).
+	FinishedAt  int64   `json:"finished_at,omitempty" jsonschema:"ended_at, for seed 000 clients"`
+	ElapsedSecs float64 `json:"elapsed_secs" jsonschema:"seconds from start to end (or to now while it runs)"`
+	Error       string  `json:"error,omitempty" jsonschema:"why it failed (status error, timeout or unknown)"`
+	Cancelled   bool    `json:"cancelled,omitempty" jsonschema:"status killed: cancelled (cancel_spawn, subagents kill)"`
 }
 
 func runInfo(ctx context.Context, call *Call, r *store.Run, withAnnounce bool) RunInfo {
@@ -356,6 +361,23 @@ func runInfo(ctx context.Context, call *Call, r *store.Run, withAnnounce bool) R
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt}
 	if len(r.ResultJSON) > 0 {
 		info.Output = r.ResultJSON
+	}
+	info.FinishedAt = r.EndedAt
+	if r.StartedAt > 0 {
+		end := r.EndedAt
+		if end == 0 {
+			end = time.Now().UnixMilli()
+		}
+		info.ElapsedSecs = float64(end-r.StartedAt) / 1000
+	}
+	switch r.State {
+	case store.RunError, store.RunTimeout, store.RunUnknown:
+		info.Error = r.Note
+		if info.Error == "" {
+			info.Error = r.State
+		}
+	case store.RunKilled:
+		info.Cancelled = true
 	}
 	if withAnnounce && store.Terminal(r.State) {
 		if a, err := call.Env.Store.GetAnnounce(ctx, r.ID); err == nil {
@@ -451,7 +473,7 @@ func spawnResult(ctx context.Context, call *Call, in ResultIn) (RunInfo, string,
 
 // ListRunsIn is the input of spawn_list.
 type ListRunsIn struct {
-	Status string `json:"status,omitempty" jsonschema:"only runs in this state" schema:"enum=queued|running|ok|error|timeout|killed|unknown"`
+	Status string `json:"status,omitempty" jsonschema:"only runs in this state (cancelled = killed)" schema:"enum=queued|running|ok|error|timeout|killed|cancelled|unknown"`
 }
 
 // ListRunsOut is the output of spawn_list.
@@ -462,6 +484,9 @@ type ListRunsOut struct {
 
 func spawnList(ctx context.Context, call *Call, in ListRunsIn) (ListRunsOut, string, error) {
 	f := store.RunFilter{Requesters: []string{call.Caller.Key}, Limit: 200}
+	if in.Status == "cancelled" { // seed 000's name for a killed run
+		in.Status = store.RunKilled
+	}
 	if in.Status != "" {
 		f.States = []string{in.Status}
 	}
@@ -485,9 +510,10 @@ func spawnList(ctx context.Context, call *Call, in ListRunsIn) (ListRunsOut, str
 
 // CancelOut is the output of cancel_spawn.
 type CancelOut struct {
-	TaskID string   `json:"task_id"`
-	Status string   `json:"status"`
-	Killed []string `json:"killed" jsonschema:"runs stopped: this one and its descendants"`
+	TaskID    string   `json:"task_id"`
+	Cancelled bool     `json:"cancelled" jsonschema:"this call stopped the run (false: it had already ended)"`
+	Status    string   `json:"status" jsonschema:"the run state: killed once cancelled (seed 000's cancelled)"`
+	Killed    []string `json:"killed" jsonschema:"runs stopped: this one and its descendants"`
 }
 
 func cancelSpawn(ctx context.Context, call *Call, in TaskIn) (CancelOut, string, error) {
@@ -504,7 +530,7 @@ func cancelSpawn(ctx context.Context, call *Call, in TaskIn) (CancelOut, string,
 		return CancelOut{}, "", err
 	}
 	r, _ = call.Env.Store.GetRun(ctx, r.ID)
-	out := CancelOut{TaskID: r.ID, Status: r.State, Killed: killed}
+	out := CancelOut{TaskID: r.ID, Status: r.State, Killed: killed, Cancelled: len(killed) > 0}
 	if out.Killed == nil {
 		out.Killed = []string{}
 	}

@@ -310,14 +310,39 @@ func renderSubagentList(out SubagentsOut, now int64) string {
 	var b strings.Builder
 	b.WriteString("🧭 Subagents (current session)\n")
 	fmt.Fprintf(&b, "Active: %d · Done: %d\n", out.Active, out.Done)
+	ids := make([]string, len(out.Runs))
 	for i, r := range out.Runs {
-		short := r.TaskID
-		if len(short) > 8 {
-			short = short[len(short)-8:]
-		}
-		fmt.Fprintf(&b, "%d) %s · %s · %s · run %s · %s\n", i+1, stateIcon(r.Status), firstN(labelOr(r.Label, r.Task), 40), runtimeOf(r, now), short, r.ChildKey)
+		ids[i] = r.TaskID
+	}
+	short := uniquePrefixes(ids, 8)
+	for i, r := range out.Runs {
+		fmt.Fprintf(&b, "%d) %s · %s · %s · run %s · %s\n", i+1, stateIcon(r.Status), firstN(labelOr(r.Label, r.Task), 40), runtimeOf(r, now), short[i], r.ChildKey)
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// uniquePrefixes shortens each id to its shortest prefix of at least min
+// characters that no other id shares: what the list shows is what target
+// accepts (a runId prefix). UUIDv7 ids made in the same millisecond share
+// their first 13 characters, so the length varies.
+func uniquePrefixes(ids []string, min int) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		n := min
+		for j, other := range ids {
+			if j == i || other == id {
+				continue
+			}
+			for n < len(id) && strings.HasPrefix(other, id[:n]) {
+				n++
+			}
+		}
+		if n > len(id) {
+			n = len(id)
+		}
+		out[i] = id[:n]
+	}
+	return out
 }
 
 func renderSubagentInfo(r RunInfo) string {
