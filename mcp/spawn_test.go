@@ -226,6 +226,29 @@ func TestSpawnYieldAndSilentAndModelWarnings(t *testing.T) {
 	if n := countAnnounces(f.call("sessions_list", nil, nil)); n != 0 {
 		t.Fatalf("silent announce delivered %d", n)
 	}
+	// NO_REPLY keeps the status and silences the rest: no body, no stats,
+	// in the requester's transcript either.
+	msgs, err := f.st.Transcript(context.Background(), "agent:main:main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := false
+	for _, m := range msgs {
+		if strings.Contains(m.Content.Text, s.RunID) && strings.HasPrefix(m.Content.Text, "[announce]") {
+			seen = true
+			if strings.Contains(m.Content.Text, "Stats:") || strings.Contains(m.Content.Text, "UNTRUSTED DATA") || !strings.Contains(m.Content.Text, "finished: ok") {
+				t.Fatalf("silent announce in the requester's transcript: %q", m.Content.Text)
+			}
+		}
+	}
+	if !seen {
+		t.Fatal("the silent announce's status is not in the requester's transcript")
+	}
+	// spawn_agent with an unknown model says so in the text too.
+	res := f.call("spawn_agent", map[string]any{"task": "quick one", "model": "nope/x", "nonblocking": true}, nil)
+	if !strings.Contains(text(res), "Warning: ") || !strings.Contains(text(res), "nope/x") {
+		t.Fatalf("spawn_agent unknown model, text: %s", text(res))
+	}
 }
 
 func TestSpawnTimeoutKillAndWaitExpiry(t *testing.T) {
@@ -425,6 +448,10 @@ func TestSteer(t *testing.T) {
 	}
 	if _, err := f.st.GetAnnounce(context.Background(), out.RunID); err == nil {
 		t.Fatal("the replaced run announced")
+	}
+	// The steered run is still named after the child's task, not the steer message.
+	if a, err := f.st.GetAnnounce(context.Background(), st.RunID); err != nil || !strings.Contains(a.Body, `"long task"`) {
+		t.Fatalf("steered run's announce: %+v %v", a, err)
 	}
 	again := f.call("subagents", map[string]any{"action": "steer", "target": "last", "message": "change of plan 2"}, nil)
 	f.wantError(again, "rate-limited")
