@@ -689,3 +689,16 @@ func TestSpawnTaskAPICompatibility(t *testing.T) {
 		t.Fatalf("spawn_status of a timed-out run: %+v %s", st, text(res))
 	}
 }
+
+// With no config, a spawn says in one line what to configure and how to
+// try it without a key.
+func TestSpawnWithNoModelsSaysWhatToConfigure(t *testing.T) {
+	f := newFixture(t, "")
+	for _, tool := range []string{"spawn_agent", "sessions_spawn"} {
+		res := f.call(tool, map[string]any{"task": "x"}, nil)
+		f.wantError(res, "no [[models]]", "agents.defaults.model", "sessionplane demo")
+		if tx := text(res); strings.Contains(tx, "\n") || len(tx) > 300 {
+			t.Errorf("%s: want one short line, got %q", tool, tx)
+		}
+	}
+}

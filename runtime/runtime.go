@@ -11,6 +11,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -229,6 +230,9 @@ func (r *Runtime) ResolveModel(callModel, agentID string, child bool) (Model, []
 			return m, warnings, nil
 		}
 		warnings = append(warnings, fmt.Sprintf("model %q (%s) is not configured in [[models]] (known: %s); skipped", c.id, c.from, r.modelIDs()))
+	}
+	if len(r.cfg.Models) == 0 {
+		return Model{}, warnings, errors.New("no model to run with: this config has no [[models]]; add a [[models]] entry and agents.defaults.model (README: Configuration), or try `sessionplane demo` / --config testdata/demo.toml (no API key)")
 	}
 	return Model{}, warnings, fmt.Errorf("no model to run with: set agents.defaults.model to one of [[models]] (known: %s), or pass model", r.modelIDs())
 }
