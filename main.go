@@ -204,6 +204,10 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	if err := checkProviders(cfg, stderr); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
 	src := cfg.Source()
 	if src == "" {
 		src = "(built-in defaults)"

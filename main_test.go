@@ -222,6 +222,13 @@ func TestCLI(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("[mcp]\nagent = \"main\"\nagnet = 1\n"), 0o600)
+	noScript := filepath.Join(dir, "noscript.toml")
+	os.WriteFile(noScript, []byte("[providers.demo]\nkind = \"scripted\"\nscript = \"missing.json\"\n"), 0o600)
+	badScript := filepath.Join(dir, "badscript.toml")
+	os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"conversations": [{"turns": [{"txt": "typo"}]}]}`), 0o600)
+	os.WriteFile(badScript, []byte("[providers.demo]\nkind = \"scripted\"\nscript = \"bad.json\"\n"), 0o600)
+	unsetKey := filepath.Join(dir, "unsetkey.toml")
+	os.WriteFile(unsetKey, []byte("[providers.claude]\nkind = \"anthropic\"\napi_key_env = \"SESSIONPLANE_TEST_UNSET_KEY\"\n"), 0o600)
 	cases := []struct {
 		args       []string
 		code       int
@@ -234,6 +241,10 @@ func TestCLI(t *testing.T) {
 		{[]string{"config", "check", "--config", "testdata/example.toml"}, 0, "", "config OK", true},
 		{[]string{"config", "check"}, 0, "", "built-in defaults", true},
 		{[]string{"config", "check", "--config", bad}, 2, "", "mcp.agnet: unknown key", false},
+		{[]string{"config", "check", "--config", noScript}, 2, "", "providers.demo.script", false},
+		{[]string{"config", "check", "--config", badScript}, 2, "", "txt", false},
+		{[]string{"config", "check", "--config", unsetKey}, 0, "", "warning: providers.claude.api_key_env: $SESSIONPLANE_TEST_UNSET_KEY is not set", true},
+		{[]string{"--db", dir}, 1, "", "is a directory", false},
 		{[]string{"--config", bad}, 2, "", "(line 3)", false},
 		{[]string{"--config", filepath.Join(dir, "missing.toml")}, 2, "", "cannot read the file", false},
 		{[]string{"--preset", "ghost", "--db", filepath.Join(dir, "x.db")}, 2, "", "--preset \"ghost\"", false},

@@ -168,7 +168,7 @@ func (r *Runtime) newProvider(name string, pc config.Provider, key string) (prov
 		Timeout: secondsDuration(pc.TimeoutSeconds), MaxRetries: pc.MaxRetries,
 	}, &r.popts)
 	if err != nil {
-		return nil, fmt.Errorf("provider %q: %w", name, err)
+		return nil, err // provider.New names the provider already
 	}
 	return p, nil
 }

@@ -398,3 +398,11 @@ func TestWritePanicFailsOnlyThatWrite(t *testing.T) {
 		t.Fatalf("writer dead after a panic: %v", err)
 	}
 }
+
+func TestOpenADirectorySaysSo(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Open(context.Background(), dir, nil)
+	if err == nil || !strings.Contains(err.Error(), "is a directory") || !strings.Contains(err.Error(), "sessionplane.db") {
+		t.Fatalf("Open(a directory) = %v, want it to say it is a directory and what to name", err)
+	}
+}
