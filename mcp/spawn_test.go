@@ -580,6 +580,10 @@ func TestBlockingSpawnAgentIsNotAnnouncedAgain(t *testing.T) {
 	if countAnnounces(res) != 0 {
 		t.Fatalf("blocking result also announced: %s", text(res))
 	}
+	// The stats line the README promises comes with the inline result.
+	if tx := text(res); !strings.Contains(tx, "Stats: runtime ") || !strings.Contains(tx, "tokens 1.2k (in 800 / out 400)") {
+		t.Fatalf("blocking spawn_agent without its stats line: %s", tx)
+	}
 	if n := countAnnounces(f.call("sessions_list", nil, nil)); n != 0 {
 		t.Fatalf("announced later: %d", n)
 	}

@@ -266,7 +266,11 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 		_ = call.Env.Store.MarkAnnounceDelivered(context.WithoutCancel(ctx), run.ID)
 	}
 	fillRunOut(&out, run)
-	return out, renderSpawnAgent(out) + warningLines(out.Warnings), nil
+	text := renderSpawnAgent(out)
+	if store.Terminal(run.State) {
+		text += "\n" + spruntime.StatsLine(run, tk.SessionID)
+	}
+	return out, text + warningLines(out.Warnings), nil
 }
 
 func warningLines(ws []string) string {
