@@ -155,6 +155,7 @@ func (p *stdioProc) wait() int {
 const initMsg = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"stdio-test","version":"1"}}}`
 
 func TestStdioOnlyJSONRPCAndCleanEOF(t *testing.T) {
+	t.Parallel()
 	db := filepath.Join(t.TempDir(), "sp.db")
 	p := startServer(t, "--db", db, "--log-level", "debug")
 	p.send(initMsg)
@@ -206,6 +207,7 @@ func TestStdioOnlyJSONRPCAndCleanEOF(t *testing.T) {
 }
 
 func TestStdioSIGTERMExitsZero(t *testing.T) {
+	t.Parallel()
 	p := startServer(t, "--db", filepath.Join(t.TempDir(), "sp.db"))
 	p.send(initMsg)
 	p.response(1)
@@ -218,6 +220,7 @@ func TestStdioSIGTERMExitsZero(t *testing.T) {
 }
 
 func TestCLI(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.toml")
@@ -254,6 +257,7 @@ func TestCLI(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			t.Parallel()
 			cmd := exec.Command(bin, c.args...)
 			cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
 			var stdout, stderr bytes.Buffer
@@ -422,7 +426,10 @@ func TestKill9RecoversRunAsUnknown(t *testing.T) {
 			announced += strings.Count(c.(map[string]any)["text"].(string), "[announce]")
 		}
 	}
-	countIn(resp)
+	// spawn_status shows the announce itself, so it is not prefixed again.
+	for _, c := range resp["content"].([]any) {
+		announced += strings.Count(c.(map[string]any)["text"].(string), "[announce]")
+	}
 	for id := 3; id < 6; id++ {
 		q.send(callMsg(id, "sessions_list", `{}`))
 		countIn(q.response(id)["result"].(map[string]any))
