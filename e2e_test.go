@@ -28,6 +28,7 @@ import (
 // when they are missing, and runs `npm ci` in e2e/ when e2e/node_modules is
 // missing or does not match e2e/package.json.
 func TestRealClients(t *testing.T) {
+	t.Parallel() // after the serial tests (crash, soak), beside the other parallel ones
 	root, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -36,19 +37,22 @@ func TestRealClients(t *testing.T) {
 	e2eRequireNode(t)
 	e2eEnsureNodeModules(t, e2eDir)
 
-	bin := filepath.Join(t.TempDir(), "sessionplane")
-	e2eBuild(t, root, bin)
+	bin := buildBinary(t) // the one binary every test of this package runs
 
 	// The clients start the server with a HOME of their own, so neither
 	// sessionplane's nor the Inspector's per-user files are read or written.
 	env := e2eHermeticEnv(t)
 
+	// Each client runs its own server on its own database: the subtests
+	// are independent and mostly wait on node, so they run side by side.
 	t.Run("sdk", func(t *testing.T) {
+		t.Parallel()
 		db := filepath.Join(t.TempDir(), "sdk.db")
 		out := e2eRun(t, root, env, 3*time.Minute, "node", filepath.Join("e2e", "sdk_client.mjs"), bin, db)
 		e2eRequireSummary(t, out, "sdk client")
 	})
 	t.Run("flows", func(t *testing.T) {
+		t.Parallel()
 		dir := t.TempDir()
 		scripted := scriptedConfig(t, dir, `{"conversations": [
 			{"match": "release notes", "turns": [{"text": "Release notes: faster search, durable announces.", "usage": {"input_tokens": 800, "output_tokens": 400}}]},
@@ -63,10 +67,15 @@ tools.allow = ["toolset.starter-read", "sessions_search"]
 sessions.key_prefix = "agent:research:"
 sessions.can_send = false
 `), 0o600)
+		// spawn-demo is the README's command: the demo config, any answer.
 		// http: --http with a token, driven by the SDK's Streamable HTTP client.
-		for _, f := range []struct{ flow, config string }{{"observer", observer}, {"spawn", scripted}, {"coordinator", scripted}, {"http", scripted}} {
-			t.Run(f.flow, func(t *testing.T) {
-				db := filepath.Join(t.TempDir(), f.flow+".db")
+		for _, f := range []struct{ name, flow, config, expect string }{{"observer", "observer", observer, ""},
+			{"spawn", "spawn", scripted, "Release notes: faster search, durable announces."},
+			{"spawn-demo", "spawn", filepath.Join("testdata", "demo.toml"), ""}, {"coordinator", "coordinator", scripted, ""},
+			{"http", "http", scripted, ""}} {
+			t.Run(f.name, func(t *testing.T) {
+				t.Parallel()
+				db := filepath.Join(t.TempDir(), f.name+".db")
 				if f.flow == "observer" {
 					st, err := store.Open(context.Background(), db, nil)
 					if err != nil {
@@ -76,12 +85,17 @@ sessions.can_send = false
 					st.EnsureSession(context.Background(), store.Session{Key: "agent:research:papers"})
 					st.Close()
 				}
+				env := env
+				if f.expect != "" {
+					env = append(env[:len(env):len(env)], "SDK_FLOWS_EXPECT_TEXT="+f.expect)
+				}
 				out := e2eRun(t, root, env, 3*time.Minute, "node", filepath.Join("e2e", "sdk_flows.mjs"), f.flow, bin, db, "--config", f.config)
 				e2eRequireSummary(t, out, "sdk flows "+f.flow)
 			})
 		}
 	})
 	t.Run("inspector", func(t *testing.T) {
+		t.Parallel()
 		db := filepath.Join(t.TempDir(), "inspector.db")
 		out := e2eRun(t, root, env, 3*time.Minute, "bash", filepath.Join("e2e", "inspector.sh"), bin, db)
 		e2eRequireSummary(t, out, "inspector cli")
@@ -123,19 +137,6 @@ func e2eRequireNode(t *testing.T) {
 func e2eEnsureNodeModules(t *testing.T, dir string) {
 	t.Helper()
 	npmtest.Ensure(t) // npm ci under a lock shared with the other test packages
-}
-
-// e2eBuild builds the server binary with the go command running this test.
-func e2eBuild(t *testing.T, root, bin string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	cmd.Dir = root
-	cmd.WaitDelay = 10 * time.Second
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build -o %s .: %v\n%s", bin, err, out)
-	}
 }
 
 // e2eHermeticEnv is the environment for the client scripts: the user's, with

@@ -57,6 +57,7 @@ Usage:
   sessionplane --http 127.0.0.1:8765        serve the same server as Streamable HTTP at /mcp
   sessionplane config check [--config FILE] validate a config file and print the resolved config
   sessionplane ui [--addr 127.0.0.1:8766]   a read-only live web dashboard (see sessionplane ui --help)
+  sessionplane demo [--db PATH]             run the coordinator flow offline and print what a client sees
 
 Flags:
 `
@@ -93,6 +94,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if len(args) >= 1 && args[0] == "ui" {
 		return runUI(ctx, args[1:], stderr)
+	}
+	if len(args) >= 1 && args[0] == "demo" {
+		return runDemo(ctx, args[1:], stdout, stderr)
 	}
 	o, fs, err := parseFlags("sessionplane", args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -266,6 +270,10 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if _, err := policy.New(cfg, nil, tools.Catalog); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if err := checkProviders(cfg, stderr); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}

@@ -156,6 +156,7 @@ func (p *stdioProc) wait() int {
 const initMsg = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"stdio-test","version":"1"}}}`
 
 func TestStdioOnlyJSONRPCAndCleanEOF(t *testing.T) {
+	t.Parallel()
 	db := filepath.Join(t.TempDir(), "sp.db")
 	p := startServer(t, "--db", db, "--log-level", "debug")
 	p.send(initMsg)
@@ -207,6 +208,7 @@ func TestStdioOnlyJSONRPCAndCleanEOF(t *testing.T) {
 }
 
 func TestStdioSIGTERMExitsZero(t *testing.T) {
+	t.Parallel()
 	p := startServer(t, "--db", filepath.Join(t.TempDir(), "sp.db"))
 	p.send(initMsg)
 	p.response(1)
@@ -219,10 +221,18 @@ func TestStdioSIGTERMExitsZero(t *testing.T) {
 }
 
 func TestCLI(t *testing.T) {
+	t.Parallel()
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.toml")
 	os.WriteFile(bad, []byte("[mcp]\nagent = \"main\"\nagnet = 1\n"), 0o600)
+	noScript := filepath.Join(dir, "noscript.toml")
+	os.WriteFile(noScript, []byte("[providers.demo]\nkind = \"scripted\"\nscript = \"missing.json\"\n"), 0o600)
+	badScript := filepath.Join(dir, "badscript.toml")
+	os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"conversations": [{"turns": [{"txt": "typo"}]}]}`), 0o600)
+	os.WriteFile(badScript, []byte("[providers.demo]\nkind = \"scripted\"\nscript = \"bad.json\"\n"), 0o600)
+	unsetKey := filepath.Join(dir, "unsetkey.toml")
+	os.WriteFile(unsetKey, []byte("[providers.claude]\nkind = \"anthropic\"\napi_key_env = \"SESSIONPLANE_TEST_UNSET_KEY\"\n"), 0o600)
 	cases := []struct {
 		args       []string
 		code       int
@@ -235,6 +245,10 @@ func TestCLI(t *testing.T) {
 		{[]string{"config", "check", "--config", "testdata/example.toml"}, 0, "", "config OK", true},
 		{[]string{"config", "check"}, 0, "", "built-in defaults", true},
 		{[]string{"config", "check", "--config", bad}, 2, "", "mcp.agnet: unknown key", false},
+		{[]string{"config", "check", "--config", noScript}, 2, "", "providers.demo.script", false},
+		{[]string{"config", "check", "--config", badScript}, 2, "", "txt", false},
+		{[]string{"config", "check", "--config", unsetKey}, 0, "", "warning: providers.claude.api_key_env: $SESSIONPLANE_TEST_UNSET_KEY is not set", true},
+		{[]string{"--db", dir}, 1, "", "is a directory", false},
 		{[]string{"--config", bad}, 2, "", "(line 3)", false},
 		{[]string{"--config", filepath.Join(dir, "missing.toml")}, 2, "", "cannot read the file", false},
 		{[]string{"--preset", "ghost", "--db", filepath.Join(dir, "x.db")}, 2, "", "--preset \"ghost\"", false},
@@ -247,6 +261,7 @@ func TestCLI(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+			t.Parallel()
 			cmd := exec.Command(bin, c.args...)
 			cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
 			var stdout, stderr bytes.Buffer
@@ -480,7 +495,10 @@ func TestKill9RecoversRunAsUnknown(t *testing.T) {
 			announced += strings.Count(c.(map[string]any)["text"].(string), "[announce]")
 		}
 	}
-	countIn(resp)
+	// spawn_status shows the announce itself, so it is not prefixed again.
+	for _, c := range resp["content"].([]any) {
+		announced += strings.Count(c.(map[string]any)["text"].(string), "[announce]")
+	}
 	for id := 3; id < 6; id++ {
 		q.send(callMsg(id, "sessions_list", `{}`))
 		countIn(q.response(id)["result"].(map[string]any))

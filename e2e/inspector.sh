@@ -76,16 +76,29 @@ inspect() {
 	local name=$1
 	shift
 	set +e
-	timeout 90 "$inspector" --cli --format json --protocol-era "$era" "$@" \
-		-- "$bin" --db "$db" "${extra[@]}" >"$work/$name.out" 2>"$work/$name.err"
+	timeout 120 "$inspector" --cli --format json --protocol-era "$era" "$@" \
+		-- "$bin" --db "$db" "${extra[@]}" >"$work/$era.$name.out" 2>"$work/$era.$name.err"
 	rc=$?
 	set -e
 }
 
+# start NAME ARGS...: inspect in the background; collect NAME (after wait)
+# sets $rc. Every Inspector run of an era starts at once: each is a node
+# process that mostly waits, so side by side they take the time of one.
+start() {
+	local name=$1
+	shift
+	(
+		inspect "$name" "$@"
+		echo "$rc" >"$work/$era.$name.rc"
+	) &
+}
+collect() { rc=$(cat "$work/$era.$1.rc" 2>/dev/null || echo 255); }
+
 # evidence NAME: the output of a run, shortened, for a failure report.
 evidence() {
-	printf 'exit %s\nstdout: %s\nstderr: %s' "$rc" "$(head -c 1500 "$work/$1.out")" \
-		"$(grep -v ' level=' "$work/$1.err" | tail -n 15 | head -c 1500)"
+	printf 'exit %s\nstdout: %s\nstderr: %s' "$rc" "$(head -c 1500 "$work/$era.$1.out")" \
+		"$(grep -v ' level=' "$work/$era.$1.err" | tail -n 15 | head -c 1500)"
 }
 
 # assert_json LABEL NAME EXPR: EXPR is a JavaScript expression over r (the
@@ -106,7 +119,7 @@ assert_json() {
 		if (v === true) process.exit(0);
 		console.log(typeof v === "string" ? v : "expected: " + expr);
 		process.exit(1);
-	' "$work/$name.out" "$expr" 2>&1); then
+	' "$work/$era.$name.out" "$expr" 2>&1); then
 		pass "$label"
 	else
 		fail "$label" "$why
@@ -119,28 +132,60 @@ read_tools=(sessions_list sessions_history sessions_search session_status agents
 echo "# sessionplane $bin --db $db ${extra[*]}"
 echo "# inspector $("$inspector" --version 2>/dev/null | tail -n 1)"
 
-for era in legacy modern; do
-	p="[$era]"
+# run_era ERA: every check in one protocol era; its counts go to
+# $work/ERA.counts. The two eras run side by side (each Inspector run starts
+# its own server; several processes share one database by design), which
+# halves the wall time of the slowest part of the test suite.
+run_era() {
+	local era=$1
+	local p="[$era]"
+	passed=0
+	failed=0
+
+	start list --method tools/list
+	for t in "${read_tools[@]}"; do
+		args=()
+		case $t in
+		sessions_history) args=(--tool-arg key=main) ;;
+		sessions_search) args=(--tool-arg query=anything) ;;
+		esac
+		start "call_$t" --method tools/call --tool-name "$t" "${args[@]}"
+	done
+	start reslist --method resources/list
+	start read --method resources/read --uri session://agent:main:main
+	bad_calls=(
+		"limit|--tool-arg key=main limit=5000"
+		"bogus|--tool-args-json {\"bogus\":1}"
+		"agent:nope:main|--tool-arg key=agent:nope:main"
+	)
+	i=0
+	for spec in "${bad_calls[@]}"; do
+		i=$((i + 1))
+		read -r -a args <<<"${spec#*|}"
+		start "bad$i" --method tools/call --tool-name sessions_history "${args[@]}"
+	done
+	wait
 
 	# tools/list
-	inspect list --method tools/list
+	collect list
 	if [[ $rc -ne 0 ]]; then
 		fail "$p tools/list exits 0" "$(evidence list)"
 	else
 		pass "$p tools/list exits 0"
-		for t in "${read_tools[@]}"; do
-			assert_json "$p tools/list has $t with inputSchema, outputSchema, description, readOnlyHint=true" list "
-				(() => {
-					const t = (r.result && r.result.tools || []).find((x) => x.name === '$t');
-					if (!t) return 'not listed; tools: ' + (r.result && r.result.tools || []).map((x) => x.name).join(', ');
-					const bad = [];
-					if (!t.inputSchema || t.inputSchema.type !== 'object') bad.push('inputSchema');
-					if (!t.outputSchema || t.outputSchema.type !== 'object') bad.push('outputSchema');
-					if (typeof t.description !== 'string' || !t.description.trim()) bad.push('description');
-					if (!t.annotations || t.annotations.readOnlyHint !== true) bad.push('annotations.readOnlyHint');
-					return bad.length === 0 || 'missing or wrong: ' + bad.join(', ');
-				})()"
-		done
+		# One node process checks every read tool (a process per tool cost seconds).
+		assert_json "$p tools/list has ${read_tools[*]} with inputSchema, outputSchema, description, readOnlyHint=true" list "
+			(() => {
+				const bad = [];
+				for (const name of '${read_tools[*]}'.split(' ')) {
+					const t = (r.result && r.result.tools || []).find((x) => x.name === name);
+					if (!t) { bad.push(name + ' not listed'); continue; }
+					if (!t.inputSchema || t.inputSchema.type !== 'object') bad.push(name + '.inputSchema');
+					if (!t.outputSchema || t.outputSchema.type !== 'object') bad.push(name + '.outputSchema');
+					if (typeof t.description !== 'string' || !t.description.trim()) bad.push(name + '.description');
+					if (!t.annotations || t.annotations.readOnlyHint !== true) bad.push(name + '.annotations.readOnlyHint');
+				}
+				return bad.length === 0 || 'missing or wrong: ' + bad.join(', ');
+			})()"
 	fi
 
 	# tools/call on each read tool
@@ -150,7 +195,7 @@ for era in legacy modern; do
 		sessions_history) args=(--tool-arg key=main) ;;
 		sessions_search) args=(--tool-arg query=anything) ;;
 		esac
-		inspect "call_$t" --method tools/call --tool-name "$t" "${args[@]}"
+		collect "call_$t"
 		if [[ $rc -ne 0 ]]; then
 			fail "$p tools/call $t${args[*]:+ ${args[*]}} exits 0" "$(evidence "call_$t")"
 		else
@@ -162,7 +207,7 @@ for era in legacy modern; do
 	done
 
 	# resources
-	inspect reslist --method resources/list
+	collect reslist
 	if [[ $rc -ne 0 ]]; then
 		fail "$p resources/list exits 0" "$(evidence reslist)"
 	else
@@ -170,7 +215,7 @@ for era in legacy modern; do
 			(r.result.resources || []).some((x) => x.uri === 'session://agent:main:main') ||
 			'uris: ' + (r.result.resources || []).map((x) => x.uri).join(', ')"
 	fi
-	inspect read --method resources/read --uri session://agent:main:main
+	collect read
 	if [[ $rc -ne 0 ]]; then
 		fail "$p resources/read session://agent:main:main exits 0" "$(evidence read)"
 	else
@@ -185,17 +230,12 @@ for era in legacy modern; do
 
 	# errors: a tool error is exit 5 with the isError result on stdout (or,
 	# for a client that does not map it to an exit code, exit 0 and isError).
-	bad_calls=(
-		"limit|--tool-arg key=main limit=5000"
-		"bogus|--tool-args-json {\"bogus\":1}"
-		"agent:nope:main|--tool-arg key=agent:nope:main"
-	)
 	i=0
 	for spec in "${bad_calls[@]}"; do
 		i=$((i + 1))
 		needle=${spec%%|*}
 		read -r -a args <<<"${spec#*|}"
-		inspect "bad$i" --method tools/call --tool-name sessions_history "${args[@]}"
+		collect "bad$i"
 		label="$p tools/call sessions_history ${args[*]} fails as a tool error (exit 5 or isError) naming \"$needle\""
 		if [[ $rc -ne 5 && $rc -ne 0 ]]; then
 			fail "$label" "expected exit 5 (tool returned isError:true), got exit $rc
@@ -207,6 +247,26 @@ $(evidence "bad$i")"
 				text(r.result).includes('$needle') || 'text does not mention $needle: ' + text(r.result)"
 		fi
 	done
+	echo "$passed $failed" >"$work/$era.counts"
+}
+
+# The database is created before the eras race to it.
+era=init inspect init --method tools/list || true
+for era in legacy modern; do
+	run_era "$era" >"$work/$era.log" 2>&1 &
+done
+wait
+passed=0
+failed=0
+for era in legacy modern; do
+	cat "$work/$era.log"
+	if [[ -s "$work/$era.counts" ]]; then
+		read -r ep ef <"$work/$era.counts"
+		passed=$((passed + ep))
+		failed=$((failed + ef))
+	else
+		fail "[$era] the era's checks ran to the end" "$(tail -n 20 "$work/$era.log")"
+	fi
 done
 
 echo "inspector cli: $passed passed, $failed failed"

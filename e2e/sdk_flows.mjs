@@ -78,16 +78,21 @@ async function spawnFlow(client) {
   const sc = spawned.structuredContent ?? {};
   check("sessions_spawn is accepted at once", sc.status === "accepted" && sc.runId && sc.childSessionKey?.startsWith("agent:main:subagent:"), short(spawned));
   const result = await client.callTool({ name: "spawn_result", arguments: { task_id: sc.runId, wait_seconds: 60 } });
+  // SDK_FLOWS_EXPECT_TEXT pins the answer of the test's scripted config;
+  // with any other config (testdata/demo.toml, a real model) any answer does.
+  const expect = process.env.SDK_FLOWS_EXPECT_TEXT;
+  const answer = result.structuredContent?.text ?? "";
   check("spawn_result waits for the child and returns its answer",
-    result.structuredContent?.status === "ok" && result.structuredContent?.text === "Release notes: faster search, durable announces.", short(result.structuredContent));
+    result.structuredContent?.status === "ok" && (expect ? answer === expect : answer.length > 0), short(result.structuredContent));
   check("spawn_result shows the announce with its stats line", (result.structuredContent?.announce ?? "").includes("Stats: runtime"), short(result.structuredContent));
   let prefixes = 0;
   const count = (r) => { const items = r.content ?? []; for (const c of items.slice(0, -1)) if (c.type === "text" && c.text.includes("[announce]")) prefixes++; };
   count(result);
   for (let i = 0; i < 3; i++) count(await client.callTool({ name: "sessions_list", arguments: {} }));
-  check("the announce reached the client exactly once as a result prefix", prefixes === 1, `seen ${prefixes} times`);
+  // spawn_result showed the announce, so it is not put in front of a later result too.
+  check("the announce reached the client once (in spawn_result, never again as a prefix)", prefixes === 0, `seen ${prefixes} more times`);
   const child = await client.callTool({ name: "sessions_history", arguments: { key: sc.childSessionKey } });
-  check("the child's transcript is readable", (child.structuredContent?.messages ?? []).length === 2, short(child.structuredContent));
+  check("the child's transcript is readable", (child.structuredContent?.messages ?? []).length >= 2, short(child.structuredContent));
 }
 
 async function coordinatorFlow(client) {

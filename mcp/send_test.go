@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -226,5 +227,98 @@ func TestSendPingPongAndSkipTokens(t *testing.T) {
 	a, err := f.st.GetAnnounce(ctx, out.RunID)
 	if err != nil || !a.Silent {
 		t.Fatalf("ANNOUNCE_SKIP announce: %+v %v", a, err)
+	}
+}
+
+// gateProvider answers the latest user message; a message containing
+// "hold" blocks until release is closed, after saying so on started.
+type gateProvider struct {
+	started chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	reqs    []provider.Request
+}
+
+func (p *gateProvider) Name() string { return "script" }
+
+func (p *gateProvider) Complete(ctx context.Context, req provider.Request) (*provider.Response, error) {
+	p.mu.Lock()
+	p.reqs = append(p.reqs, req)
+	p.mu.Unlock()
+	last := ""
+	for _, m := range req.Messages {
+		if m.Role == provider.RoleUser {
+			last = m.Text
+		}
+	}
+	if strings.Contains(last, "hold") {
+		close(p.started)
+		select {
+		case <-p.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return &provider.Response{Text: "answer to first"}, nil
+	}
+	return &provider.Response{Text: "answer to second"}, nil
+}
+
+// A message sent to a busy session waits with its turn: the running turn
+// never sees it, and it enters the transcript after that turn's reply.
+func TestSendQueuedMessageEntersTranscriptWhenItsTurnStarts(t *testing.T) {
+	p := &gateProvider{started: make(chan struct{}), release: make(chan struct{})}
+	f := newFixtureFull(t, fmt.Sprintf(spawnConfig, ""), "2025-11-25", map[string]provider.Provider{"script": p})
+	first, _ := f.send(map[string]any{"key": "agent:main:worker", "message": "first: hold", "timeoutSeconds": 0})
+	select {
+	case <-p.started:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first turn never reached the model")
+	}
+	second, _ := f.send(map[string]any{"key": "agent:main:worker", "message": "second", "timeoutSeconds": 0})
+	if !second.Queued {
+		t.Fatalf("second send: %+v, want queued", second)
+	}
+	msgs, err := f.st.Transcript(context.Background(), "agent:main:worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if strings.Contains(m.Content.Text, "second") {
+			t.Fatalf("the queued message is in the transcript while the first turn runs (seq %d)", m.Seq)
+		}
+	}
+	close(p.release)
+	for _, id := range []string{first.RunID, second.RunID} {
+		if run, err := f.srv.Runs().Wait(context.Background(), id, 20*time.Second); err != nil || run.State != "ok" {
+			t.Fatalf("run %s: %+v %v", id, run, err)
+		}
+	}
+	msgs, err = f.st.Transcript(context.Background(), "agent:main:worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, m := range msgs {
+		switch {
+		case m.Role == store.RoleUser && strings.Contains(m.Content.Text, "first: hold"):
+			got = append(got, "user first")
+		case m.Role == store.RoleUser && strings.Contains(m.Content.Text, "second"):
+			got = append(got, "user second")
+		case m.Role == store.RoleAssistant:
+			got = append(got, "assistant: "+m.Content.Text)
+		}
+	}
+	want := []string{"user first", "assistant: answer to first", "user second", "assistant: answer to second"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("transcript order %q, want %q", got, want)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.reqs) != 2 {
+		t.Fatalf("%d model requests, want 2 (each message answered once)", len(p.reqs))
+	}
+	last := p.reqs[1].Messages[len(p.reqs[1].Messages)-1]
+	if last.Role != provider.RoleUser || !strings.Contains(last.Text, "second") {
+		t.Fatalf("the queued turn's request ends with %s %q, want the queued user message", last.Role, last.Text)
 	}
 }

@@ -281,7 +281,11 @@ func TestSessionsHistory(t *testing.T) {
 		t.Fatalf("main alias: %q", out.Key)
 	}
 	f.wantError(f.call("sessions_history", map[string]any{"key": "agent:main:nope"}, nil), "agent:main:nope", "not found")
-	f.wantError(f.call("sessions_history", map[string]any{}, nil), "key is required")
+	// No key defaults to your own session, as session_status does.
+	out.Key = ""
+	if res := f.call("sessions_history", map[string]any{}, &out); res.IsError || out.Key != "agent:main:main" {
+		t.Fatalf("sessions_history {}: key %q, %s", out.Key, text(res))
+	}
 	f.wantError(f.call("sessions_history", map[string]any{"key": "agent:main:work", "limit": 201}, nil), "limit", "200")
 	f.wantError(f.call("sessions_history", map[string]any{"key": "agent:main:work", "bogus": true}, nil), "bogus")
 	f.wantError(f.call("sessions_history", map[string]any{"key": 7}, nil), "key", "string")

@@ -128,8 +128,9 @@ func (f *fixture) result(id string, wait int) runOut {
 	f.t.Helper()
 	var out runOut
 	res := f.call("spawn_result", map[string]any{"task_id": id, "wait_seconds": wait}, &out)
-	if res.IsError {
-		f.t.Fatalf("spawn_result: %s", text(res))
+	// A run that ended in error is an error result, in its own shape.
+	if res.IsError != (out.Status == "error") || out.Status == "" {
+		f.t.Fatalf("spawn_result: isError %v for status %q: %s", res.IsError, out.Status, text(res))
 	}
 	return out
 }
@@ -224,6 +225,29 @@ func TestSpawnYieldAndSilentAndModelWarnings(t *testing.T) {
 	}
 	if n := countAnnounces(f.call("sessions_list", nil, nil)); n != 0 {
 		t.Fatalf("silent announce delivered %d", n)
+	}
+	// NO_REPLY keeps the status and silences the rest: no body, no stats,
+	// in the requester's transcript either.
+	msgs, err := f.st.Transcript(context.Background(), "agent:main:main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := false
+	for _, m := range msgs {
+		if strings.Contains(m.Content.Text, s.RunID) && strings.HasPrefix(m.Content.Text, "[announce]") {
+			seen = true
+			if strings.Contains(m.Content.Text, "Stats:") || strings.Contains(m.Content.Text, "UNTRUSTED DATA") || !strings.Contains(m.Content.Text, "finished: ok") {
+				t.Fatalf("silent announce in the requester's transcript: %q", m.Content.Text)
+			}
+		}
+	}
+	if !seen {
+		t.Fatal("the silent announce's status is not in the requester's transcript")
+	}
+	// spawn_agent with an unknown model says so in the text too.
+	res := f.call("spawn_agent", map[string]any{"task": "quick one", "model": "nope/x", "nonblocking": true}, nil)
+	if !strings.Contains(text(res), "Warning: ") || !strings.Contains(text(res), "nope/x") {
+		t.Fatalf("spawn_agent unknown model, text: %s", text(res))
 	}
 }
 
@@ -425,6 +449,10 @@ func TestSteer(t *testing.T) {
 	if _, err := f.st.GetAnnounce(context.Background(), out.RunID); err == nil {
 		t.Fatal("the replaced run announced")
 	}
+	// The steered run is still named after the child's task, not the steer message.
+	if a, err := f.st.GetAnnounce(context.Background(), st.RunID); err != nil || !strings.Contains(a.Body, `"long task"`) {
+		t.Fatalf("steered run's announce: %+v %v", a, err)
+	}
 	again := f.call("subagents", map[string]any{"action": "steer", "target": "last", "message": "change of plan 2"}, nil)
 	f.wantError(again, "rate-limited")
 }
@@ -552,6 +580,10 @@ func TestBlockingSpawnAgentIsNotAnnouncedAgain(t *testing.T) {
 	if countAnnounces(res) != 0 {
 		t.Fatalf("blocking result also announced: %s", text(res))
 	}
+	// The stats line the README promises comes with the inline result.
+	if tx := text(res); !strings.Contains(tx, "Stats: runtime ") || !strings.Contains(tx, "tokens 1.2k (in 800 / out 400)") {
+		t.Fatalf("blocking spawn_agent without its stats line: %s", tx)
+	}
 	if n := countAnnounces(f.call("sessions_list", nil, nil)); n != 0 {
 		t.Fatalf("announced later: %d", n)
 	}
@@ -574,5 +606,103 @@ func TestRunPanicFailsOnlyTheRun(t *testing.T) {
 	}
 	if res := f.call("sessions_list", nil, nil); res.IsError {
 		t.Fatalf("server not serving after a run panicked: %s", text(res))
+	}
+}
+
+// The run id the subagents list shows is one that target accepts and
+// that picks its own row, even for runs made in the same millisecond
+// (UUIDv7 ids share their first characters then).
+func TestSubagentsListShowsTargetableIDs(t *testing.T) {
+	f, _ := newSpawnFixture(t, "")
+	ids := map[string]bool{}
+	for i := 0; i < 4; i++ {
+		ids[f.spawn(map[string]any{"task": fmt.Sprintf("quick job %d", i)}).RunID] = true
+	}
+	res := f.call("subagents", map[string]any{"action": "list"}, nil)
+	rows := 0
+	for _, line := range strings.Split(text(res), "\n") {
+		i := strings.Index(line, " · run ")
+		if i < 0 {
+			continue
+		}
+		shown := strings.Fields(line[i+len(" · run "):])[0]
+		rows++
+		var info struct {
+			Runs []struct {
+				TaskID string `json:"task_id"`
+			} `json:"runs"`
+		}
+		r := f.call("subagents", map[string]any{"action": "info", "target": shown}, &info)
+		if r.IsError || len(info.Runs) != 1 || !ids[info.Runs[0].TaskID] || !strings.HasPrefix(info.Runs[0].TaskID, shown) {
+			t.Fatalf("target %q (shown in %q): %s", shown, line, text(r))
+		}
+		delete(ids, info.Runs[0].TaskID) // each shown id picks a different run
+	}
+	if rows != 4 || len(ids) != 0 {
+		t.Fatalf("%d rows, %d runs not reached by their shown id:\n%s", rows, len(ids), text(res))
+	}
+}
+
+// Seed 000's task API: cancel_spawn's cancelled, spawn_status's task,
+// finished_at, elapsed_secs, error; spawn_list with no arguments.
+func TestSpawnTaskAPICompatibility(t *testing.T) {
+	f, _ := newSpawnFixture(t, "")
+	slow := f.spawn(map[string]any{"task": "slow forever", "label": "the slow one"})
+	var c struct {
+		Cancelled bool   `json:"cancelled"`
+		Status    string `json:"status"`
+	}
+	f.call("cancel_spawn", map[string]any{"task_id": slow.RunID}, &c)
+	if !c.Cancelled || c.Status != "killed" {
+		t.Fatalf("cancel_spawn: %+v", c)
+	}
+	f.call("cancel_spawn", map[string]any{"task_id": slow.RunID}, &c)
+	if c.Cancelled {
+		t.Fatalf("a second cancel_spawn says cancelled: %+v", c)
+	}
+	var st struct {
+		Status      string  `json:"status"`
+		Task        string  `json:"task"`
+		FinishedAt  int64   `json:"finished_at"`
+		ElapsedSecs float64 `json:"elapsed_secs"`
+		Cancelled   bool    `json:"cancelled"`
+		Error       string  `json:"error"`
+	}
+	res := f.call("spawn_status", map[string]any{"task_id": slow.RunID}, &st)
+	if st.Status != "killed" || !st.Cancelled || st.Task != "slow forever" || st.FinishedAt == 0 || st.ElapsedSecs < 0 {
+		t.Fatalf("spawn_status of a cancelled run: %+v", st)
+	}
+	// The text shows the task (not the label) and the stop note once.
+	if tx := text(res); !strings.Contains(tx, "Task: slow forever") || !strings.Contains(tx, "Label: the slow one") || strings.Count(tx, "Note: ") != 1 {
+		t.Fatalf("spawn_status text:\n%s", tx)
+	}
+	var list struct {
+		Count int `json:"count"`
+	}
+	if res := f.call("spawn_list", nil, &list); res.IsError || list.Count != 1 {
+		t.Fatalf("spawn_list with no arguments: %s", text(res))
+	}
+	if res := f.call("spawn_list", map[string]any{"status": "cancelled"}, &list); res.IsError || list.Count != 1 {
+		t.Fatalf("spawn_list status cancelled (= killed): %s", text(res))
+	}
+	// A failed run: status error, error says why, and the result is an error result.
+	to := f.spawn(map[string]any{"task": "slow work", "runTimeoutSeconds": 1})
+	f.result(to.RunID, 30)
+	res = f.call("spawn_status", map[string]any{"task_id": to.RunID}, &st)
+	if st.Status != "timeout" || st.Error == "" {
+		t.Fatalf("spawn_status of a timed-out run: %+v %s", st, text(res))
+	}
+}
+
+// With no config, a spawn says in one line what to configure and how to
+// try it without a key.
+func TestSpawnWithNoModelsSaysWhatToConfigure(t *testing.T) {
+	f := newFixture(t, "")
+	for _, tool := range []string{"spawn_agent", "sessions_spawn"} {
+		res := f.call(tool, map[string]any{"task": "x"}, nil)
+		f.wantError(res, "no [[models]]", "agents.defaults.model", "sessionplane demo")
+		if tx := text(res); strings.Contains(tx, "\n") || len(tx) > 300 {
+			t.Errorf("%s: want one short line, got %q", tool, tx)
+		}
 	}
 }

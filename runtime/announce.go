@@ -12,13 +12,16 @@ import (
 func (m *Manager) announce(run *store.Run, sessionID string) *store.Announce {
 	text := strings.TrimSpace(run.ResultText)
 	silent := text == "NO_REPLY" || text == "ANNOUNCE_SKIP" || text == "REPLY_SKIP"
-	return &store.Announce{RequesterKey: run.RequesterKey, Status: run.State, Silent: silent, Body: AnnounceBody(run, sessionID)}
+	body := AnnounceBody(run, sessionID)
+	if silent {
+		// The status stays (spawn_status, the requester's transcript); the
+		// reply and the stats do not reach the requester.
+		body = announceHeader(run) + " (" + text + ": nothing to report)"
+	}
+	return &store.Announce{RequesterKey: run.RequesterKey, Status: run.State, Silent: silent, Body: body}
 }
 
-// AnnounceBody renders an announce: status, the child's reply fenced as
-// untrusted data, and the stats line.
-func AnnounceBody(run *store.Run, sessionID string) string {
-	var b strings.Builder
+func announceHeader(run *store.Run) string {
 	name := run.Label
 	if name == "" {
 		name = firstLine(run.Task, 60)
@@ -30,7 +33,14 @@ func AnnounceBody(run *store.Run, sessionID string) string {
 	case KindCron:
 		what = "scheduled turn"
 	}
-	fmt.Fprintf(&b, "[announce] %s %q (run %s) finished: %s\n", what, name, run.ID, run.State)
+	return fmt.Sprintf("[announce] %s %q (run %s) finished: %s", what, name, run.ID, run.State)
+}
+
+// AnnounceBody renders an announce: status, the child's reply fenced as
+// untrusted data, and the stats line.
+func AnnounceBody(run *store.Run, sessionID string) string {
+	var b strings.Builder
+	b.WriteString(announceHeader(run) + "\n")
 	if run.Note != "" {
 		fmt.Fprintf(&b, "Note: %s\n", run.Note)
 	}

@@ -11,6 +11,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -167,7 +168,7 @@ func (r *Runtime) newProvider(name string, pc config.Provider, key string) (prov
 		Timeout: secondsDuration(pc.TimeoutSeconds), MaxRetries: pc.MaxRetries,
 	}, &r.popts)
 	if err != nil {
-		return nil, fmt.Errorf("provider %q: %w", name, err)
+		return nil, err // provider.New names the provider already
 	}
 	return p, nil
 }
@@ -229,6 +230,9 @@ func (r *Runtime) ResolveModel(callModel, agentID string, child bool) (Model, []
 			return m, warnings, nil
 		}
 		warnings = append(warnings, fmt.Sprintf("model %q (%s) is not configured in [[models]] (known: %s); skipped", c.id, c.from, r.modelIDs()))
+	}
+	if len(r.cfg.Models) == 0 {
+		return Model{}, warnings, errors.New("no model to run with: this config has no [[models]]; add a [[models]] entry and agents.defaults.model (README: Configuration), or try `sessionplane demo` / --config testdata/demo.toml (no API key)")
 	}
 	return Model{}, warnings, fmt.Errorf("no model to run with: set agents.defaults.model to one of [[models]] (known: %s), or pass model", r.modelIDs())
 }

@@ -91,7 +91,11 @@ func (m *Manager) Continue(ctx context.Context, prev *store.Run, by policy.Calle
 	}
 	opts.Initiator = by.Key
 	msg := store.Message{SessionKey: prev.ChildKey, Role: store.RoleUser, Trust: store.TrustInterSession, Content: store.Content{Text: message}}
-	run := &store.Run{Kind: prev.Kind, ChildKey: prev.ChildKey, RequesterKey: requester, AgentID: prev.AgentID, Label: prev.Label,
+	label := prev.Label
+	if label == "" { // keep the child's name, not the new message's, in lists and announces
+		label = firstLine(prev.Task, 60)
+	}
+	run := &store.Run{Kind: prev.Kind, ChildKey: prev.ChildKey, RequesterKey: requester, AgentID: prev.AgentID, Label: label,
 		Task: message, Preset: prev.Preset, Model: prev.Model, Thinking: prev.Thinking, Cleanup: prev.Cleanup, TimeoutMS: prev.TimeoutMS,
 		Depth: prev.Depth, Role: prev.Role}
 	if err := m.submitWith(ctx, nil, []store.Message{msg}, run, opts); err != nil {

@@ -18,7 +18,7 @@ type TurnRequest struct {
 	SessionKey   string // the session whose agent runs the turn (created when missing)
 	AgentID      string // "" = the session's agent, else the key's agent id
 	RequesterKey string // who gets the announce
-	Message      string // appended to the session before the turn
+	Message      string // appended to the session when the turn starts
 	Role         string // user (default) or system
 	Trust        string // default inter_session
 	Label        string
@@ -39,11 +39,12 @@ type TurnRequest struct {
 	Initiator policy.Caller
 }
 
-// SubmitTurn records the message in the session and queues a run of the
-// session's agent on it. The turn's tool calls are bounded by the
-// intersection of the initiator's layers (req.Initiator: transitively, what
-// bounded it), the session's agent's preset and the session's own preset.
-// Preset layers are stored by name and re-resolved when the run executes.
+// SubmitTurn queues a run of the session's agent on the message, which is
+// appended to the session when that run starts (after any turn before it).
+// The turn's tool calls are bounded by the intersection of the initiator's
+// layers (req.Initiator: transitively, what bounded it), the session's
+// agent's preset and the session's own preset. Preset layers are stored by
+// name and re-resolved when the run executes.
 func (m *Manager) SubmitTurn(ctx context.Context, gate *policy.Engine, req TurnRequest) (*Ticket, error) {
 	var create *store.Session // a session that does not exist yet is created with the run
 	sess, err := m.st.GetSession(ctx, req.SessionKey)
@@ -98,16 +99,20 @@ func (m *Manager) SubmitTurn(ctx context.Context, gate *policy.Engine, req TurnR
 	if trust == "" {
 		trust = store.TrustInterSession
 	}
-	msg := store.Message{SessionKey: sess.Key, Role: role, Trust: trust, Content: store.Content{Text: req.Message}}
+	// The message is stored with the run and enters the transcript when the
+	// turn starts: a turn still running on the session must not read (and
+	// answer) it, and the queued turn must not find the running one's reply
+	// after it.
 	opts := runOptions{Caller: caller, ModelID: model.ID, System: sessionPrompt(sess, agent), Choice: controls.Choice,
-		SessionID: sess.ID, Silent: req.Silent, PingPong: req.PingPong, Initiator: initiatorOf(req.Initiator, req.RequesterKey)}
+		SessionID: sess.ID, Silent: req.Silent, PingPong: req.PingPong, Initiator: initiatorOf(req.Initiator, req.RequesterKey),
+		Input: req.Message, InputRole: role, InputTrust: trust}
 	if controls.Active != nil {
 		opts.Active, opts.HasActive = controls.Active, true
 	}
 	run := &store.Run{Kind: req.Kind, ChildKey: sess.Key, RequesterKey: req.RequesterKey, AgentID: agent, Label: req.Label,
 		Task: req.Message, Preset: sess.Preset, Model: model.ID, Cleanup: "keep", TimeoutMS: req.Timeout.Milliseconds(),
 		Depth: sess.Depth, Role: "main"}
-	if err := m.submitWith(ctx, create, []store.Message{msg}, run, opts); err != nil {
+	if err := m.submitWith(ctx, create, nil, run, opts); err != nil {
 		return nil, err
 	}
 	return &Ticket{RunID: run.ID, ChildKey: sess.Key, SessionID: sess.ID, Model: model.ID, Depth: sess.Depth, Role: "main",

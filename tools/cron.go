@@ -21,28 +21,28 @@ import (
 
 // CronPayloadIn is a job's payload: one agent turn.
 type CronPayloadIn struct {
-	Kind        string    `json:"kind" jsonschema:"agentTurn: run one agent turn (the only kind)" schema:"enum=agentTurn"`
+	Kind        string    `json:"kind" jsonschema:"agentTurn" schema:"enum=agentTurn"`
 	Message     string    `json:"message" jsonschema:"what the agent is asked on each run"`
-	AgentID     string    `json:"agentId,omitempty" jsonschema:"the agent that runs the turns (default: yours; another agent needs allow_agents, see agents_list)"`
-	Model       string    `json:"model,omitempty" jsonschema:"model id from [[models]] (default: resolved from the config)"`
-	TimeoutSecs int       `json:"timeout_secs,omitempty" jsonschema:"abort a run after N seconds (0 = agents.defaults.subagents.run_timeout_seconds; at most 86400)" schema:"min=0,max=86400"`
-	ActiveTools []string  `json:"active_tools,omitempty" jsonschema:"the only tools the model is shown on these runs"`
-	ToolChoice  *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use: auto, any, none, or tool with a name (which must be in active_tools when that is set)"`
+	AgentID     string    `json:"agentId,omitempty" jsonschema:"default: yours; another needs allow_agents"`
+	Model       string    `json:"model,omitempty" jsonschema:"model id from [[models]]"`
+	TimeoutSecs int       `json:"timeout_secs,omitempty" jsonschema:"abort a run after N seconds (0 = configured default)" schema:"min=0,max=86400"`
+	ActiveTools []string  `json:"active_tools,omitempty" jsonschema:"the only tools the model is shown"`
+	ToolChoice  *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the first model call"`
 }
 
 // CronJobIn is a job as cron add takes it.
 type CronJobIn struct {
-	Name     string        `json:"name" jsonschema:"a short name for lists and announces"`
-	Schedule string        `json:"schedule" jsonschema:"a 5-field cron expression (minute hour day-of-month month day-of-week, e.g. \"0 9 * * 1-5\"), every:<Go duration> (e.g. every:15m; at least 10s by default), or at:<RFC3339> (one shot, e.g. at:2026-12-01T09:00:00Z)"`
-	Timezone string        `json:"timezone,omitempty" jsonschema:"IANA time zone the cron expression is read in, e.g. Europe/Paris (default UTC)"`
+	Name     string        `json:"name" jsonschema:"short name"`
+	Schedule string        `json:"schedule" jsonschema:"5-field cron (e.g. \"0 9 * * 1-5\"), every:<Go duration> (e.g. every:15m) or at:<RFC3339> (one shot)"`
+	Timezone string        `json:"timezone,omitempty" jsonschema:"IANA zone for cron expressions (default UTC)"`
 	Payload  CronPayloadIn `json:"payload"`
 }
 
 // CronIn is the input of cron.
 type CronIn struct {
-	Action string     `json:"action" jsonschema:"add (job), list (your jobs), remove (id), run (id: fire now, out of schedule), status (id: next/last run and the last run's state)" schema:"enum=add|list|remove|run|status"`
+	Action string     `json:"action" jsonschema:"add (job), list, remove (id), run (id: fire now), status (id: next/last run)" schema:"enum=add|list|remove|run|status"`
 	Job    *CronJobIn `json:"job,omitempty" jsonschema:"add: the job"`
-	ID     string     `json:"id,omitempty" jsonschema:"remove, run, status: the job id (or its name when unique among your jobs)"`
+	ID     string     `json:"id,omitempty" jsonschema:"job id (or unique name)"`
 }
 
 // ApprovalSummary names the action, for the approval prompt.
@@ -391,10 +391,7 @@ func CronTool(sched *cron.Scheduler) *Tool {
 	}
 	return Define(Meta{Name: "cron", Title: "Scheduled agent turns", Class: policy.ClassMutate, DeferApproval: true,
 		Annotations: Annotations{ReadOnly: false, Destructive: true, Idempotent: false, OpenWorld: true},
-		Description: "Schedule agent turns. add a job {name, schedule, timezone?, payload: {kind: agentTurn, message, agentId?, model?, timeout_secs?, active_tools?, tool_choice?}}: " +
-			"schedule is a 5-field cron expression (read in timezone, default UTC), every:<duration> (at least " + minEvery.String() + ") or at:<RFC3339> (one shot). " +
-			"Each run is a turn in session cron:<jobId>, announced to you. list shows your jobs; remove deletes one; run fires one now; " +
-			"status shows next/last run and the last run's state. Missed runs (no server running) fire once on restart, never in a burst; " +
-			"an occurrence is skipped while the previous run is still active."},
+		Description: "Schedule agent turns (every: at least " + minEvery.String() + "). Each run is a turn in session cron:<jobId>, announced to you. " +
+			"Missed runs fire once on restart; an occurrence is skipped while the previous run is still active."},
 		cronTool(sched))
 }

@@ -68,6 +68,11 @@ type ErrorOut struct {
 	Message string `json:"message"`
 }
 
+// failer is implemented by outputs that can report a failure in their own
+// shape (status "error"): the result is then marked isError too, so a
+// client that reads only isError sees it.
+type failer interface{ Failed() bool }
+
 // Registry holds the tool set and runs calls through the gate.
 type Registry struct {
 	env     *Env
@@ -75,6 +80,9 @@ type Registry struct {
 	order   []string
 	mu      sync.Mutex
 	schemas map[string]*jsonschema.Schema
+	// autoNoted holds caller key + action class pairs already told that an
+	// "auto" approval proceeded without asking: the note is said once.
+	autoNoted sync.Map
 }
 
 // NewRegistry returns a registry over env holding tools.
@@ -196,7 +204,11 @@ func (r *Registry) Call(ctx context.Context, c policy.Caller, approver Approver,
 	if len(call.Notes) > 0 {
 		text = strings.TrimSpace(text + "\n\n" + strings.Join(call.Notes, "\n"))
 	}
-	return Result{Structured: out, Text: text}
+	failed := false
+	if f, ok := out.(failer); ok {
+		failed = f.Failed()
+	}
+	return Result{Structured: out, Text: text, IsError: failed}
 }
 
 func (r *Registry) ask(ctx context.Context, c policy.Caller, approver Approver, t *Tool, d policy.Decision, targets policy.Targets, summary string, call *Call) (Result, bool) {
@@ -213,7 +225,9 @@ func (r *Registry) ask(ctx context.Context, c policy.Caller, approver Approver, 
 		return refusal(t.Name, policy.Decision{Rule: d.Rule, Hint: d.Hint,
 			Message: fmt.Sprintf("the human declined %s (approval %s for %s)", t.Name, d.Mode, t.Class)}), false
 	case errors.Is(err, ErrCannotAsk) && d.Mode == "auto":
-		call.Note("Note: %s needs approval ([approval] %s = \"auto\"), but this client cannot be asked (no elicitation support), so it proceeded without asking.", t.Name, t.Class)
+		if _, told := r.autoNoted.LoadOrStore(c.Key+"\x00"+string(t.Class), true); !told {
+			call.Note("Note: %s calls need approval ([approval] %s = \"auto\"), but this client cannot be asked (no elicitation support), so they proceed without asking. (Said once per session.)", t.Class, t.Class)
+		}
 		return Result{}, true
 	case errors.Is(err, ErrCannotAsk):
 		return refusal(t.Name, policy.Decision{Rule: d.Rule, Hint: d.Hint,

@@ -61,7 +61,13 @@ func normalize(v any) any {
 				}
 				continue
 			}
-			if k == "enum" || k == "default" || k == "required" {
+			if k == "required" {
+				if rs, ok := sub.([]any); ok && len(rs) == 0 {
+					delete(x, k) // an empty list says nothing and costs every client context
+				}
+				continue
+			}
+			if k == "enum" || k == "default" {
 				continue
 			}
 			x[k] = normalize(sub)

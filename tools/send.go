@@ -14,14 +14,14 @@ import (
 
 // SendIn is the input of sessions_send.
 type SendIn struct {
-	Key            string `json:"key,omitempty" jsonschema:"target session key (or main/current); alternatively label"`
-	Label          string `json:"label,omitempty" jsonschema:"target session by its label (exact), optionally with agentId"`
+	Key            string `json:"key,omitempty" jsonschema:"target session key; or use label"`
+	Label          string `json:"label,omitempty" jsonschema:"target by exact label"`
 	AgentID        string `json:"agentId,omitempty" jsonschema:"with label: the target session's agent"`
 	Message        string `json:"message" jsonschema:"the message"`
-	WaitForReply   *bool  `json:"wait_for_reply,omitempty" jsonschema:"wait for the target's reply (default true)" schema:"default=true"`
-	TimeoutSeconds *int   `json:"timeoutSeconds,omitempty" jsonschema:"how long to wait for the reply (default 30, at most 300; 0 = fire and forget)" schema:"default=30,min=0,max=300"`
-	Context        string `json:"context,omitempty" jsonschema:"who is sending: the message is wrapped as [From: <context>]"`
-	Role           string `json:"role,omitempty" jsonschema:"user (default) or system (needs sessions.can_send_system)" schema:"enum=user|system,default=user"`
+	WaitForReply   *bool  `json:"wait_for_reply,omitempty" jsonschema:"wait for the reply" schema:"default=true"`
+	TimeoutSeconds *int   `json:"timeoutSeconds,omitempty" jsonschema:"0 = fire and forget" schema:"default=30,min=0,max=300"`
+	Context        string `json:"context,omitempty" jsonschema:"wraps the message as [From: <context>]"`
+	Role           string `json:"role,omitempty" jsonschema:"system needs sessions.can_send_system" schema:"enum=user|system,default=user"`
 }
 
 // Targets names the written session and the role, for the gate.
@@ -35,6 +35,9 @@ func (in SendIn) Targets() policy.Targets {
 
 // ApprovalSummary is the message, for the approval prompt.
 func (in SendIn) ApprovalSummary() string { return firstN(in.Message, 300) }
+
+// Failed marks a send whose turn failed as an error result.
+func (o SendOut) Failed() bool { return o.Status == "error" }
 
 // SendOut is the output of sessions_send.
 type SendOut struct {
@@ -233,6 +236,6 @@ func busySession(ctx context.Context, call *Call, key, id string) bool {
 func SendTool() *Tool {
 	return Define(Meta{Name: "sessions_send", Title: "Send to a session", Class: policy.ClassMutate, DeferApproval: true,
 		Annotations: Annotations{ReadOnly: false, Destructive: false, Idempotent: false, OpenWorld: true},
-		Description: "Send a message to another session and run a turn of its agent (creating agent:<id>:<name> sessions that do not exist yet). By default waits up to timeoutSeconds (30) for the reply; on expiry returns timeout while the turn goes on and its reply is announced later; timeoutSeconds 0 is fire and forget. A busy session queues the message. Sending to an MCP client's main session delivers it to its transcript. role=system needs sessions.can_send_system."},
+		Description: "Send a message to another session and run a turn of its agent (an agent:<id>:<name> session is created if missing). Waits timeoutSeconds for the reply; on expiry the turn goes on and its reply is announced later. A busy session queues the message. To an MCP client's main session it is only delivered."},
 		sessionsSend)
 }

@@ -61,13 +61,13 @@ func sessionInfo(s *store.Session) SessionInfo {
 
 // ListIn is the input of sessions_list.
 type ListIn struct {
-	Filter          string   `json:"filter,omitempty" jsonschema:"case-insensitive text matched against session keys and labels"`
+	Filter          string   `json:"filter,omitempty" jsonschema:"text in the key or label"`
 	Kinds           []string `json:"kinds,omitempty" jsonschema:"only these kinds: main, subagent, cron, other"`
-	Status          string   `json:"status,omitempty" jsonschema:"only sessions with this status (idle, running, done, error)"`
+	Status          string   `json:"status,omitempty" jsonschema:"idle, running, done or error"`
 	ActiveMinutes   int      `json:"activeMinutes,omitempty" jsonschema:"only sessions updated in the last N minutes" schema:"min=0"`
-	Limit           int      `json:"limit,omitempty" jsonschema:"maximum sessions returned (default 20, at most 100)" schema:"default=20,min=1,max=100"`
-	MessageLimit    int      `json:"messageLimit,omitempty" jsonschema:"include each session's last N messages (default 0, at most 20)" schema:"default=0,min=0,max=20"`
-	IncludeArchived bool     `json:"includeArchived,omitempty" jsonschema:"include archived sessions (default false)" schema:"default=false"`
+	Limit           int      `json:"limit,omitempty" jsonschema:"sessions returned" schema:"default=20,min=1,max=100"`
+	MessageLimit    int      `json:"messageLimit,omitempty" jsonschema:"include each session's last N messages" schema:"default=0,min=0,max=20"`
+	IncludeArchived bool     `json:"includeArchived,omitempty" jsonschema:"include archived sessions" schema:"default=false"`
 }
 
 // ListOut is the output of sessions_list.
@@ -164,12 +164,12 @@ func renderList(out ListOut, c policy.Caller) string {
 
 // HistoryIn is the input of sessions_history.
 type HistoryIn struct {
-	Key          string `json:"key,omitempty" jsonschema:"session key (or the aliases main, current); sessionKey and sessionId are accepted too"`
+	Key          string `json:"key,omitempty" jsonschema:"session key, main or current (default current)"`
 	SessionKey   string `json:"sessionKey,omitempty" jsonschema:"alias of key"`
-	SessionID    string `json:"sessionId,omitempty" jsonschema:"the session's stable id (sessionId of sessions_list)"`
-	Limit        int    `json:"limit,omitempty" jsonschema:"messages returned (default 20, at most 200)" schema:"default=20,min=1,max=200"`
-	Offset       int    `json:"offset,omitempty" jsonschema:"newest messages skipped, for paging back (default 0)" schema:"default=0,min=0"`
-	IncludeTools bool   `json:"includeTools,omitempty" jsonschema:"include tool calls and tool results (default false)" schema:"default=false"`
+	SessionID    string `json:"sessionId,omitempty" jsonschema:"stable id from sessions_list"`
+	Limit        int    `json:"limit,omitempty" jsonschema:"messages returned" schema:"default=20,min=1,max=200"`
+	Offset       int    `json:"offset,omitempty" jsonschema:"newest messages skipped, for paging back" schema:"default=0,min=0"`
+	IncludeTools bool   `json:"includeTools,omitempty" jsonschema:"include tool calls and results" schema:"default=false"`
 }
 
 // Targets names the session read, for the gate.
@@ -280,7 +280,11 @@ func resolveSession(ctx context.Context, call *Call, key, id string) (*store.Ses
 }
 
 func sessionsHistory(ctx context.Context, call *Call, in HistoryIn) (HistoryOut, string, error) {
-	s, err := resolveSession(ctx, call, in.key(), in.SessionID)
+	key := in.key()
+	if key == "" && in.SessionID == "" {
+		key = call.Caller.Key // like session_status: default to your own
+	}
+	s, err := resolveSession(ctx, call, key, in.SessionID)
 	if err != nil {
 		return HistoryOut{}, "", err
 	}
@@ -343,9 +347,9 @@ func renderHistory(out HistoryOut) string {
 
 // SearchIn is the input of sessions_search.
 type SearchIn struct {
-	Query          string `json:"query" jsonschema:"words to find in session messages (every word must appear; the last may be a prefix)"`
-	Limit          int    `json:"limit,omitempty" jsonschema:"hits returned (default 5, at most 20)" schema:"default=5,min=1,max=20"`
-	ExcludeCurrent *bool  `json:"exclude_current,omitempty" jsonschema:"leave out the caller's own session (default true)" schema:"default=true"`
+	Query          string `json:"query" jsonschema:"words to find (every word must appear)"`
+	Limit          int    `json:"limit,omitempty" jsonschema:"hits returned" schema:"default=5,min=1,max=20"`
+	ExcludeCurrent *bool  `json:"exclude_current,omitempty" jsonschema:"leave out your own session" schema:"default=true"`
 }
 
 // SearchHit is one ranked search result.
@@ -406,11 +410,17 @@ func sessionsSearch(ctx context.Context, call *Call, in SearchIn) (SearchOut, st
 	out.Count = len(out.Hits)
 	var b strings.Builder
 	fmt.Fprintf(&b, "%d hit(s) for %q", out.Count, in.Query)
-	b.WriteString(":\n")
-	for i, h := range out.Hits {
-		fmt.Fprintf(&b, "%d. %s #%d %s (score %.2f): %s\n", i+1, h.Key, h.Seq, h.Role, h.Score, Fence(SessionURI(h.Key), h.Snippet))
+	if out.Count == 0 {
+		return out, b.String() + ".", nil
 	}
-	return out, strings.TrimSpace(b.String()), nil
+	b.WriteString(":\n")
+	// One fence around every hit: the snippets are other sessions' text.
+	var hits strings.Builder
+	for i, h := range out.Hits {
+		fmt.Fprintf(&hits, "%d. %s #%d %s (score %.2f): %s\n", i+1, h.Key, h.Seq, h.Role, h.Score, strings.Join(strings.Fields(h.Snippet), " "))
+	}
+	b.WriteString(Fence("sessions_search (snippets of the sessions named)", strings.TrimSpace(hits.String())))
+	return out, b.String(), nil
 }
 
 // Info converts a stored session for display (used by session:// resources).

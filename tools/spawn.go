@@ -15,8 +15,8 @@ import (
 
 // ChoiceIn is tool_choice as a call passes it.
 type ChoiceIn struct {
-	Type string `json:"type" jsonschema:"auto, any, none or tool" schema:"enum=auto|any|none|tool"`
-	Name string `json:"name,omitempty" jsonschema:"the tool to force, with type tool"`
+	Type string `json:"type" schema:"enum=auto|any|none|tool"`
+	Name string `json:"name,omitempty" jsonschema:"with type tool"`
 }
 
 func (c *ChoiceIn) choice() *policy.Choice {
@@ -31,16 +31,16 @@ func (c *ChoiceIn) choice() *policy.Choice {
 // SpawnIn is the input of sessions_spawn.
 type SpawnIn struct {
 	Task              string    `json:"task" jsonschema:"what the sub-agent should do"`
-	Label             string    `json:"label,omitempty" jsonschema:"short label for lists and announces"`
-	AgentID           string    `json:"agentId,omitempty" jsonschema:"spawn under another agent id (must be allowed: see agents_list)"`
-	Model             string    `json:"model,omitempty" jsonschema:"model id from [[models]] (default: resolved from the config)"`
+	Label             string    `json:"label,omitempty" jsonschema:"short label for lists"`
+	AgentID           string    `json:"agentId,omitempty" jsonschema:"another agent id (see agents_list)"`
+	Model             string    `json:"model,omitempty" jsonschema:"model id from [[models]]"`
 	Thinking          string    `json:"thinking,omitempty" jsonschema:"off, low, medium or high"`
-	RunTimeoutSeconds int       `json:"runTimeoutSeconds,omitempty" jsonschema:"abort the run after N seconds (0 = the configured default; at most 86400)" schema:"min=0,max=86400"`
+	RunTimeoutSeconds int       `json:"runTimeoutSeconds,omitempty" jsonschema:"abort after N seconds (0 = configured default)" schema:"min=0,max=86400"`
 	TimeoutSeconds    int       `json:"timeoutSeconds,omitempty" jsonschema:"alias of runTimeoutSeconds" schema:"min=0,max=86400"`
-	Cleanup           string    `json:"cleanup,omitempty" jsonschema:"keep (default) or delete: delete archives the child session right after its announce" schema:"enum=keep|delete,default=keep"`
-	Preset            string    `json:"preset,omitempty" jsonschema:"a preset for the child (it narrows, never widens, your own policy)"`
+	Cleanup           string    `json:"cleanup,omitempty" jsonschema:"delete archives the child session after its announce" schema:"enum=keep|delete,default=keep"`
+	Preset            string    `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your policy)"`
 	ActiveTools       []string  `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
-	ToolChoice        *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the child's first model call"`
+	ToolChoice        *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the first model call"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -137,11 +137,18 @@ func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, strin
 	if out.Warnings == nil {
 		out.Warnings = []string{}
 	}
-	text := fmt.Sprintf("Sub-agent accepted.\nRun: %s\nSession: %s\nModel: %s\nTask: %s\n%s", tk.RunID, tk.ChildKey, tk.Model, firstN(labelOr(in.Label, in.Task), 80), out.Note)
+	text := fmt.Sprintf("Sub-agent accepted.\nRun: %s\nSession: %s\nModel: %s\n%sTask: %s\n%s", tk.RunID, tk.ChildKey, tk.Model, labelLine(in.Label), firstN(in.Task, 200), out.Note)
 	for _, w := range out.Warnings {
 		text += "\nWarning: " + w
 	}
 	return out, text, nil
+}
+
+func labelLine(label string) string {
+	if label == "" {
+		return ""
+	}
+	return "Label: " + label + "\n"
 }
 
 func labelOr(label, task string) string {
@@ -156,17 +163,17 @@ func labelOr(label, task string) string {
 // SpawnAgentIn is the input of spawn_agent.
 type SpawnAgentIn struct {
 	Task           string    `json:"task" jsonschema:"what the sub-agent should do"`
-	Context        string    `json:"context,omitempty" jsonschema:"who asks, shown to the child as [From: <context>]"`
-	Preset         string    `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your own policy)"`
+	Context        string    `json:"context,omitempty" jsonschema:"shown to the child as [From: <context>]"`
+	Preset         string    `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your policy)"`
 	Model          string    `json:"model,omitempty" jsonschema:"model id from [[models]]"`
-	AllowTools     []string  `json:"allow_tools,omitempty" jsonschema:"the child may call only these tools"`
+	AllowTools     []string  `json:"allow_tools,omitempty" jsonschema:"the only tools the child may call"`
 	DenyTools      []string  `json:"deny_tools,omitempty" jsonschema:"the child may not call these tools"`
-	DelegateOnly   bool      `json:"delegate_only,omitempty" jsonschema:"the child may only delegate: spawn and control its own sub-agents, and yield" schema:"default=false"`
-	Nonblocking    bool      `json:"nonblocking,omitempty" jsonschema:"return a task_id at once instead of waiting (default false)" schema:"default=false"`
+	DelegateOnly   bool      `json:"delegate_only,omitempty" jsonschema:"the child may only spawn/control sub-agents and yield" schema:"default=false"`
+	Nonblocking    bool      `json:"nonblocking,omitempty" jsonschema:"return a task_id at once instead of waiting" schema:"default=false"`
 	ActiveTools    []string  `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
-	ToolChoice     *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the child's first model call"`
-	OutputSchema   any       `json:"output_schema,omitempty" jsonschema:"JSON Schema (an object) the child's sessions_yield result must match"`
-	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" jsonschema:"abort the child after N seconds (at most 86400)" schema:"min=0,max=86400"`
+	ToolChoice     *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the first model call"`
+	OutputSchema   any       `json:"output_schema,omitempty" jsonschema:"JSON Schema the child's result must match"`
+	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" jsonschema:"abort after N seconds" schema:"min=0,max=86400"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -235,7 +242,7 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 	if in.Nonblocking {
 		out.Status = "running"
 		out.Note = "Use spawn_status or spawn_result with this task_id; the result is also announced to you."
-		return out, fmt.Sprintf("Sub-agent started: task_id %s (model %s). %s", tk.RunID, tk.Model, out.Note), nil
+		return out, fmt.Sprintf("Sub-agent started: task_id %s (model %s). %s", tk.RunID, tk.Model, out.Note) + warningLines(out.Warnings), nil
 	}
 	// Blocking: progress while the child works; MCP cancellation kills it.
 	if call.Progress != nil {
@@ -259,8 +266,23 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 		_ = call.Env.Store.MarkAnnounceDelivered(context.WithoutCancel(ctx), run.ID)
 	}
 	fillRunOut(&out, run)
-	return out, renderSpawnAgent(out), nil
+	text := renderSpawnAgent(out)
+	if store.Terminal(run.State) {
+		text += "\n" + spruntime.StatsLine(run, tk.SessionID)
+	}
+	return out, text + warningLines(out.Warnings), nil
 }
+
+func warningLines(ws []string) string {
+	var b strings.Builder
+	for _, w := range ws {
+		b.WriteString("\nWarning: " + w)
+	}
+	return b.String()
+}
+
+// Failed marks a blocking spawn_agent whose child failed as an error result.
+func (o SpawnAgentOut) Failed() bool { return o.Status == store.RunError }
 
 func fillRunOut(out *SpawnAgentOut, run *store.Run) {
 	out.Status = run.State
@@ -298,13 +320,13 @@ func renderSpawnAgent(out SpawnAgentOut) string {
 
 // TaskIn names a run.
 type TaskIn struct {
-	TaskID string `json:"task_id" jsonschema:"the runId / task_id a spawn returned"`
+	TaskID string `json:"task_id" jsonschema:"runId from a spawn"`
 }
 
 // ResultIn is the input of spawn_result.
 type ResultIn struct {
-	TaskID      string `json:"task_id" jsonschema:"the runId / task_id a spawn returned"`
-	WaitSeconds int    `json:"wait_seconds,omitempty" jsonschema:"wait up to N seconds for the run to end (default 0, at most 600); on expiry the current state is returned and the run goes on" schema:"default=0,min=0,max=600"`
+	TaskID      string `json:"task_id" jsonschema:"runId from a spawn"`
+	WaitSeconds int    `json:"wait_seconds,omitempty" jsonschema:"wait up to N seconds for the run to end" schema:"default=0,min=0,max=600"`
 }
 
 // RunInfo is a run as the spawn_* tools show it.
@@ -329,6 +351,11 @@ type RunInfo struct {
 	StartedAt     int64   `json:"started_at,omitempty"`
 	EndedAt       int64   `json:"ended_at,omitempty"`
 	Announce      string  `json:"announce,omitempty" jsonschema:"the run's announce, once it ended"`
+	// Seed 000's task API names (its clients read them).
+	FinishedAt  int64   `json:"finished_at,omitempty" jsonschema:"ended_at, for seed 000 clients"`
+	ElapsedSecs float64 `json:"elapsed_secs" jsonschema:"seconds from start to end (or to now while it runs)"`
+	Error       string  `json:"error,omitempty" jsonschema:"why it failed (status error, timeout or unknown)"`
+	Cancelled   bool    `json:"cancelled,omitempty" jsonschema:"status killed: cancelled (cancel_spawn, subagents kill)"`
 }
 
 func runInfo(ctx context.Context, call *Call, r *store.Run, withAnnounce bool) RunInfo {
@@ -338,6 +365,23 @@ func runInfo(ctx context.Context, call *Call, r *store.Run, withAnnounce bool) R
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt}
 	if len(r.ResultJSON) > 0 {
 		info.Output = r.ResultJSON
+	}
+	info.FinishedAt = r.EndedAt
+	if r.StartedAt > 0 {
+		end := r.EndedAt
+		if end == 0 {
+			end = time.Now().UnixMilli()
+		}
+		info.ElapsedSecs = float64(end-r.StartedAt) / 1000
+	}
+	switch r.State {
+	case store.RunError, store.RunTimeout, store.RunUnknown:
+		info.Error = r.Note
+		if info.Error == "" {
+			info.Error = r.State
+		}
+	case store.RunKilled:
+		info.Cancelled = true
 	}
 	if withAnnounce && store.Terminal(r.State) {
 		if a, err := call.Env.Store.GetAnnounce(ctx, r.ID); err == nil {
@@ -375,8 +419,8 @@ func ownRun(ctx context.Context, call *Call, id string) (*store.Run, error) {
 
 func renderRun(i RunInfo) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Run %s: %s\nTask: %s\nSession: %s (agent %s, model %s)\n", i.TaskID, i.Status, firstN(labelOr(i.Label, i.Task), 120), i.ChildKey, i.AgentID, i.Model)
-	if i.Note != "" {
+	fmt.Fprintf(&b, "Run %s: %s\n%sTask: %s\nSession: %s (agent %s, model %s)\n", i.TaskID, i.Status, labelLine(i.Label), firstN(i.Task, 200), i.ChildKey, i.AgentID, i.Model)
+	if i.Note != "" && i.Announce == "" { // the announce carries the note
 		fmt.Fprintf(&b, "Note: %s\n", i.Note)
 	}
 	if i.Announce != "" {
@@ -393,8 +437,20 @@ func spawnStatus(ctx context.Context, call *Call, in TaskIn) (RunInfo, string, e
 		return RunInfo{}, "", err
 	}
 	info := runInfo(ctx, call, r, true)
+	shownAnnounce(ctx, call, info)
 	return info, renderRun(info), nil
 }
+
+// shownAnnounce marks an announce this result shows as delivered, so it is
+// not put in front of the next tool result as well.
+func shownAnnounce(ctx context.Context, call *Call, info RunInfo) {
+	if info.Announce != "" {
+		_ = call.Env.Store.MarkAnnounceDelivered(context.WithoutCancel(ctx), info.TaskID)
+	}
+}
+
+// Failed marks a run that ended in error as an error result.
+func (i RunInfo) Failed() bool { return i.Status == store.RunError }
 
 func spawnResult(ctx context.Context, call *Call, in ResultIn) (RunInfo, string, error) {
 	r, err := ownRun(ctx, call, in.TaskID)
@@ -411,6 +467,7 @@ func spawnResult(ctx context.Context, call *Call, in ResultIn) (RunInfo, string,
 		}
 	}
 	info := runInfo(ctx, call, r, true)
+	shownAnnounce(ctx, call, info)
 	text := renderRun(info)
 	if !store.Terminal(r.State) {
 		text += "\nStill " + r.State + "; call spawn_result again (wait_seconds up to 600) or wait for the announce."
@@ -420,7 +477,7 @@ func spawnResult(ctx context.Context, call *Call, in ResultIn) (RunInfo, string,
 
 // ListRunsIn is the input of spawn_list.
 type ListRunsIn struct {
-	Status string `json:"status,omitempty" jsonschema:"only runs in this state" schema:"enum=queued|running|ok|error|timeout|killed|unknown"`
+	Status string `json:"status,omitempty" jsonschema:"only runs in this state (cancelled = killed)" schema:"enum=queued|running|ok|error|timeout|killed|cancelled|unknown"`
 }
 
 // ListRunsOut is the output of spawn_list.
@@ -431,6 +488,9 @@ type ListRunsOut struct {
 
 func spawnList(ctx context.Context, call *Call, in ListRunsIn) (ListRunsOut, string, error) {
 	f := store.RunFilter{Requesters: []string{call.Caller.Key}, Limit: 200}
+	if in.Status == "cancelled" { // seed 000's name for a killed run
+		in.Status = store.RunKilled
+	}
 	if in.Status != "" {
 		f.States = []string{in.Status}
 	}
@@ -454,9 +514,10 @@ func spawnList(ctx context.Context, call *Call, in ListRunsIn) (ListRunsOut, str
 
 // CancelOut is the output of cancel_spawn.
 type CancelOut struct {
-	TaskID string   `json:"task_id"`
-	Status string   `json:"status"`
-	Killed []string `json:"killed" jsonschema:"runs stopped: this one and its descendants"`
+	TaskID    string   `json:"task_id"`
+	Cancelled bool     `json:"cancelled" jsonschema:"this call stopped the run (false: it had already ended)"`
+	Status    string   `json:"status" jsonschema:"the run state: killed once cancelled (seed 000's cancelled)"`
+	Killed    []string `json:"killed" jsonschema:"runs stopped: this one and its descendants"`
 }
 
 func cancelSpawn(ctx context.Context, call *Call, in TaskIn) (CancelOut, string, error) {
@@ -473,7 +534,7 @@ func cancelSpawn(ctx context.Context, call *Call, in TaskIn) (CancelOut, string,
 		return CancelOut{}, "", err
 	}
 	r, _ = call.Env.Store.GetRun(ctx, r.ID)
-	out := CancelOut{TaskID: r.ID, Status: r.State, Killed: killed}
+	out := CancelOut{TaskID: r.ID, Status: r.State, Killed: killed, Cancelled: len(killed) > 0}
 	if out.Killed == nil {
 		out.Killed = []string{}
 	}
@@ -490,22 +551,22 @@ func SpawnTools() []*Tool {
 	readAnn := Annotations{ReadOnly: true, Idempotent: true}
 	return []*Tool{
 		Define(Meta{Name: "sessions_spawn", Title: "Spawn a sub-agent", Class: policy.ClassSpawn, Annotations: spawnAnn, DeferApproval: true,
-			Description: "Start a sub-agent on a task in its own session, in the background. Returns at once with {status: accepted, runId, childSessionKey}; the result is announced to you when it finishes (a log notification, a note before your next tool result, and spawn_status/spawn_result)."},
+			Description: "Start a sub-agent on a task in its own session, in the background. Returns at once with a runId; the result is announced to you (before your next tool result, and via spawn_result)."},
 			sessionsSpawn),
 		Define(Meta{Name: "spawn_agent", Title: "Run a sub-agent", Class: policy.ClassSpawn, Annotations: spawnAnn, DeferApproval: true,
-			Description: "Run a sub-agent on a task and wait for its result (progress notifications meanwhile; cancelling the call stops the child), or with nonblocking: true get a task_id at once. Options: allow_tools/deny_tools, active_tools/tool_choice, output_schema (the child must yield a matching result), preset, model."},
+			Description: "Run a sub-agent on a task and wait for its result, or with nonblocking: true get a task_id at once. Cancelling the call stops the child."},
 			spawnAgent),
 		Define(Meta{Name: "spawn_status", Title: "Sub-agent run status", Class: policy.ClassRead, Annotations: readAnn,
-			Description: "State of a run you spawned (queued, running, ok, error, timeout, killed, unknown), with its announce once it ended."},
+			Description: "State of a run you spawned, with its announce once it ended."},
 			spawnStatus),
 		Define(Meta{Name: "spawn_result", Title: "Sub-agent run result", Class: policy.ClassRead, Annotations: readAnn,
-			Description: "The result of a run you spawned; wait_seconds (≤ 600) waits for it to end and returns the current state on expiry (the run goes on)."},
+			Description: "The result of a run you spawned; on wait_seconds expiry the current state is returned and the run goes on."},
 			spawnResult),
 		Define(Meta{Name: "spawn_list", Title: "List sub-agent runs", Class: policy.ClassRead, Annotations: readAnn,
 			Description: "The runs you spawned, newest first (to recover task ids after losing context)."},
 			spawnList),
 		Define(Meta{Name: "cancel_spawn", Title: "Cancel a sub-agent run", Class: policy.ClassSpawn, Annotations: Annotations{Destructive: true, Idempotent: true},
-			Description: "Stop a run you spawned and every run it spawned. A cancel is final: a late completion cannot overwrite it."},
+			Description: "Stop a run you spawned and every run it spawned. A cancel is final."},
 			cancelSpawn),
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // StatusIn is the input of session_status.
 type StatusIn struct {
-	Key string `json:"key,omitempty" jsonschema:"session key (default: the caller's own session; aliases main, current)"`
+	Key string `json:"key,omitempty" jsonschema:"session key (default: yours)"`
 }
 
 // Targets names the session read, for the gate.

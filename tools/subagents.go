@@ -14,12 +14,12 @@ import (
 
 // SubagentsIn is the input of subagents.
 type SubagentsIn struct {
-	Action        string `json:"action,omitempty" jsonschema:"list (default), info, log, kill (also stop, terminate), send or steer" schema:"enum=list|info|log|kill|stop|terminate|send|steer,default=list"`
-	Target        string `json:"target,omitempty" jsonschema:"which sub-agent: its list index (1, 2, ...), a runId prefix, its session key, last, or all (kill only)"`
+	Action        string `json:"action,omitempty" jsonschema:"stop, terminate = kill" schema:"enum=list|info|log|kill|stop|terminate|send|steer,default=list"`
+	Target        string `json:"target,omitempty" jsonschema:"list index, run id, session key, last, or all (kill)"`
 	Message       string `json:"message,omitempty" jsonschema:"for send and steer"`
-	Limit         int    `json:"limit,omitempty" jsonschema:"messages shown by log (default 20, at most 200)" schema:"default=20,min=1,max=200"`
+	Limit         int    `json:"limit,omitempty" jsonschema:"log: messages shown" schema:"default=20,min=1,max=200"`
 	IncludeTools  bool   `json:"includeTools,omitempty" jsonschema:"log: include tool calls and results" schema:"default=false"`
-	RecentMinutes int    `json:"recentMinutes,omitempty" jsonschema:"list: finished runs of the last N minutes are shown too (default 30)" schema:"default=30,min=0"`
+	RecentMinutes int    `json:"recentMinutes,omitempty" jsonschema:"list: also runs ended in the last N minutes" schema:"default=30,min=0"`
 }
 
 // ApprovalSummary names the action, for the approval prompt.
@@ -310,14 +310,39 @@ func renderSubagentList(out SubagentsOut, now int64) string {
 	var b strings.Builder
 	b.WriteString("🧭 Subagents (current session)\n")
 	fmt.Fprintf(&b, "Active: %d · Done: %d\n", out.Active, out.Done)
+	ids := make([]string, len(out.Runs))
 	for i, r := range out.Runs {
-		short := r.TaskID
-		if len(short) > 8 {
-			short = short[len(short)-8:]
-		}
-		fmt.Fprintf(&b, "%d) %s · %s · %s · run %s · %s\n", i+1, stateIcon(r.Status), firstN(labelOr(r.Label, r.Task), 40), runtimeOf(r, now), short, r.ChildKey)
+		ids[i] = r.TaskID
+	}
+	short := uniquePrefixes(ids, 8)
+	for i, r := range out.Runs {
+		fmt.Fprintf(&b, "%d) %s · %s · %s · run %s · %s\n", i+1, stateIcon(r.Status), firstN(labelOr(r.Label, r.Task), 40), runtimeOf(r, now), short[i], r.ChildKey)
 	}
 	return strings.TrimSpace(b.String())
+}
+
+// uniquePrefixes shortens each id to its shortest prefix of at least min
+// characters that no other id shares: what the list shows is what target
+// accepts (a runId prefix). UUIDv7 ids made in the same millisecond share
+// their first 13 characters, so the length varies.
+func uniquePrefixes(ids []string, min int) []string {
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		n := min
+		for j, other := range ids {
+			if j == i || other == id {
+				continue
+			}
+			for n < len(id) && strings.HasPrefix(other, id[:n]) {
+				n++
+			}
+		}
+		if n > len(id) {
+			n = len(id)
+		}
+		out[i] = id[:n]
+	}
+	return out
 }
 
 func renderSubagentInfo(r RunInfo) string {
@@ -336,7 +361,7 @@ func renderSubagentInfo(r RunInfo) string {
 func SubagentsTool() *Tool {
 	return Define(Meta{Name: "subagents", Title: "Control sub-agents", Class: policy.ClassSpawn, DeferApproval: true,
 		Annotations: Annotations{ReadOnly: false, Destructive: true, Idempotent: false, OpenWorld: false},
-		Description: "List, inspect and control the sub-agents you spawned: list (active and recent), info, log (their transcript), kill (cascades to their children; target all for every one), send (a message, waiting up to 30 s for the reply), steer (stop the current turn and restart with a new message). Targets: list index, runId prefix, session key, last."},
+		Description: "List, inspect and control the sub-agents you spawned: list, info, log (transcript), kill (cascades to their children), send (waits up to 30 s for the reply), steer (stop the current turn and restart with a new message)."},
 		subagents)
 }
 

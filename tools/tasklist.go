@@ -18,12 +18,12 @@ import (
 
 // TaskListIn is the input of task_list.
 type TaskListIn struct {
-	Action string  `json:"action" jsonschema:"create (a task, or an empty list when only list is given), list (a list's tasks), list_lists, get (a task with its history), update (status/title/owner) or claim (take a pending, unowned task: atomic)" schema:"enum=create|list|list_lists|get|update|claim"`
-	List   string  `json:"list,omitempty" jsonschema:"the list's name (create, list); create makes the list when it does not exist"`
-	ID     int64   `json:"id,omitempty" jsonschema:"the task id (get, update, claim)" schema:"min=1"`
+	Action string  `json:"action" jsonschema:"create (list + title; list alone: an empty list), list, list_lists, get (with history), update, claim" schema:"enum=create|list|list_lists|get|update|claim"`
+	List   string  `json:"list,omitempty" jsonschema:"list name"`
+	ID     int64   `json:"id,omitempty" jsonschema:"task id" schema:"min=1"`
 	Title  string  `json:"title,omitempty" jsonschema:"create: the task; update: its new title"`
-	Status string  `json:"status,omitempty" jsonschema:"create: initial status (default pending); update: the new status; list: only tasks in this status" schema:"enum=pending|in_progress|completed"`
-	Owner  *string `json:"owner,omitempty" jsonschema:"a session key (current = you). create/update: the owner (\"\" on update = unowned); claim: who takes the task (default you); list: only tasks of this owner"`
+	Status string  `json:"status,omitempty" jsonschema:"create/update: the status; list: a filter" schema:"enum=pending|in_progress|completed"`
+	Owner  *string `json:"owner,omitempty" jsonschema:"a session key (current = you; \"\" on update = unowned); list: a filter"`
 }
 
 // ApprovalSummary names the action, for the approval prompt.
@@ -487,10 +487,7 @@ func renderTaskWithHistory(t TaskInfo, history []TaskEventInfo) string {
 func TaskListTool() *Tool {
 	return Define(Meta{Name: "task_list", Title: "Shared task lists", Class: policy.ClassMutate, DeferApproval: true,
 		Annotations: Annotations{ReadOnly: false, Destructive: false, Idempotent: false, OpenWorld: false},
-		Description: "Named task lists shared by every session, to coordinate work across a team of sessions. " +
-			"create (list + title adds a task, making the list if needed; list alone makes an empty list), list (a list's tasks, filtered by status/owner), " +
-			"list_lists (every list with counts per status), get (one task with its history: who changed what, when), " +
-			"update (status, title or owner; each change is recorded), claim (atomically take a pending, unowned task: it becomes yours and in_progress; " +
-			"if another session got it first you are told who). Owners are session keys; current means you."},
+		Description: "Named task lists shared by every session, to coordinate a team of sessions. claim atomically takes a pending, unowned task " +
+			"(it becomes yours and in_progress). Owners are session keys; current means you."},
 		taskList)
 }

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -64,14 +65,36 @@ func Ensure(t testing.TB) {
 	if reason == "" {
 		return
 	}
-	t.Logf("e2e/node_modules: %s: running npm ci", reason)
+	start := time.Now()
+	Progress(t, "e2e/node_modules: %s: running npm ci in e2e/ (about 100 s the first time; later runs reuse it)", reason)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { // a line every 20 s, so a quiet terminal is not taken for a hang
+		defer wg.Done()
+		tick := time.NewTicker(20 * time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				Progress(t, "npm ci still running (%s)", time.Since(start).Round(time.Second))
+			}
+		}
+	}()
 	cmd := exec.CommandContext(ctx, "npm", "ci", "--no-audit", "--no-fund")
 	cmd.Dir = Dir()
-	if out, err := cmd.CombinedOutput(); err != nil {
+	cmd.WaitDelay = 10 * time.Second
+	out, err := cmd.CombinedOutput()
+	close(done)
+	wg.Wait()
+	if err != nil {
 		t.Fatalf("npm ci in e2e/: %v\n%s\n%s", err, out, Help)
 	}
+	Progress(t, "npm ci done in %s", time.Since(start).Round(time.Second))
 	if reason := stale(); reason != "" {
 		t.Fatalf("after npm ci: %s", reason)
 	}
@@ -110,4 +133,18 @@ func stale() string {
 		}
 	}
 	return ""
+}
+
+// Progress reports what a slow step is doing where the person running the
+// tests sees it at once: go test ./... holds a package's output until the
+// package is done, so besides the test log the line goes to the
+// controlling terminal, when there is one (not in CI).
+func Progress(t testing.TB, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	t.Log(msg)
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		fmt.Fprintln(tty, "sessionplane tests: "+msg)
+		tty.Close()
+	}
 }

@@ -23,7 +23,7 @@ import (
 //	  "conversations": [
 //	    {
 //	      "name": "weather",               // optional label used in errors
-//	      "match": "weather",              // substring of the first user message; omit for the fallback
+//	      "match": "weather",              // substring of the task (the first user message, unfenced); omit for the fallback
 //	      "turns": [
 //	        {"text": "Looking it up.",
 //	         "tool_calls": [{"name": "get_weather", "args": {"city": "{{task}}"}}],
@@ -38,7 +38,7 @@ import (
 //
 // Selection is stateless, so one script serves any number of concurrent
 // sessions: the conversation is the first whose match is a (case-sensitive)
-// substring of the request's first user message, else the one without match
+// substring of the request's task (TaskText), else the one without match
 // (at most one may omit it). The turn is the number of assistant messages
 // already in the request: none → turns[0], one → turns[1], and so on. Past
 // the last turn the last turn repeats if it calls no tools; otherwise the
@@ -46,7 +46,7 @@ import (
 //
 // A turn has text and/or tool_calls, or else an error. Tool call ids are
 // "call_<turn>_<i>"; args is any JSON (default {}). In text and in args
-// strings, {{task}} becomes the first user message and {{last_tool_result}}
+// strings, {{task}} becomes the task (TaskText of the first user message) and {{last_tool_result}}
 // the content of the most recent tool result. delay_ms waits before
 // answering (cut short by cancellation). error {status, message} is returned
 // as an *Error, retryable for 408/429/5xx/529 as with the HTTP providers;

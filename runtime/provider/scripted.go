@@ -58,7 +58,7 @@ func (p *Scripted) Complete(ctx context.Context, req Request) (*Response, error)
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Provider: p.name, Model: req.Model, Message: "request canceled: " + err.Error(), Err: err}
 	}
-	task := firstUserText(req.Messages)
+	task := TaskText(firstUserText(req.Messages))
 	conv := p.pick(task)
 	if conv == nil {
 		return nil, fail("scripted: no conversation matches the first user message %q and the script has no fallback (a conversation without match)", excerpt([]byte(task)))
@@ -167,6 +167,24 @@ func firstUserText(msgs []Message) string {
 		}
 	}
 	return ""
+}
+
+// TaskText is what a request asks, as {{task}} and match see it: the first
+// user message without the MESSAGE fence a task from another session comes
+// in, and without a leading [From: ...] line. (The fence's wording is the
+// runtime's; only its markers are relied on here.)
+func TaskText(s string) string {
+	if strings.HasPrefix(s, "<<<MESSAGE from ") {
+		if i := strings.IndexByte(s, '\n'); i >= 0 {
+			s = strings.TrimSuffix(s[i+1:], "\n<<<END MESSAGE>>>")
+		}
+	}
+	if strings.HasPrefix(s, "[From: ") {
+		if i := strings.Index(s, "]\n\n"); i >= 0 {
+			s = s[i+3:]
+		}
+	}
+	return strings.TrimSpace(s)
 }
 
 func lastToolResult(msgs []Message) string {

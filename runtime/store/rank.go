@@ -43,14 +43,19 @@ type rankStats struct {
 	statAt time.Time
 }
 
-// fold lower-cases and strips diacritics, like FTS5's unicode61 tokenizer
-// with remove_diacritics 2.
-var fold = transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+// folders hold the chains that strip diacritics, like FTS5's unicode61
+// tokenizer with remove_diacritics 2. A chain keeps state while it
+// transforms, so concurrent searches each take their own.
+var folders = sync.Pool{New: func() any {
+	return transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
+}}
 
 // tokens splits text into the words FTS5 indexes (letters, digits and _
 // runs), folded.
 func tokens(text string) []string {
+	fold := folders.Get().(transform.Transformer)
 	folded, _, err := transform.String(fold, text)
+	folders.Put(fold)
 	if err != nil {
 		folded = text
 	}

@@ -398,3 +398,30 @@ func TestWritePanicFailsOnlyThatWrite(t *testing.T) {
 		t.Fatalf("writer dead after a panic: %v", err)
 	}
 }
+
+func TestOpenADirectorySaysSo(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Open(context.Background(), dir, nil)
+	if err == nil || !strings.Contains(err.Error(), "is a directory") || !strings.Contains(err.Error(), "sessionplane.db") {
+		t.Fatalf("Open(a directory) = %v, want it to say it is a directory and what to name", err)
+	}
+}
+
+// Searches run concurrently (child agents, several clients): folding their
+// words must not share a transformer's state (go test -race).
+func TestTokensConcurrently(t *testing.T) {
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 200; j++ {
+				if got := tokens("Ça déploie l'été"); strings.Join(got, " ") != "ca deploie l ete" {
+					t.Errorf("tokens = %q", got)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
