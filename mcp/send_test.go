@@ -230,18 +230,18 @@ func TestSendPingPongAndSkipTokens(t *testing.T) {
 	}
 }
 
-// gateProvider answers the latest user message; a message containing
+// turnGateProvider answers the latest user message; a message containing
 // "hold" blocks until release is closed, after saying so on started.
-type gateProvider struct {
+type turnGateProvider struct {
 	started chan struct{}
 	release chan struct{}
 	mu      sync.Mutex
 	reqs    []provider.Request
 }
 
-func (p *gateProvider) Name() string { return "script" }
+func (p *turnGateProvider) Name() string { return "script" }
 
-func (p *gateProvider) Complete(ctx context.Context, req provider.Request) (*provider.Response, error) {
+func (p *turnGateProvider) Complete(ctx context.Context, req provider.Request) (*provider.Response, error) {
 	p.mu.Lock()
 	p.reqs = append(p.reqs, req)
 	p.mu.Unlock()
@@ -266,7 +266,7 @@ func (p *gateProvider) Complete(ctx context.Context, req provider.Request) (*pro
 // A message sent to a busy session waits with its turn: the running turn
 // never sees it, and it enters the transcript after that turn's reply.
 func TestSendQueuedMessageEntersTranscriptWhenItsTurnStarts(t *testing.T) {
-	p := &gateProvider{started: make(chan struct{}), release: make(chan struct{})}
+	p := &turnGateProvider{started: make(chan struct{}), release: make(chan struct{})}
 	f := newFixtureFull(t, fmt.Sprintf(spawnConfig, ""), "2025-11-25", map[string]provider.Provider{"script": p})
 	first, _ := f.send(map[string]any{"key": "agent:main:worker", "message": "first: hold", "timeoutSeconds": 0})
 	select {
