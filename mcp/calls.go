@@ -113,7 +113,7 @@ func (s *Server) recordAndDeliver(ctx context.Context, own, name string, args js
 	}
 	anns, err := s.reg.Env().Store.RecordAndClaim(ctx, []store.Message{
 		{SessionKey: own, Role: store.RoleAssistant, Trust: store.TrustUser,
-			Content: store.Content{ToolCalls: []store.ToolCall{{ID: callID, Name: name, Args: args}}}},
+			Content: store.Content{ToolCalls: []store.ToolCall{{ID: callID, Name: name, Args: tools.RecordedArgs(args, res)}}}},
 		{SessionKey: own, Role: store.RoleTool, Trust: store.TrustExternal,
 			Content: store.Content{ToolResults: []store.ToolResult{{CallID: callID, Name: name, Content: text, IsError: res.IsError}}}},
 	}, own)

@@ -139,7 +139,7 @@ func (r *Registry) Visible(c policy.Caller) []*Tool {
 	return out
 }
 
-// Call is the one path of every tool call: look up, validate, decode, the
+// Call is the one path of every tool call: look up, [limits], validate, decode, the
 // policy gate (with approval through approver, which may be nil), then the
 // handler. Failures and refusals come back as isError results; a handler
 // panic is recovered into one.
@@ -162,6 +162,9 @@ func (r *Registry) Call(ctx context.Context, c policy.Caller, approver Approver,
 			res = errorResult(t.Name, fmt.Sprintf("internal error in %s: %v (the call was not completed; the server keeps serving)", t.Name, p))
 		}
 	}()
+	if msg := checkLimits(r.limits(), t.Name, raw); msg != "" {
+		return errorResult(t.Name, fmt.Sprintf("refused %s: %s", t.Name, msg))
+	}
 	if err := r.validate(t, raw); err != nil {
 		return errorResult(t.Name, fmt.Sprintf("invalid arguments for %s: %v", t.Name, err))
 	}

@@ -22,6 +22,7 @@ type Config struct {
 	Tools      Tools               `toml:"tools" json:"tools"`
 	Approval   map[string]string   `toml:"approval" json:"approval"`
 	MCPServers []MCPServer         `toml:"mcp_servers" json:"mcp_servers"`
+	Limits     Limits              `toml:"limits" json:"limits"`
 	lines      map[string]int      // key path → line, for errors found after decoding
 	source     string              // file the config came from ("" = defaults)
 }
@@ -40,6 +41,9 @@ type MCP struct {
 	Session string `toml:"session" json:"session,omitempty"`
 	// WorkerPool is the number of concurrent tool calls served on stdio (≥ 32 by default).
 	WorkerPool int `toml:"worker_pool" json:"worker_pool"`
+	// DrainSeconds bounds how long, after the end of stdin or SIGTERM, the
+	// requests already received may take to finish and be answered.
+	DrainSeconds int `toml:"drain_seconds" json:"drain_seconds"`
 	// HTTP is [mcp.http]: authentication and session limits of --http.
 	HTTP HTTP `toml:"http" json:"http"`
 }
@@ -206,7 +210,7 @@ type MCPServer struct {
 func Default() *Config {
 	return &Config{
 		Store:     Store{Path: DefaultDBPath()},
-		MCP:       MCP{Agent: "main", WorkerPool: 64, HTTP: HTTP{SessionIdleMinutes: 30, MaxSessions: 1000}},
+		MCP:       MCP{Agent: "main", WorkerPool: 64, DrainSeconds: 10, HTTP: HTTP{SessionIdleMinutes: 30, MaxSessions: 1000}},
 		Providers: map[string]Provider{},
 		Agents: Agents{
 			Defaults: AgentDefaults{
@@ -222,6 +226,7 @@ func Default() *Config {
 		},
 		Tools:    Tools{Sessions: SessionTools{Visibility: "all"}},
 		Approval: map[string]string{},
+		Limits:   DefaultLimits(),
 	}
 }
 

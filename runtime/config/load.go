@@ -112,7 +112,7 @@ func Parse(data []byte, name string) (*Config, error) {
 			}
 			return filepath.Join(base, p)
 		}
-		if cfg.Store.Path != DefaultDBPath() {
+		if cfg.Store.Path != DefaultDBPath() && !strings.HasPrefix(cfg.Store.Path, "file:") {
 			cfg.Store.Path = rel(cfg.Store.Path)
 		}
 		for k, p := range cfg.Providers {
@@ -497,6 +497,7 @@ func (c *Config) validate() []Problem {
 			add(path, "%q is not an approval mode: use one of %s", c.Approval[k], strings.Join(ApprovalModes, ", "))
 		}
 	}
+	c.validateLimits(add)
 	seenServer := map[string]bool{}
 	for i, m := range c.MCPServers {
 		path := fmt.Sprintf("mcp_servers[%d]", i)

@@ -126,6 +126,9 @@ func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message
 		if err != nil {
 			return err
 		}
+		if err := s.checkMessageSize(i, &msgs[i], len(b)); err != nil {
+			return err
+		}
 		bodies[i] = string(b)
 	}
 	next := make(map[string]int64, len(order))

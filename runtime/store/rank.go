@@ -119,18 +119,20 @@ func (s *Store) corpusStats(ctx context.Context) (int, float64, error) {
 	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(max(id), 0) FROM messages`).Scan(&n); err != nil {
 		return 0, 0, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT body FROM messages WHERE body != '' ORDER BY id DESC LIMIT 2000`)
+	rows, err := s.db.QueryContext(ctx, `SELECT substr(body, 1, ?), octet_length(body) FROM messages WHERE body != '' ORDER BY id DESC LIMIT 2000`,
+		s.limits.SearchScoreBytes)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer rows.Close()
 	total, docs := 0, 0
 	for rows.Next() {
-		var body string
-		if err := rows.Scan(&body); err != nil {
+		var prefix string
+		var size int
+		if err := rows.Scan(&prefix, &size); err != nil {
 			return 0, 0, err
 		}
-		total += len(tokens(body))
+		total += int(docLength(len(tokens(prefix)), len(prefix), size))
 		docs++
 	}
 	avg := 1.0
@@ -154,21 +156,29 @@ type scored struct {
 // rankWindowRows scores the matches of match with rowid in [lower, upper)
 // by BM25 over terms, best first.
 func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string, lower, upper int64) ([]scored, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT m.id, m.body FROM messages_fts f JOIN messages m ON m.id = f.rowid
-		WHERE messages_fts MATCH ? AND f.rowid >= ? AND f.rowid < ?`, match, lower, upper)
+	// Each message is scored on its first SearchScoreBytes (substr counts
+	// characters, so a prefix is at most 4× that in bytes) and counted as
+	// long as it is (octet_length reads the size, not the text): one huge
+	// message costs no more than a short one and does not rank first.
+	rows, err := s.db.QueryContext(ctx, `SELECT m.id, substr(m.body, 1, ?), octet_length(m.body) FROM messages_fts f JOIN messages m ON m.id = f.rowid
+		WHERE messages_fts MATCH ? AND f.rowid >= ? AND f.rowid < ?`, s.limits.SearchScoreBytes, match, lower, upper)
 	if err != nil {
 		return nil, err
 	}
 	type doc struct {
 		id   int64
 		body string
+		size int
 	}
 	var docs []doc
 	for rows.Next() {
 		var d doc
-		if err := rows.Scan(&d.id, &d.body); err != nil {
+		if err := rows.Scan(&d.id, &d.body, &d.size); err != nil {
 			rows.Close()
 			return nil, err
+		}
+		if len(d.body) > s.limits.SearchScoreBytes {
+			d.body = d.body[:s.limits.SearchScoreBytes]
 		}
 		docs = append(docs, d)
 	}
@@ -190,6 +200,11 @@ func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string
 	}
 	out := make([]scored, 0, len(docs))
 	for _, d := range docs {
+		if err := ctx.Err(); err != nil {
+			return nil, err // a cancelled search stops within one message
+		}
+		s.work.rows.Add(1)
+		s.work.bytes.Add(int64(len(d.body)))
 		toks := tokens(d.body)
 		tf := make(map[string]int, len(terms))
 		for _, tok := range toks {
@@ -197,7 +212,7 @@ func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string
 				tf[tok]++
 			}
 		}
-		dl := float64(len(toks))
+		dl := docLength(len(toks), len(d.body), d.size)
 		var score float64
 		for t, w := range idf {
 			f := float64(tf[t])
@@ -212,4 +227,16 @@ func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string
 		return out[i].id > out[j].id
 	})
 	return out, nil
+}
+
+// docLength is a message's length in words for BM25: the words of the
+// prefix that was read, scaled by how much of the message that prefix is.
+func docLength(words, read, size int) float64 {
+	if words < 1 {
+		words = 1
+	}
+	if read <= 0 || size <= read {
+		return float64(words)
+	}
+	return float64(words) * float64(size) / float64(read)
 }

@@ -34,9 +34,15 @@ type SearchQuery struct {
 // no implicit prefix matching: a short prefix of a common word would merge
 // hundreds of posting lists and make latency unpredictable.
 func (s *Store) Search(ctx context.Context, q SearchQuery, yield func(Hit) bool) error {
+	if n := len(q.Query); n > s.limits.SearchQueryBytes {
+		return fmt.Errorf("store: search: the query is %d bytes, over the limit of %d ([limits] search_query_bytes): %w", n, s.limits.SearchQueryBytes, ErrTooLarge)
+	}
 	match := ftsQuery(q.Query)
 	if match == "" {
 		return nil
+	}
+	if n := strings.Count(match, `" "`) + 1; n > s.limits.SearchQueryTerms {
+		return fmt.Errorf("store: search: the query has %d words, over the limit of %d ([limits] search_query_terms): %w", n, s.limits.SearchQueryTerms, ErrTooLarge)
 	}
 	// Matches are ranked by BM25 (rank.go) within windows of the
 	// rankWindow most recent matching messages, newest window first: a word
@@ -45,6 +51,9 @@ func (s *Store) Search(ctx context.Context, q SearchQuery, yield func(Hit) bool)
 	terms := queryTerms(q.Query)
 	upper := int64(math.MaxInt64)
 	for {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("store: search %q: %w", q.Query, err)
+		}
 		bound, err := s.windowBound(ctx, match, upper)
 		if err != nil {
 			return fmt.Errorf("store: search %q: %w", q.Query, err)
@@ -54,7 +63,7 @@ func (s *Store) Search(ctx context.Context, q SearchQuery, yield func(Hit) bool)
 			return fmt.Errorf("store: search %q: %w", q.Query, err)
 		}
 		for _, r := range ranked {
-			h, ok, err := s.hit(ctx, match, r.id, q.ExcludeKey)
+			h, ok, err := s.hit(ctx, match, terms, r.id, q.ExcludeKey)
 			if err != nil {
 				return fmt.Errorf("store: search %q: %w", q.Query, err)
 			}
@@ -91,17 +100,32 @@ func (s *Store) windowBound(ctx context.Context, match string, upper int64) (int
 
 // hit reads one ranked message's snippet and session; ok is false when the
 // message belongs to the excluded or an archived session.
-func (s *Store) hit(ctx context.Context, match string, id int64, exclude string) (Hit, bool, error) {
+func (s *Store) hit(ctx context.Context, match string, terms []string, id int64, exclude string) (Hit, bool, error) {
 	var h Hit
 	var archived int64
-	err := s.db.QueryRowContext(ctx, `SELECT m.session_key, s.label, s.agent_id, m.role, m.seq, COALESCE(s.archived_at, 0)
+	var size int
+	err := s.db.QueryRowContext(ctx, `SELECT m.session_key, s.label, s.agent_id, m.role, m.seq, COALESCE(s.archived_at, 0), octet_length(m.body)
 		FROM messages m JOIN sessions s ON s.key = m.session_key WHERE m.id = ?`, id).
-		Scan(&h.Key, &h.Label, &h.AgentID, &h.Role, &h.Seq, &archived)
+		Scan(&h.Key, &h.Label, &h.AgentID, &h.Role, &h.Seq, &archived, &size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return h, false, nil // deleted since it was ranked
 	}
 	if err != nil || h.Key == exclude || archived != 0 {
 		return h, false, err
+	}
+	if size > s.limits.SearchScoreBytes {
+		// FTS5's snippet() would tokenize the whole message: build the
+		// snippet from the prefix search reads instead.
+		var prefix string
+		err := s.db.QueryRowContext(ctx, `SELECT substr(body, 1, ?) FROM messages WHERE id = ?`, s.limits.SearchScoreBytes, id).Scan(&prefix)
+		if err != nil {
+			return h, false, err
+		}
+		if len(prefix) > s.limits.SearchScoreBytes {
+			prefix = prefix[:s.limits.SearchScoreBytes]
+		}
+		h.Snippet = prefixSnippet(prefix, terms)
+		return h, true, nil
 	}
 	err = s.db.QueryRowContext(ctx, `SELECT snippet(messages_fts, 0, '[', ']', '…', 12) FROM messages_fts
 		WHERE messages_fts MATCH ? AND rowid = ?`, match, id).Scan(&h.Snippet)
@@ -124,4 +148,48 @@ func ftsQuery(text string) string {
 		words[i] = `"` + w + `"`
 	}
 	return strings.Join(words, " ")
+}
+
+// prefixSnippet is a snippet of a long message cut from its first bytes:
+// about twelve words around the first query word found there (marked like
+// FTS5's snippet), else its first words, then "…".
+func prefixSnippet(prefix string, terms []string) string {
+	words := strings.Fields(strings.ToValidUTF8(prefix, ""))
+	want := map[string]bool{}
+	for _, t := range terms {
+		want[t] = true
+	}
+	at := -1
+	for i, w := range words {
+		for _, t := range tokens(w) {
+			if want[t] {
+				at = i
+				break
+			}
+		}
+		if at >= 0 {
+			break
+		}
+	}
+	start := 0
+	if at > 6 {
+		start = at - 6
+	}
+	end := min(start+12, len(words))
+	out := make([]string, 0, end-start)
+	for i := start; i < end; i++ {
+		w := words[i]
+		if len(w) > 80 {
+			w = strings.ToValidUTF8(w[:80], "") + "…"
+		}
+		if i == at {
+			w = "[" + w + "]"
+		}
+		out = append(out, w)
+	}
+	s := strings.Join(out, " ")
+	if start > 0 {
+		s = "…" + s
+	}
+	return s + "…"
 }

@@ -43,6 +43,9 @@ type Options struct {
 	Logger      *slog.Logger  // default: discard
 	BusyTimeout time.Duration // default 10s
 	Now         func() time.Time
+	// Limits bound what one message and one search may cost; zero fields
+	// take their defaults (limits.go).
+	Limits Limits
 }
 
 // Store is an open sessionplane database. It is safe for concurrent use.
@@ -63,7 +66,9 @@ type Store struct {
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt
 
-	rank rankStats // search ranking statistics (rank.go)
+	rank   rankStats // search ranking statistics (rank.go)
+	limits Limits
+	work   searchWork // what searches scored (limits.go)
 }
 
 type txReq struct {
@@ -123,7 +128,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	// run lanes and concurrent tool calls do not queue for a connection.
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
-	s := &Store{db: db, path: path, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{})}
+	s := &Store{db: db, path: path, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{}), limits: opts.Limits.effective()}
 	// Processes opening a new file at once race to switch it to WAL, and
 	// SQLite answers a loser SQLITE_BUSY at once, busy_timeout or not:
 	// retry (each attempt opens a fresh connection) for up to busy_timeout.
