@@ -125,7 +125,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	st, err := store.Open(ctx, cfg.Store.Path, &store.Options{Logger: log})
+	st, err := store.Open(ctx, cfg.Store.Path, &store.Options{Logger: log, Limits: storeLimits(cfg.Limits)})
 	if err != nil {
 		fmt.Fprintln(stderr, "sessionplane:", err)
 		return 1
@@ -289,4 +289,11 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// storeLimits maps [limits] onto the store's own limits.
+func storeLimits(l config.Limits) store.Limits {
+	l = l.Effective()
+	return store.Limits{MaxMessageBytes: l.MessageBytes, SearchScoreBytes: l.SearchScoreBytes,
+		SearchQueryBytes: l.SearchQueryBytes, SearchQueryTerms: l.SearchQueryTerms}
 }

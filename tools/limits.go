@@ -44,17 +44,16 @@ func checkLimits(l config.Limits, tool string, raw json.RawMessage) string {
 	if err := dec.Decode(&v); err != nil {
 		return "" // not JSON: validation reports it
 	}
-	if msg := walkLimits(l, "", v); msg != "" {
-		return msg
-	}
 	if tool == "sessions_search" {
 		if m, ok := v.(map[string]any); ok {
 			if q, ok := m["query"].(string); ok {
-				return checkQuery(l, q)
+				if msg := checkQuery(l, q); msg != "" {
+					return msg
+				}
 			}
 		}
 	}
-	return ""
+	return walkLimits(l, "", v)
 }
 
 // checkQuery bounds a search query's size and number of words.
