@@ -221,3 +221,45 @@ func shorten(s string, n int) string {
 }
 
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// ExactIntegers checks every number of a JSON document (a tool call's
+// arguments as the client sent them) and describes the first integer a
+// JSON number cannot hold exactly, or returns "".
+func ExactIntegers(raw json.RawMessage) string {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil {
+		return ""
+	}
+	return walkNumbers("", v)
+}
+
+func walkNumbers(path string, v any) string {
+	switch x := v.(type) {
+	case json.Number:
+		return exactInt(path, string(x))
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			p := k
+			if path != "" {
+				p = path + "." + k
+			}
+			if msg := walkNumbers(p, x[k]); msg != "" {
+				return msg
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if msg := walkNumbers(fmt.Sprintf("%s[%d]", path, i), e); msg != "" {
+				return msg
+			}
+		}
+	}
+	return ""
+}
