@@ -195,12 +195,12 @@ func (s *Store) History(ctx context.Context, q HistoryQuery) (msgs []Message, to
 		filter = " AND role != 'tool' AND NOT (role = 'assistant' AND body = '')"
 	}
 	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM messages WHERE session_key = ?"+filter, q.Key).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("store: history of %q: %w", q.Key, err)
+		return nil, 0, fmt.Errorf("store: history of %q: %w", q.Key, s.fault(err))
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
 		WHERE session_key = ?`+filter+` ORDER BY seq DESC LIMIT ? OFFSET ?`, q.Key, q.Limit, q.Offset)
 	if err != nil {
-		return nil, 0, fmt.Errorf("store: history of %q: %w", q.Key, err)
+		return nil, 0, fmt.Errorf("store: history of %q: %w", q.Key, s.fault(err))
 	}
 	defer rows.Close()
 	for rows.Next() {
@@ -215,7 +215,7 @@ func (s *Store) History(ctx context.Context, q HistoryQuery) (msgs []Message, to
 		msgs = append(msgs, m)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, 0, err
+		return nil, 0, s.fault(err)
 	}
 	for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
 		msgs[i], msgs[j] = msgs[j], msgs[i]

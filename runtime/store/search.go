@@ -52,20 +52,20 @@ func (s *Store) Search(ctx context.Context, q SearchQuery, yield func(Hit) bool)
 	upper := int64(math.MaxInt64)
 	for {
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("store: search %q: %w", q.Query, err)
+			return fmt.Errorf("store: search %q: %w", q.Query, s.fault(err))
 		}
 		bound, err := s.windowBound(ctx, match, upper)
 		if err != nil {
-			return fmt.Errorf("store: search %q: %w", q.Query, err)
+			return fmt.Errorf("store: search %q: %w", q.Query, s.fault(err))
 		}
 		ranked, err := s.rankWindowRows(ctx, match, terms, bound, upper)
 		if err != nil {
-			return fmt.Errorf("store: search %q: %w", q.Query, err)
+			return fmt.Errorf("store: search %q: %w", q.Query, s.fault(err))
 		}
 		for _, r := range ranked {
 			h, ok, err := s.hit(ctx, match, terms, r.id, q.ExcludeKey)
 			if err != nil {
-				return fmt.Errorf("store: search %q: %w", q.Query, err)
+				return fmt.Errorf("store: search %q: %w", q.Query, s.fault(err))
 			}
 			if !ok {
 				continue

@@ -135,7 +135,7 @@ func (s *Store) GetSession(ctx context.Context, key string) (*Session, error) {
 		return nil, fmt.Errorf("session %q: %w", key, ErrNotFound)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: get session %q: %w", key, err)
+		return nil, fmt.Errorf("store: get session %q: %w", key, s.fault(err))
 	}
 	return sess, nil
 }
@@ -183,19 +183,19 @@ func (s *Store) ListSessions(ctx context.Context, f ListFilter, yield func(*Sess
 	q += " ORDER BY updated_at DESC, key"
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
-		return fmt.Errorf("store: list sessions: %w", err)
+		return fmt.Errorf("store: list sessions: %w", s.fault(err))
 	}
 	defer rows.Close()
 	for rows.Next() {
 		sess, err := scanSession(rows)
 		if err != nil {
-			return fmt.Errorf("store: list sessions: %w", err)
+			return fmt.Errorf("store: list sessions: %w", s.fault(err))
 		}
 		if !yield(sess) {
 			return nil
 		}
 	}
-	return rows.Err()
+	return s.fault(rows.Err())
 }
 
 // Children returns the keys of sessions whose parent is key.

@@ -16,7 +16,6 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
@@ -26,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -69,6 +69,9 @@ type Store struct {
 	rank   rankStats // search ranking statistics (rank.go)
 	limits Limits
 	work   searchWork // what searches scored (limits.go)
+	// corruptLogged is when damage was last logged (unix ms), so a damaged
+	// page hit by every request does not flood the log (health.go).
+	corruptLogged atomic.Int64
 }
 
 type txReq struct {
@@ -78,7 +81,10 @@ type txReq struct {
 }
 
 // Open opens (creating when missing, with 0700/0600 permissions) the
-// database at path and applies pending migrations.
+// database at path and applies pending migrations. path is a file name
+// (any characters); only a path starting with "file:" is read as an SQLite
+// URI. A damaged or read-only file gives an error wrapping ErrCorrupt or
+// ErrReadOnly that names the file and the fix.
 func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	if opts == nil {
 		opts = &Options{}
@@ -101,17 +107,8 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, fmt.Errorf("store: %s is a directory: name the database file inside it, e.g. %s", path, filepath.Join(path, "sessionplane.db"))
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("store: create directory for %s: %w", path, err)
-	}
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil && !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("store: create %s: %w", path, err)
-		}
-		if f != nil {
-			f.Close()
-		}
+	if err := prepareFile(path); err != nil {
+		return nil, err
 	}
 	q := url.Values{}
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
@@ -119,7 +116,10 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")
-	dsn := "file:" + path + "?" + q.Encode()
+	dsn, err := dsn(path, q)
+	if err != nil {
+		return nil, err
+	}
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
@@ -138,13 +138,13 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	}
 	if err != nil {
 		db.Close()
-		return nil, err
+		return nil, s.fault(err)
 	}
 	s.writerWG.Add(1)
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
-		return nil, err
+		return nil, s.fault(err)
 	}
 	return s, nil
 }
@@ -286,7 +286,7 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	// Once queued the write is not abandoned: waiting for its result keeps
 	// "returned nil" meaning "committed".
-	return <-req.done
+	return s.fault(<-req.done)
 }
 
 // maxBatch bounds how many queued writes share one transaction.
