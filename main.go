@@ -58,6 +58,8 @@ Usage:
   sessionplane config check [--config FILE] validate a config file and print the resolved config
   sessionplane ui [--addr 127.0.0.1:8766]   a read-only live web dashboard (see sessionplane ui --help)
   sessionplane demo [--db PATH]             run the coordinator flow offline and print what a client sees
+  sessionplane db check [--db PATH]         check the database's integrity (exit 0 healthy, 1 corrupt)
+  sessionplane db backup --to FILE          write an online, consistent copy of the database
 
 Flags:
 `
@@ -98,6 +100,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if len(args) >= 1 && args[0] == "demo" {
 		return runDemo(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) >= 1 && args[0] == "db" {
+		return runDB(ctx, args[1:], stdout, stderr)
+	}
 	o, fs, err := parseFlags("sessionplane", args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -112,6 +117,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if o.version {
 		fmt.Fprintln(stdout, "sessionplane", buildVersion())
 		return 0
+	}
+	if o.http != "" {
+		if err := spmcp.CheckHTTPAddr(o.http); err != nil {
+			fmt.Fprintln(stderr, "sessionplane:", err)
+			return 2
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {

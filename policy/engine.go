@@ -322,6 +322,9 @@ func ValidKey(key string) error {
 			return fmt.Errorf("session key %q has a space or a character that is not printable ASCII (%q); keys look like agent:<agentId>:main", key, r)
 		}
 	}
+	if strings.HasPrefix(key, ":") || strings.HasSuffix(key, ":") || strings.Contains(key, "::") {
+		return fmt.Errorf("session key %q has an empty name between its ':' separators; keys look like agent:<agentId>:main", key)
+	}
 	return nil
 }
 
