@@ -1,0 +1,70 @@
+package mcp
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mark3labs/mcp-go/server"
+)
+
+// FuzzHTTPBody posts arbitrary bodies to the Streamable HTTP handler of the
+// real server (the handler ServeHTTP mounts at /mcp), with and without a
+// session: no body may crash it, get a 5xx, or take it out of service —
+// after each input a fresh initialize still succeeds.
+func FuzzHTTPBody(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"f","version":"1"}}}`,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"sessions_list","arguments":{"limit":9223372036854775807}}}`,
+		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"sessions_search","arguments":{"query":"` + strings.Repeat("deploy ", 300) + `"}}}`,
+		`{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"task_list","arguments":{"action":"create","list":"l","title":"` + strings.Repeat("x", 4000) + `"}}}`,
+		`[{"jsonrpc":"2.0","id":5,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"}]`,
+		`{"jsonrpc":"2.0","id":6,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`,
+		`{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}`, `{"jsonrpc":"1.0"}`, `null`, `{}`, ``, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"sessions_history","arguments":{"key":"agent:main:"}}}`,
+	} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	fs := newFuzzServer(f)
+	ts := httptest.NewServer(server.NewStreamableHTTPServer(fs.srv.MCPServer()))
+	f.Cleanup(ts.Close)
+	client := &http.Client{Timeout: fuzzCallBound + 20*time.Second}
+	post := func(t *testing.T, body []byte, session string) (*http.Response, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, ts.URL, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if session != "" {
+			req.Header.Set("Mcp-Session-Id", session)
+		}
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("POST %.300q: %v", body, err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 8<<20))
+		return res, b
+	}
+	initBody := []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"f","version":"1"}}}`)
+	f.Fuzz(func(t *testing.T, body []byte, withSession bool) {
+		session := ""
+		if withSession {
+			res, _ := post(t, initBody, "")
+			session = res.Header.Get("Mcp-Session-Id")
+		}
+		res, out := post(t, body, session)
+		if res.StatusCode >= 500 {
+			t.Fatalf("status %d for %.300q: %.300s", res.StatusCode, body, out)
+		}
+		if res, out := post(t, initBody, ""); res.StatusCode != http.StatusOK || !bytes.Contains(out, []byte(`"serverInfo"`)) {
+			t.Fatalf("after %.300q the server no longer initializes: %d %.300s", body, res.StatusCode, out)
+		}
+	})
+}
