@@ -93,7 +93,10 @@ func TestDBBackupWhileAnotherProcessWrites(t *testing.T) {
 	p := startServer(t, "--db", db)
 	p.send(initMsg)
 	p.response(1)
-	const writes = 400
+	writes := 400
+	if longRun() {
+		writes = 5000
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

@@ -24,7 +24,10 @@ func TestStdioPipeEOFDrain(t *testing.T) {
 	var in strings.Builder
 	in.WriteString(initMsg + "\n")
 	in.WriteString(`{"jsonrpc":"2.0","method":"notifications/initialized"}` + "\n")
-	const creates = 200
+	creates := 200
+	if longRun() {
+		creates = 5000
+	}
 	for i := 0; i < creates; i++ {
 		in.WriteString(callMsg(i+2, "task_list", fmt.Sprintf(`{"action":"create","list":"piped","title":"task %d"}`, i)) + "\n")
 	}
