@@ -202,6 +202,9 @@ func (r *Registry) Call(ctx context.Context, c policy.Caller, approver Approver,
 		if errors.As(err, &den) {
 			return refusal(t.Name, den.Decision)
 		}
+		if r.env.Store != nil {
+			err = r.env.Store.Fault(err) // a damaged or read-only file is named with its fix
+		}
 		return errorResult(t.Name, err.Error())
 	}
 	if len(call.Notes) > 0 {

@@ -104,6 +104,16 @@ func sqliteCode(err error) int {
 	return 0
 }
 
+// Fault is fault for callers outside the store that read through DB():
+// an error from a damaged or read-only file comes back naming the file and
+// the fix (and damage is logged); any other error is returned unchanged.
+func (s *Store) Fault(err error) error {
+	if s == nil {
+		return err
+	}
+	return s.fault(err)
+}
+
 // fault turns an error from SQLite into one that names the file and the
 // fix when the file is damaged or read-only, and logs damage loudly (at
 // most once a minute, with the file and what to do). Other errors pass
