@@ -257,6 +257,8 @@ func TestCLI(t *testing.T) {
 		{[]string{"--http", "0.0.0.0:0", "--http-no-auth", "--db", filepath.Join(dir, "y.db")}, 1, "", "--http-no-auth is accepted on loopback addresses only", false},
 		{[]string{"--http-no-auth", "--db", filepath.Join(dir, "y.db")}, 2, "", "--http-no-auth needs --http", false},
 		{[]string{"--session", "agent:other:x", "--db", filepath.Join(dir, "y.db")}, 2, "", "agent:main:<name>", false},
+		{[]string{"--http", "nonsense", "--db", filepath.Join(dir, "y.db")}, 2, "", "use host:port", false}, // a bad flag: before anything opens
+		{[]string{"db"}, 2, "", "db check", false},
 		{[]string{"stray"}, 2, "", "unexpected argument", false},
 	}
 	for _, c := range cases {
