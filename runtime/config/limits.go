@@ -17,9 +17,9 @@ type Limits struct {
 	// SearchQueryBytes and SearchQueryTerms bound a sessions_search query.
 	SearchQueryBytes int `toml:"search_query_bytes" json:"search_query_bytes"`
 	SearchQueryTerms int `toml:"search_query_terms" json:"search_query_terms"`
-	// SearchScoreBytes is how much of one stored message search reads to
-	// score it (longer messages are scored on their first bytes, and
-	// counted as long).
+	// SearchScoreBytes is the largest stored message text search reads to
+	// score it; a longer message is scored without being read (each query
+	// word once, its length estimated from its size).
 	SearchScoreBytes int `toml:"search_score_bytes" json:"search_score_bytes"`
 }
 

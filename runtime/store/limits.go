@@ -12,9 +12,9 @@ type Limits struct {
 	// MaxMessageBytes bounds one message's text (default 1 MiB); its whole
 	// encoded content (text, tool calls, tool results) may be four times that.
 	MaxMessageBytes int
-	// SearchScoreBytes is how much of one message's text search reads to
-	// rank it (default 16 KiB); a longer message is scored on its first
-	// SearchScoreBytes and counted as long as it is.
+	// SearchScoreBytes is the largest message text search reads to rank
+	// it (default 16 KiB); a longer message is not read: it is scored as
+	// holding each query word once, with its length estimated from its size.
 	SearchScoreBytes int
 	// SearchQueryBytes and SearchQueryTerms bound a query (defaults 1,024
 	// bytes and 32 words); a larger query is refused with ErrQueryTooLarge.

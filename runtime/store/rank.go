@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"math"
 	"sort"
 	"strings"
@@ -40,6 +41,7 @@ type rankStats struct {
 	df     map[string]dfEntry
 	n      int
 	avgdl  float64
+	bpw    float64 // bytes per word of the sampled messages
 	statAt time.Time
 }
 
@@ -119,22 +121,38 @@ func (s *Store) corpusStats(ctx context.Context) (int, float64, error) {
 	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(max(id), 0) FROM messages`).Scan(&n); err != nil {
 		return 0, 0, err
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT substr(body, 1, ?), octet_length(body) FROM messages WHERE body != '' ORDER BY id DESC LIMIT 2000`,
-		s.limits.SearchScoreBytes)
+	// A message longer than SearchScoreBytes is not read (octet_length
+	// reads its size from the record header; CASE skips the text): its
+	// length in words is estimated from the bytes per word of the others.
+	rows, err := s.db.QueryContext(ctx, `SELECT CASE WHEN octet_length(body) <= ? THEN body END, octet_length(body)
+		FROM messages WHERE octet_length(body) > 0 ORDER BY id DESC LIMIT 2000`, s.limits.SearchScoreBytes)
 	if err != nil {
 		return 0, 0, err
 	}
 	defer rows.Close()
-	total, docs := 0, 0
+	total, docs, shortBytes, shortWords, longBytes := 0, 0, 0, 0, 0
 	for rows.Next() {
-		var prefix string
+		var body sql.NullString
 		var size int
-		if err := rows.Scan(&prefix, &size); err != nil {
+		if err := rows.Scan(&body, &size); err != nil {
 			return 0, 0, err
 		}
-		total += int(docLength(len(tokens(prefix)), len(prefix), size))
+		if body.Valid {
+			n := max(len(tokens(body.String)), 1)
+			total += n
+			shortBytes += size
+			shortWords += n
+		} else {
+			longBytes += size
+		}
 		docs++
 	}
+	if longBytes > 0 {
+		total += int(float64(longBytes) / bytesPerWord(shortBytes, shortWords))
+	}
+	s.rank.mu.Lock()
+	s.rank.bpw = bytesPerWord(shortBytes, shortWords)
+	s.rank.mu.Unlock()
 	avg := 1.0
 	if docs > 0 && total > 0 {
 		avg = float64(total) / float64(docs)
@@ -156,18 +174,19 @@ type scored struct {
 // rankWindowRows scores the matches of match with rowid in [lower, upper)
 // by BM25 over terms, best first.
 func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string, lower, upper int64) ([]scored, error) {
-	// Each message is scored on its first SearchScoreBytes (substr counts
-	// characters, so a prefix is at most 4× that in bytes) and counted as
-	// long as it is (octet_length reads the size, not the text): one huge
-	// message costs no more than a short one and does not rank first.
-	rows, err := s.db.QueryContext(ctx, `SELECT m.id, substr(m.body, 1, ?), octet_length(m.body) FROM messages_fts f JOIN messages m ON m.id = f.rowid
+	// A message of at most SearchScoreBytes is read and scored; a longer
+	// one is not read at all (octet_length takes its size from the record
+	// header and CASE skips its text), so one huge message costs no more
+	// than a short one, and its estimated length keeps it from ranking first.
+	rows, err := s.db.QueryContext(ctx, `SELECT m.id, CASE WHEN octet_length(m.body) <= ? THEN m.body END, octet_length(m.body)
+		FROM messages_fts f JOIN messages m ON m.id = f.rowid
 		WHERE messages_fts MATCH ? AND f.rowid >= ? AND f.rowid < ?`, s.limits.SearchScoreBytes, match, lower, upper)
 	if err != nil {
 		return nil, err
 	}
 	type doc struct {
 		id   int64
-		body string
+		body sql.NullString // NULL: longer than SearchScoreBytes, not read
 		size int
 	}
 	var docs []doc
@@ -176,9 +195,6 @@ func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string
 		if err := rows.Scan(&d.id, &d.body, &d.size); err != nil {
 			rows.Close()
 			return nil, err
-		}
-		if len(d.body) > s.limits.SearchScoreBytes {
-			d.body = d.body[:s.limits.SearchScoreBytes]
 		}
 		docs = append(docs, d)
 	}
@@ -189,6 +205,12 @@ func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string
 	n, avgdl, err := s.corpusStats(ctx)
 	if err != nil {
 		return nil, err
+	}
+	s.rank.mu.Lock()
+	bpw := s.rank.bpw
+	s.rank.mu.Unlock()
+	if bpw <= 0 {
+		bpw = defaultBytesPerWord
 	}
 	idf := make(map[string]float64, len(terms))
 	for _, t := range terms {
@@ -204,15 +226,26 @@ func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string
 			return nil, err // a cancelled search stops within one message
 		}
 		s.work.rows.Add(1)
-		s.work.bytes.Add(int64(len(d.body)))
-		toks := tokens(d.body)
 		tf := make(map[string]int, len(terms))
-		for _, tok := range toks {
-			if _, ok := idf[tok]; ok {
-				tf[tok]++
+		var dl float64
+		if d.body.Valid {
+			s.work.bytes.Add(int64(len(d.body.String)))
+			toks := tokens(d.body.String)
+			for _, tok := range toks {
+				if _, ok := idf[tok]; ok {
+					tf[tok]++
+				}
 			}
+			dl = float64(max(len(toks), 1))
+		} else {
+			// A long message is scored without reading it: it holds every
+			// word (FTS5 matched it) at least once, and its length in words
+			// is estimated from its size.
+			for t := range idf {
+				tf[t] = 1
+			}
+			dl = float64(d.size) / bpw
 		}
-		dl := docLength(len(toks), len(d.body), d.size)
 		var score float64
 		for t, w := range idf {
 			f := float64(tf[t])
@@ -229,14 +262,14 @@ func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string
 	return out, nil
 }
 
-// docLength is a message's length in words for BM25: the words of the
-// prefix that was read, scaled by how much of the message that prefix is.
-func docLength(words, read, size int) float64 {
-	if words < 1 {
-		words = 1
+// defaultBytesPerWord estimates a long message's length in words when the
+// corpus sample has no short message to measure it by.
+const defaultBytesPerWord = 6.0
+
+// bytesPerWord is the average bytes per indexed word of a sample.
+func bytesPerWord(bytes, words int) float64 {
+	if bytes <= 0 || words <= 0 {
+		return defaultBytesPerWord
 	}
-	if read <= 0 || size <= read {
-		return float64(words)
-	}
-	return float64(words) * float64(size) / float64(read)
+	return float64(bytes) / float64(words)
 }
