@@ -68,3 +68,30 @@ func FuzzHTTPBody(f *testing.F) {
 		}
 	})
 }
+
+// What was seen 6, over HTTP: a tools/call without the session that
+// initialize opens is refused by the transport and never runs.
+func TestHTTPCallBeforeInitializeRefused(t *testing.T) {
+	fs := newFuzzServer(t)
+	ts := httptest.NewServer(server.NewStreamableHTTPServer(fs.srv.MCPServer()))
+	defer ts.Close()
+	body := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"task_list","arguments":{"action":"create","list":"l","title":"early"}}}`
+	req, err := http.NewRequest(http.MethodPost, ts.URL, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode < 400 {
+		t.Fatalf("tools/call without a session: status %d", res.StatusCode)
+	}
+	var n int
+	if err := fs.st.DB().QueryRow(`SELECT count(*) FROM tasks`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("the call ran: tasks = %d (%v)", n, err)
+	}
+}
