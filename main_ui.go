@@ -72,7 +72,7 @@ func runUI(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	st, err := store.Open(ctx, cfg.Store.Path, &store.Options{Logger: log})
+	st, err := store.Open(ctx, cfg.Store.Path, &store.Options{Logger: log, Limits: storeLimits(cfg.Limits)})
 	if err != nil {
 		fmt.Fprintln(stderr, "sessionplane ui:", err)
 		return 1
