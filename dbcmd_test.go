@@ -175,7 +175,7 @@ func TestDBBackupWhileAnotherProcessWrites(t *testing.T) {
 func TestBadHTTPAddressBeforeAnythingOpens(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "never", "sp.db")
-	for _, addr := range []string{"nonsense", "0.0.0.0:8765", "127.0.0.1:notaport"} {
+	for _, addr := range []string{"nonsense", "127.0.0.1", "127.0.0.1:notaport"} {
 		code, _, errs := runCLI(t, "--http", addr, "--db", db)
 		if code != 2 || !strings.Contains(errs, "--http") {
 			t.Fatalf("--http %q: exit %d, %q", addr, code, errs)
