@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,13 +10,42 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mark3labs/mcp-go/server"
+	"github.com/sessionplane/sessionplane/mcp/httpauth"
+	"github.com/sessionplane/sessionplane/runtime/config"
 )
 
-// FuzzHTTPBody posts arbitrary bodies to the Streamable HTTP handler of the
-// real server (the handler ServeHTTP mounts at /mcp), with and without a
-// session: no body may crash it, get a 5xx, or take it out of service —
-// after each input a fresh initialize still succeeds.
+// realHTTP serves fs's server through the handler ServeHTTP mounts at /mcp
+// (Origin check, bearer authentication, session table, mcp-go) and returns
+// its URL; requests must carry "Authorization: Bearer fuzz-token".
+func realHTTP(tb testing.TB, fs *fuzzServer) string {
+	tb.Helper()
+	cfg, err := config.Parse([]byte(fuzzConfig), "fuzz.toml")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	auth, _, err := httpauth.FromConfig(cfg, &httpauth.Options{Getenv: func(string) string { return "fuzz-token" }})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h, err := fs.srv.NewHTTPHandler(HTTPOptions{Auth: auth}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts := httptest.NewServer(h)
+	tb.Cleanup(func() {
+		ts.CloseClientConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = h.Shutdown(ctx)
+		ts.Close()
+	})
+	return ts.URL + "/mcp"
+}
+
+// FuzzHTTPBody posts arbitrary bodies to the real Streamable HTTP handler
+// (authenticated), with and without a session: no body may crash it, get a
+// 5xx, or take it out of service — after each input a fresh initialize
+// still succeeds.
 func FuzzHTTPBody(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"f","version":"1"}}}`,
@@ -30,17 +60,17 @@ func FuzzHTTPBody(f *testing.F) {
 		f.Add([]byte(s), true)
 	}
 	fs := newFuzzServer(f)
-	ts := httptest.NewServer(server.NewStreamableHTTPServer(fs.srv.MCPServer()))
-	f.Cleanup(ts.Close)
+	url := realHTTP(f, fs)
 	client := &http.Client{Timeout: fuzzCallBound + 20*time.Second}
 	post := func(t *testing.T, body []byte, session string) (*http.Response, []byte) {
 		t.Helper()
-		req, err := http.NewRequest(http.MethodPost, ts.URL, bytes.NewReader(body))
+		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept", "application/json, text/event-stream")
+		req.Header.Set("Authorization", "Bearer fuzz-token")
 		if session != "" {
 			req.Header.Set("Mcp-Session-Id", session)
 		}
@@ -73,15 +103,15 @@ func FuzzHTTPBody(f *testing.F) {
 // initialize opens is refused by the transport and never runs.
 func TestHTTPCallBeforeInitializeRefused(t *testing.T) {
 	fs := newFuzzServer(t)
-	ts := httptest.NewServer(server.NewStreamableHTTPServer(fs.srv.MCPServer()))
-	defer ts.Close()
+	url := realHTTP(t, fs)
 	body := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"task_list","arguments":{"action":"create","list":"l","title":"early"}}}`
-	req, err := http.NewRequest(http.MethodPost, ts.URL, strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer fuzz-token")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
