@@ -82,18 +82,40 @@ func FuzzHTTPBody(f *testing.F) {
 		b, _ := io.ReadAll(io.LimitReader(res.Body, 8<<20))
 		return res, b
 	}
+	// end closes a session (the handler caps live sessions at 1000).
+	end := func(t *testing.T, session string) {
+		t.Helper()
+		if session == "" {
+			return
+		}
+		req, err := http.NewRequest(http.MethodDelete, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer fuzz-token")
+		req.Header.Set("Mcp-Session-Id", session)
+		res, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("DELETE session: %v", err)
+		}
+		res.Body.Close()
+	}
 	initBody := []byte(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"f","version":"1"}}}`)
 	f.Fuzz(func(t *testing.T, body []byte, withSession bool) {
 		session := ""
 		if withSession {
 			res, _ := post(t, initBody, "")
 			session = res.Header.Get("Mcp-Session-Id")
+			defer end(t, session)
 		}
 		res, out := post(t, body, session)
+		defer end(t, res.Header.Get("Mcp-Session-Id")) // the body may have been an initialize
 		if res.StatusCode >= 500 {
 			t.Fatalf("status %d for %.300q: %.300s", res.StatusCode, body, out)
 		}
-		if res, out := post(t, initBody, ""); res.StatusCode != http.StatusOK || !bytes.Contains(out, []byte(`"serverInfo"`)) {
+		res, out = post(t, initBody, "")
+		defer end(t, res.Header.Get("Mcp-Session-Id"))
+		if res.StatusCode != http.StatusOK || !bytes.Contains(out, []byte(`"serverInfo"`)) {
 			t.Fatalf("after %.300q the server no longer initializes: %d %.300s", body, res.StatusCode, out)
 		}
 	})
