@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -63,7 +64,7 @@ func (m *Manager) scheduleKind(id, kind string) {
 			m.mu.Lock()
 			freed := m.freed
 			m.mu.Unlock()
-			ok, err := m.st.ClaimRun(context.WithoutCancel(runCtx), id, m.instance, m.pid)
+			ok, err := m.st.ClaimRunWith(context.WithoutCancel(runCtx), id, m.instance, m.pid, startInput)
 			if err == nil && ok {
 				m.execute(runCtx, id, ar)
 				<-lane
@@ -88,4 +89,30 @@ func (m *Manager) scheduleKind(id, kind string) {
 			}
 		}
 	}()
+}
+
+// startInput moves a queued turn's message (runOptions.Input of a send or
+// cron turn) into the transcript in the claim's own transaction, so the
+// message a sender was told was accepted is in the session from the moment
+// its turn starts, even if this process dies right after claiming it.
+// Spawned children's tasks were written with the run; their Input is empty.
+func startInput(options json.RawMessage) ([]store.Message, json.RawMessage, error) {
+	var opts runOptions
+	if err := json.Unmarshal(options, &opts); err != nil || opts.Input == "" {
+		return nil, nil, nil // unreadable options fail in execute, with a note
+	}
+	role, trust := opts.InputRole, opts.InputTrust
+	if role == "" {
+		role = store.RoleUser
+	}
+	if trust == "" {
+		trust = store.TrustUser
+	}
+	msg := store.Message{SessionKey: opts.Caller.Key, Role: role, Trust: trust, Content: store.Content{Text: opts.Input}}
+	opts.Input = ""
+	b, err := json.Marshal(opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return []store.Message{msg}, b, nil
 }

@@ -242,6 +242,19 @@ func whereIn(where *[]string, args *[]any, col string, vals []string) {
 // either order). So no run is executed twice and no two runs interleave in
 // one transcript, whichever processes run them.
 func (s *Store) ClaimRun(ctx context.Context, id, instance string, pid int) (bool, error) {
+	return s.ClaimRunWith(ctx, id, instance, pid, nil)
+}
+
+// StartFunc is given a run's stored options when it is claimed and returns
+// the messages that start it (appended in the claim's transaction) and the
+// options to store instead (nil = unchanged).
+type StartFunc func(options json.RawMessage) (msgs []Message, newOptions json.RawMessage, err error)
+
+// ClaimRunWith is ClaimRun that also, in the same transaction, appends the
+// messages start returns for the run (a queued turn's message enters the
+// transcript when its turn starts, and never later than the claim: a
+// process killed right after claiming cannot lose an acknowledged message).
+func (s *Store) ClaimRunWith(ctx context.Context, id, instance string, pid int, start StartFunc) (bool, error) {
 	var n int64
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		now := s.nowMS()
@@ -256,6 +269,25 @@ func (s *Store) ClaimRun(ctx context.Context, id, instance string, pid int) (boo
 			return err
 		}
 		_, err = s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`, now, id)
+		if err != nil || start == nil {
+			return err
+		}
+		var opts string
+		if err := tx.QueryRowContext(ctx, `SELECT options FROM runs WHERE id = ?`, id).Scan(&opts); err != nil {
+			return err
+		}
+		msgs, newOpts, err := start(json.RawMessage(opts))
+		if err != nil {
+			return err
+		}
+		if len(msgs) > 0 {
+			if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
+				return err
+			}
+		}
+		if newOpts != nil {
+			_, err = s.exec(ctx, tx, `UPDATE runs SET options = ? WHERE id = ?`, string(newOpts), id)
+		}
 		return err
 	})
 	return n == 1, err
