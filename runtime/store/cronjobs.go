@@ -70,7 +70,7 @@ func (s *Store) InsertCronJob(ctx context.Context, j *CronJob) error {
 
 // GetCronJob returns a job, or ErrNotFound.
 func (s *Store) GetCronJob(ctx context.Context, id string) (*CronJob, error) {
-	j, err := scanCronJob(s.db.QueryRowContext(ctx, "SELECT "+cronCols+" FROM cron_jobs WHERE id = ?", id))
+	j, err := scanCronJob(s.readRow(ctx, "SELECT "+cronCols+" FROM cron_jobs WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("cron job %q: %w", id, ErrNotFound)
 	}
@@ -99,7 +99,7 @@ func (s *Store) DueCronJobs(ctx context.Context, nowMS int64, limit int) ([]*Cro
 }
 
 func (s *Store) cronJobs(ctx context.Context, q string, args ...any) ([]*CronJob, error) {
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: cron jobs: %w", err)
 	}

@@ -49,7 +49,7 @@ func (w *ChangeWatch) Close() error { return w.conn.Close() }
 func (s *Store) LastMessage(ctx context.Context, key string) (Message, bool, error) {
 	m := Message{SessionKey: key}
 	var content string
-	err := s.db.QueryRowContext(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
+	err := s.readRow(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
 		WHERE session_key = ? ORDER BY seq DESC LIMIT 1`, key).
 		Scan(&m.Seq, &m.Role, &content, &m.Trust, &m.TokensIn, &m.TokensOut, &m.CreatedAt)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -81,7 +81,7 @@ type RunUsage struct {
 // child session, state and UTC day. The caller keeps the rows whose
 // ChildKey it may see and adds them up.
 func (s *Store) RunUsageByDay(ctx context.Context, since int64) ([]RunUsage, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT child_key, agent_id, state, date(created_at / 1000, 'unixepoch') AS day,
+	rows, err := s.readRows(ctx, `SELECT child_key, agent_id, state, date(created_at / 1000, 'unixepoch') AS day,
 		count(*), sum(tokens_in), sum(tokens_out), sum(cost_usd)
 		FROM runs WHERE created_at >= ? GROUP BY child_key, agent_id, state, day ORDER BY day, child_key`, since)
 	if err != nil {
@@ -102,7 +102,7 @@ func (s *Store) RunUsageByDay(ctx context.Context, since int64) ([]RunUsage, err
 // RunsIn returns the runs that worked in session key (as their child
 // session), newest first, at most limit.
 func (s *Store) RunsIn(ctx context.Context, key string, limit int) ([]*Run, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+runCols+" FROM runs WHERE child_key = ? ORDER BY created_at DESC, id DESC LIMIT ?", key, limit)
+	rows, err := s.readRows(ctx, "SELECT "+runCols+" FROM runs WHERE child_key = ? ORDER BY created_at DESC, id DESC LIMIT ?", key, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: runs in %q: %w", key, err)
 	}

@@ -194,10 +194,10 @@ func (s *Store) History(ctx context.Context, q HistoryQuery) (msgs []Message, to
 	if !q.IncludeTools {
 		filter = " AND role != 'tool' AND NOT (role = 'assistant' AND body = '')"
 	}
-	if err := s.db.QueryRowContext(ctx, "SELECT count(*) FROM messages WHERE session_key = ?"+filter, q.Key).Scan(&total); err != nil {
+	if err := s.readRow(ctx, "SELECT count(*) FROM messages WHERE session_key = ?"+filter, q.Key).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("store: history of %q: %w", q.Key, s.fault(err))
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
+	rows, err := s.readRows(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
 		WHERE session_key = ?`+filter+` ORDER BY seq DESC LIMIT ? OFFSET ?`, q.Key, q.Limit, q.Offset)
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: history of %q: %w", q.Key, s.fault(err))

@@ -91,7 +91,7 @@ func (s *Store) docFreq(ctx context.Context, term string) (int, error) {
 		return e.df, nil
 	}
 	var df int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? LIMIT ?)`,
+	err := s.readRow(ctx, `SELECT count(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? LIMIT ?)`,
 		`"`+strings.ReplaceAll(term, `"`, `""`)+`"`, dfCap).Scan(&df)
 	if err != nil {
 		return 0, err
@@ -118,13 +118,13 @@ func (s *Store) corpusStats(ctx context.Context) (int, float64, error) {
 	var n int
 	// messages ids grow with every insert; the newest id bounds the count
 	// closely enough for an IDF.
-	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(max(id), 0) FROM messages`).Scan(&n); err != nil {
+	if err := s.readRow(ctx, `SELECT COALESCE(max(id), 0) FROM messages`).Scan(&n); err != nil {
 		return 0, 0, err
 	}
 	// A message longer than SearchScoreBytes is not read (octet_length
 	// reads its size from the record header; CASE skips the text): its
 	// length in words is estimated from the bytes per word of the others.
-	rows, err := s.db.QueryContext(ctx, `SELECT CASE WHEN octet_length(body) <= ? THEN body END, octet_length(body)
+	rows, err := s.readRows(ctx, `SELECT CASE WHEN octet_length(body) <= ? THEN body END, octet_length(body)
 		FROM messages WHERE octet_length(body) > 0 ORDER BY id DESC LIMIT 2000`, s.limits.SearchScoreBytes)
 	if err != nil {
 		return 0, 0, err
@@ -178,7 +178,7 @@ func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string
 	// one is not read at all (octet_length takes its size from the record
 	// header and CASE skips its text), so one huge message costs no more
 	// than a short one, and its estimated length keeps it from ranking first.
-	rows, err := s.db.QueryContext(ctx, `SELECT m.id, CASE WHEN octet_length(m.body) <= ? THEN m.body END, octet_length(m.body)
+	rows, err := s.readRows(ctx, `SELECT m.id, CASE WHEN octet_length(m.body) <= ? THEN m.body END, octet_length(m.body)
 		FROM messages_fts f JOIN messages m ON m.id = f.rowid
 		WHERE messages_fts MATCH ? AND f.rowid >= ? AND f.rowid < ?`, s.limits.SearchScoreBytes, match, lower, upper)
 	if err != nil {

@@ -166,7 +166,7 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 
 // GetRun returns a run, or ErrNotFound.
 func (s *Store) GetRun(ctx context.Context, id string) (*Run, error) {
-	r, err := scanRun(s.db.QueryRowContext(ctx, "SELECT "+runCols+" FROM runs WHERE id = ?", id))
+	r, err := scanRun(s.readRow(ctx, "SELECT "+runCols+" FROM runs WHERE id = ?", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("run %q: %w", id, ErrNotFound)
 	}
@@ -204,7 +204,7 @@ func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: list runs: %w", err)
 	}
@@ -429,7 +429,7 @@ func (s *Store) RecordAndClaim(ctx context.Context, msgs []Message, requester st
 	// Most calls have nothing to deliver: a read answers that without
 	// taking the write lock when there is nothing to record either.
 	var pending int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM announces WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0`, requester).Scan(&pending); err != nil {
+	if err := s.readRow(ctx, `SELECT count(*) FROM announces WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0`, requester).Scan(&pending); err != nil {
 		return nil, err
 	}
 	if pending == 0 && len(msgs) == 0 {
@@ -484,7 +484,7 @@ func (s *Store) GetAnnounce(ctx context.Context, runID string) (*Announce, error
 	var a Announce
 	var silent int
 	var delivered sql.NullInt64
-	err := s.db.QueryRowContext(ctx, `SELECT id, run_id, requester_key, status, body, silent, created_at, delivered_at FROM announces WHERE run_id = ?`, runID).
+	err := s.readRow(ctx, `SELECT id, run_id, requester_key, status, body, silent, created_at, delivered_at FROM announces WHERE run_id = ?`, runID).
 		Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &silent, &a.CreatedAt, &delivered)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("announce of run %q: %w", runID, ErrNotFound)
@@ -497,7 +497,7 @@ func (s *Store) GetAnnounce(ctx context.Context, runID string) (*Announce, error
 // marks them sent (a best-effort channel; delivery proper is ClaimAnnounces).
 func (s *Store) ClaimNotifications(ctx context.Context, requester string) ([]Announce, error) {
 	var pending int
-	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM announces WHERE requester_key = ? AND notified_at IS NULL AND silent = 0`, requester).Scan(&pending); err != nil {
+	if err := s.readRow(ctx, `SELECT count(*) FROM announces WHERE requester_key = ? AND notified_at IS NULL AND silent = 0`, requester).Scan(&pending); err != nil {
 		return nil, err
 	}
 	if pending == 0 {
@@ -592,7 +592,7 @@ func (s *Store) RunStates(ctx context.Context, ids []string) (map[string]string,
 	for i, id := range ids {
 		args[i] = id
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT id, state FROM runs WHERE id IN ("+placeholders(len(ids))+")", args...)
+	rows, err := s.readRows(ctx, "SELECT id, state FROM runs WHERE id IN ("+placeholders(len(ids))+")", args...)
 	if err != nil {
 		return nil, err
 	}
@@ -610,14 +610,14 @@ func (s *Store) RunStates(ctx context.Context, ids []string) (map[string]string,
 // ActiveChildren counts a requester's queued or running spawned children.
 func (s *Store) ActiveChildren(ctx context.Context, requester string) (int, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE requester_key = ? AND kind = 'spawn' AND state IN ('queued','running')`, requester).Scan(&n)
+	err := s.readRow(ctx, `SELECT count(*) FROM runs WHERE requester_key = ? AND kind = 'spawn' AND state IN ('queued','running')`, requester).Scan(&n)
 	return n, err
 }
 
 // ArchiveDue lists child sessions whose runs ended before cutoff (ms) and
 // are not archived yet, for runs with cleanup keep.
 func (s *Store) ArchiveDue(ctx context.Context, cutoff int64) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT r.child_key FROM runs r JOIN sessions s ON s.key = r.child_key
+	rows, err := s.readRows(ctx, `SELECT DISTINCT r.child_key FROM runs r JOIN sessions s ON s.key = r.child_key
 		WHERE r.kind = 'spawn' AND r.state NOT IN ('queued','running') AND r.ended_at < ? AND s.archived_at IS NULL
 		AND NOT EXISTS (SELECT 1 FROM runs r2 WHERE r2.child_key = r.child_key AND (r2.state IN ('queued','running') OR r2.ended_at >= ?))`, cutoff, cutoff)
 	if err != nil {
@@ -637,7 +637,7 @@ func (s *Store) ArchiveDue(ctx context.Context, cutoff int64) ([]string, error) 
 
 // Instances lists the registered server processes.
 func (s *Store) Instances(ctx context.Context) ([]Instance, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT id, pid, host, started_at, heartbeat_at FROM instances")
+	rows, err := s.readRows(ctx, "SELECT id, pid, host, started_at, heartbeat_at FROM instances")
 	if err != nil {
 		return nil, err
 	}
@@ -655,7 +655,7 @@ func (s *Store) Instances(ctx context.Context) ([]Instance, error) {
 
 // ForeignActiveRuns lists queued or running runs owned by other instances.
 func (s *Store) ForeignActiveRuns(ctx context.Context, self string) ([]*Run, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+runCols+" FROM runs WHERE state IN ('queued','running') AND owner_instance != ?", self)
+	rows, err := s.readRows(ctx, "SELECT "+runCols+" FROM runs WHERE state IN ('queued','running') AND owner_instance != ?", self)
 	if err != nil {
 		return nil, err
 	}
@@ -673,7 +673,7 @@ func (s *Store) ForeignActiveRuns(ctx context.Context, self string) ([]*Run, err
 
 // MessagesAfter returns a session's messages with seq > after, in order.
 func (s *Store) MessagesAfter(ctx context.Context, key string, after int64) ([]Message, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
+	rows, err := s.readRows(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
 		WHERE session_key = ? AND seq > ? ORDER BY seq`, key, after)
 	if err != nil {
 		return nil, err

@@ -90,7 +90,7 @@ var rankWindow = 1000
 // upper, or 0 when fewer remain (the window reaches the oldest message).
 func (s *Store) windowBound(ctx context.Context, match string, upper int64) (int64, error) {
 	var bound int64
-	err := s.db.QueryRowContext(ctx, `SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? AND rowid < ?
+	err := s.readRow(ctx, `SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? AND rowid < ?
 		ORDER BY rowid DESC LIMIT 1 OFFSET ?`, match, upper, rankWindow-1).Scan(&bound)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
@@ -104,7 +104,7 @@ func (s *Store) hit(ctx context.Context, match string, terms []string, id int64,
 	var h Hit
 	var archived int64
 	var size int
-	err := s.db.QueryRowContext(ctx, `SELECT m.session_key, s.label, s.agent_id, m.role, m.seq, COALESCE(s.archived_at, 0), octet_length(m.body)
+	err := s.readRow(ctx, `SELECT m.session_key, s.label, s.agent_id, m.role, m.seq, COALESCE(s.archived_at, 0), octet_length(m.body)
 		FROM messages m JOIN sessions s ON s.key = m.session_key WHERE m.id = ?`, id).
 		Scan(&h.Key, &h.Label, &h.AgentID, &h.Role, &h.Seq, &archived, &size)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -117,7 +117,7 @@ func (s *Store) hit(ctx context.Context, match string, terms []string, id int64,
 		// FTS5's snippet() would tokenize the whole message: build the
 		// snippet from the prefix search reads instead.
 		var prefix string
-		err := s.db.QueryRowContext(ctx, `SELECT substr(body, 1, ?) FROM messages WHERE id = ?`, s.limits.SearchScoreBytes, id).Scan(&prefix)
+		err := s.readRow(ctx, `SELECT substr(body, 1, ?) FROM messages WHERE id = ?`, s.limits.SearchScoreBytes, id).Scan(&prefix)
 		if err != nil {
 			return h, false, err
 		}
@@ -127,7 +127,7 @@ func (s *Store) hit(ctx context.Context, match string, terms []string, id int64,
 		h.Snippet = prefixSnippet(prefix, terms)
 		return h, true, nil
 	}
-	err = s.db.QueryRowContext(ctx, `SELECT snippet(messages_fts, 0, '[', ']', '…', 12) FROM messages_fts
+	err = s.readRow(ctx, `SELECT snippet(messages_fts, 0, '[', ']', '…', 12) FROM messages_fts
 		WHERE messages_fts MATCH ? AND rowid = ?`, match, id).Scan(&h.Snippet)
 	if errors.Is(err, sql.ErrNoRows) {
 		return h, false, nil

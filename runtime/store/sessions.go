@@ -129,7 +129,7 @@ func (s *Store) ensureSessionTx(ctx context.Context, tx *sql.Tx, in *Session, no
 
 // GetSession returns the session with that key, or ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, key string) (*Session, error) {
-	row := s.db.QueryRowContext(ctx, "SELECT "+sessionCols+" FROM sessions WHERE key = ?", key)
+	row := s.readRow(ctx, "SELECT "+sessionCols+" FROM sessions WHERE key = ?", key)
 	sess, err := scanSession(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("session %q: %w", key, ErrNotFound)
@@ -181,7 +181,7 @@ func (s *Store) ListSessions(ctx context.Context, f ListFilter, yield func(*Sess
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY updated_at DESC, key"
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.readRows(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("store: list sessions: %w", s.fault(err))
 	}
@@ -200,7 +200,7 @@ func (s *Store) ListSessions(ctx context.Context, f ListFilter, yield func(*Sess
 
 // Children returns the keys of sessions whose parent is key.
 func (s *Store) Children(ctx context.Context, key string) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT key FROM sessions WHERE parent_key = ? ORDER BY created_at, key", key)
+	rows, err := s.readRows(ctx, "SELECT key FROM sessions WHERE parent_key = ? ORDER BY created_at, key", key)
 	if err != nil {
 		return nil, fmt.Errorf("store: children of %q: %w", key, err)
 	}
@@ -243,7 +243,7 @@ func (s *Store) Archive(ctx context.Context, key string) error {
 
 // GetSessionByID returns the session whose stable id is id, or ErrNotFound.
 func (s *Store) GetSessionByID(ctx context.Context, id string) (*Session, error) {
-	row := s.db.QueryRowContext(ctx, "SELECT "+sessionCols+" FROM sessions WHERE session_id = ?", id)
+	row := s.readRow(ctx, "SELECT "+sessionCols+" FROM sessions WHERE session_id = ?", id)
 	sess, err := scanSession(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("session id %q: %w", id, ErrNotFound)
@@ -258,7 +258,7 @@ func (s *Store) GetSessionByID(ctx context.Context, id string) (*Session, error)
 // session does not exist.
 func (s *Store) Owner(ctx context.Context, key string) (string, bool, error) {
 	var agent string
-	err := s.db.QueryRowContext(ctx, "SELECT agent_id FROM sessions WHERE key = ?", key).Scan(&agent)
+	err := s.readRow(ctx, "SELECT agent_id FROM sessions WHERE key = ?", key).Scan(&agent)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -271,7 +271,7 @@ func (s *Store) Owner(ctx context.Context, key string) (string, bool, error) {
 // IsDescendant reports whether key's parent chain reaches ancestor.
 func (s *Store) IsDescendant(ctx context.Context, ancestor, key string) (bool, error) {
 	var n int
-	err := s.db.QueryRowContext(ctx, `WITH RECURSIVE up(k, p, d) AS (
+	err := s.readRow(ctx, `WITH RECURSIVE up(k, p, d) AS (
 			SELECT key, parent_key, 0 FROM sessions WHERE key = ?
 			UNION ALL SELECT s.key, s.parent_key, up.d + 1 FROM sessions s JOIN up ON s.key = up.p WHERE up.d < 64)
 		SELECT count(*) FROM up WHERE p = ?`, key, ancestor).Scan(&n)

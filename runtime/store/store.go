@@ -63,8 +63,13 @@ type Store struct {
 	writerWG  sync.WaitGroup
 	closeOnce sync.Once
 
+	// Prepared statements by SQL text, for writes (bound to the writer's
+	// transaction) and reads (run on the pool): parsing SQL was a quarter
+	// of a read-only tool call. Bounded by maxStmts.
 	stmtMu sync.Mutex
-	stmts  map[string]*sql.Stmt
+	stmts  sync.Map // string → *sql.Stmt
+	nStmts int
+	closed bool
 
 	rank   rankStats // search ranking statistics (rank.go)
 	limits Limits
@@ -115,6 +120,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "temp_store(MEMORY)") // a batch's savepoint journals stay off disk
 	q.Set("_txlock", "immediate")
 	dsn, err := dsn(path, q)
 	if err != nil {
@@ -251,10 +257,12 @@ func (s *Store) Close() error {
 		s.writerWG.Wait()
 		// Fold the WAL back into the main file so a clean shutdown leaves one file.
 		s.stmtMu.Lock()
-		for _, st := range s.stmts {
-			st.Close()
-		}
-		s.stmts = nil
+		s.closed = true
+		s.stmts.Range(func(_, v any) bool {
+			v.(*sql.Stmt).Close()
+			return true
+		})
+		s.stmts.Clear()
 		s.stmtMu.Unlock()
 		_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
 		err = s.db.Close()
@@ -450,24 +458,57 @@ func isBusy(err error) bool {
 	return false
 }
 
-// stmt returns the prepared statement for q, preparing it once. Used
+// maxStmts bounds the statement cache: queries built with a variable
+// number of IN values could otherwise grow it without end. Past the bound
+// a query is prepared for that one use.
+const maxStmts = 512
+
+// stmt returns the prepared statement for q, preparing it once (nil, nil
+// when the cache is full or the store closed: run q unprepared). Used
 // through tx.StmtContext, database/sql reuses the statement already
-// prepared on the transaction's connection, so hot writes skip SQL parsing.
+// prepared on the transaction's connection, and used on its own it reuses
+// the one prepared on whichever pool connection runs it, so hot queries
+// skip SQL parsing.
 func (s *Store) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
 	s.stmtMu.Lock()
 	defer s.stmtMu.Unlock()
-	if st, ok := s.stmts[q]; ok {
-		return st, nil
+	if st, ok := s.stmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	if s.closed || s.nStmts >= maxStmts {
+		return nil, nil
 	}
 	st, err := s.db.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	if s.stmts == nil {
-		s.stmts = map[string]*sql.Stmt{}
-	}
-	s.stmts[q] = st
+	s.stmts.Store(q, st)
+	s.nStmts++
 	return st, nil
+}
+
+// readRow runs a single-row read on the pool with a cached statement.
+func (s *Store) readRow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := s.stmt(ctx, q)
+	if err != nil || st == nil {
+		return s.db.QueryRowContext(ctx, q, args...) // reports a prepare error the usual way
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// readRows runs a read on the pool with a cached statement.
+func (s *Store) readRows(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return s.db.QueryContext(ctx, q, args...)
+	}
+	return st.QueryContext(ctx, args...)
 }
 
 // exec runs a cached statement inside tx.
@@ -476,13 +517,16 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sq
 	if err != nil {
 		return nil, err
 	}
+	if st == nil {
+		return tx.ExecContext(ctx, q, args...)
+	}
 	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 }
 
 // queryRow runs a cached single-row statement inside tx.
 func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
 	st, err := s.stmt(ctx, q)
-	if err != nil {
+	if err != nil || st == nil {
 		return tx.QueryRowContext(ctx, q, args...) // reports the prepare error the usual way
 	}
 	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)

@@ -184,7 +184,7 @@ func (s *Store) taskLists(ctx context.Context, name string) ([]TaskList, error) 
 		args = append(args, name)
 	}
 	q += " GROUP BY l.name ORDER BY l.name"
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: task lists: %w", err)
 	}
@@ -215,7 +215,7 @@ func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]*Task, error) {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY id"
-	rows, err := s.db.QueryContext(ctx, q, args...)
+	rows, err := s.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: list tasks: %w", err)
 	}
@@ -251,7 +251,7 @@ func getTask(ctx context.Context, q interface {
 
 // TaskHistory returns a task's recorded changes, oldest first.
 func (s *Store) TaskHistory(ctx context.Context, id int64) ([]TaskEvent, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, task_id, actor, change, created_at FROM task_events WHERE task_id = ? ORDER BY id`, id)
+	rows, err := s.readRows(ctx, `SELECT id, task_id, actor, change, created_at FROM task_events WHERE task_id = ? ORDER BY id`, id)
 	if err != nil {
 		return nil, fmt.Errorf("store: task history %d: %w", id, err)
 	}
