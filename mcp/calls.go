@@ -111,12 +111,17 @@ func (s *Server) recordAndDeliver(ctx context.Context, own, name string, args js
 	if len(text) > 4000 {
 		text = text[:4000] + " …[cut]"
 	}
-	anns, err := s.reg.Env().Store.RecordAndClaim(ctx, []store.Message{
+	// A read-only call's record need not commit before the reply (the
+	// durability rule in the README); a call that may have changed
+	// something is recorded before its result goes out.
+	def, ok := s.reg.Get(name)
+	durable := !ok || !def.Annotations.ReadOnly
+	anns, err := s.reg.Env().Store.RecordCall(ctx, []store.Message{
 		{SessionKey: own, Role: store.RoleAssistant, Trust: store.TrustUser,
 			Content: store.Content{ToolCalls: []store.ToolCall{{ID: callID, Name: name, Args: tools.RecordedArgs(args, res)}}}},
 		{SessionKey: own, Role: store.RoleTool, Trust: store.TrustExternal,
 			Content: store.Content{ToolResults: []store.ToolResult{{CallID: callID, Name: name, Content: text, IsError: res.IsError}}}},
-	}, own)
+	}, own, durable)
 	if err != nil {
 		s.log.Error("record the tool call and deliver announces", "tool", name, "err", err)
 		return

@@ -29,6 +29,9 @@ func (m *Manager) heartbeat() {
 			m.rt.log.Warn("heartbeat", "err", err)
 		}
 		m.noticeRemoteKills(ctx)
+		if err := m.st.PollAnnounces(ctx); err != nil {
+			m.rt.log.Warn("poll announces", "err", err)
+		}
 		if err := m.recover(ctx); err != nil {
 			m.rt.log.Warn("recover runs", "err", err)
 		}

@@ -190,6 +190,7 @@ type HistoryQuery struct {
 // messages before the newest; total counts the messages the query could
 // see (tool messages excluded unless IncludeTools).
 func (s *Store) History(ctx context.Context, q HistoryQuery) (msgs []Message, total int, err error) {
+	s.Flush(ctx, q.Key) // read the session's own tool-call records too
 	filter := ""
 	if !q.IncludeTools {
 		filter = " AND role != 'tool' AND NOT (role = 'assistant' AND body = '')"

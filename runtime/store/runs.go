@@ -379,6 +379,9 @@ func (s *Store) FinishRun(ctx context.Context, id string, o Outcome, announce *A
 		}
 		return s.insertAnnounce(ctx, tx, id, announce, now)
 	})
+	if err == nil && done && announce != nil {
+		s.ann.announced()
+	}
 	return done, err
 }
 
@@ -423,23 +426,24 @@ func (s *Store) ClaimAnnounces(ctx context.Context, requester string) ([]Announc
 }
 
 // RecordAndClaim appends msgs (may be none) and claims requester's
-// undelivered announces in one transaction: a tool call is recorded in the
-// caller's transcript and its announce prefix is taken with one commit.
+// undelivered announces in one transaction, and returns once both are
+// committed: RecordCall with durable set.
 func (s *Store) RecordAndClaim(ctx context.Context, msgs []Message, requester string) ([]Announce, error) {
-	// Most calls have nothing to deliver: a read answers that without
-	// taking the write lock when there is nothing to record either.
-	var pending int
-	if err := s.readRow(ctx, `SELECT count(*) FROM announces WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0`, requester).Scan(&pending); err != nil {
-		return nil, err
-	}
-	if pending == 0 && len(msgs) == 0 {
-		return nil, nil
-	}
+	return s.RecordCall(ctx, msgs, requester, true)
+}
+
+func validMessages(msgs []Message) error {
 	for i := range msgs {
 		if !validRole(msgs[i].Role) || !validTrust(msgs[i].Trust) {
-			return nil, fmt.Errorf("store: message %d: bad role %q or trust %q", i, msgs[i].Role, msgs[i].Trust)
+			return fmt.Errorf("store: message %d: bad role %q or trust %q", i, msgs[i].Role, msgs[i].Trust)
 		}
 	}
+	return nil
+}
+
+// recordAndClaimTx appends msgs and, with claim, takes requester's
+// undelivered announces, in one waited transaction.
+func (s *Store) recordAndClaimTx(ctx context.Context, msgs []Message, requester string, claim bool) ([]Announce, error) {
 	var out []Announce
 	now := s.nowMS()
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
@@ -449,7 +453,7 @@ func (s *Store) RecordAndClaim(ctx context.Context, msgs []Message, requester st
 				return err
 			}
 		}
-		if pending == 0 {
+		if !claim {
 			return nil
 		}
 		rows, err := tx.QueryContext(ctx, `UPDATE announces SET delivered_at = ? WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0
@@ -673,6 +677,7 @@ func (s *Store) ForeignActiveRuns(ctx context.Context, self string) ([]*Run, err
 
 // MessagesAfter returns a session's messages with seq > after, in order.
 func (s *Store) MessagesAfter(ctx context.Context, key string, after int64) ([]Message, error) {
+	s.Flush(ctx, key)
 	rows, err := s.readRows(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
 		WHERE session_key = ? AND seq > ? ORDER BY seq`, key, after)
 	if err != nil {

@@ -60,6 +60,7 @@ type Store struct {
 	// runs whatever is queued in a single SQLite transaction.
 	writes    chan *txReq
 	stop      chan struct{}
+	exited    chan struct{} // closed when the writer has stopped
 	writerWG  sync.WaitGroup
 	closeOnce sync.Once
 
@@ -77,12 +78,34 @@ type Store struct {
 	// corruptLogged is when damage was last logged (unix ms), so a damaged
 	// page hit by every request does not flood the log (health.go).
 	corruptLogged atomic.Int64
+
+	ann announceSignal // may a requester have announces to claim (record.go)
+
+	// recLast is, per session, the newest record handed to the writer
+	// without waiting (RecordCall); Flush waits for it.
+	recMu   sync.Mutex
+	recLast map[string]*txReq
 }
 
 type txReq struct {
 	ctx  context.Context
 	fn   func(tx *sql.Tx) error
 	done chan error
+	// For writes nobody waits on: committed is closed and after called
+	// once the write is answered.
+	committed chan struct{}
+	after     func(error)
+}
+
+// answer reports the write's outcome to whoever waits for it.
+func (r *txReq) answer(err error) {
+	r.done <- err
+	if r.after != nil {
+		r.after(err)
+	}
+	if r.committed != nil {
+		close(r.committed)
+	}
 }
 
 // Open opens (creating when missing, with 0700/0600 permissions) the
@@ -134,7 +157,8 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	// run lanes and concurrent tool calls do not queue for a connection.
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
-	s := &Store{db: db, path: path, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{}), limits: opts.Limits.effective()}
+	s := &Store{db: db, path: path, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{}), exited: make(chan struct{}),
+		limits: opts.Limits.effective()}
 	// Processes opening a new file at once race to switch it to WAL, and
 	// SQLite answers a loser SQLITE_BUSY at once, busy_timeout or not:
 	// retry (each attempt opens a fresh connection) for up to busy_timeout.
@@ -304,6 +328,7 @@ const maxBatch = 128
 // one transaction. It drains the queue before exiting on Close.
 func (s *Store) writer() {
 	defer s.writerWG.Done()
+	defer close(s.exited)
 	batch := make([]*txReq, 0, maxBatch)
 	for {
 		var first *txReq
@@ -339,7 +364,7 @@ func (s *Store) commitBatch(batch []*txReq) {
 	live := batch[:0:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
-			r.done <- err
+			r.answer(err)
 			continue
 		}
 		live = append(live, r)
@@ -371,9 +396,9 @@ func (s *Store) commitBatch(batch []*txReq) {
 	}
 	for i, r := range live {
 		if err != nil {
-			r.done <- err
+			r.answer(err)
 		} else {
-			r.done <- errs[i]
+			r.answer(errs[i])
 		}
 	}
 }

@@ -1,0 +1,149 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"sync"
+	"sync/atomic"
+)
+
+// announceSignal answers "may requester have undelivered announces?" from
+// memory, so a tool call with nothing to deliver (nearly all of them) does
+// not query for it. gen moves whenever an announce may have appeared: this
+// process committed one (FinishRun), or the heartbeat's poll saw the
+// announces table grow (another process wrote one). A requester is known
+// clear at the gen read before the query (or claim) that left it nothing
+// pending; any later announce moves gen past it.
+type announceSignal struct {
+	gen     atomic.Uint64
+	mu      sync.Mutex
+	clear   map[string]uint64 // requester → gen at which nothing was pending
+	lastMax int64             // newest announce id the poll saw
+}
+
+func (a *announceSignal) isClear(requester string, gen uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	g, ok := a.clear[requester]
+	return ok && g == gen
+}
+
+func (a *announceSignal) markClear(requester string, gen uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.clear == nil {
+		a.clear = map[string]uint64{}
+	}
+	a.clear[requester] = gen
+}
+
+// announced is called after an announce was committed.
+func (a *announceSignal) announced() { a.gen.Add(1) }
+
+// PollAnnounces notices announces written by other processes on this
+// database (the run manager calls it with its heartbeat): afterwards the
+// next tool call of any requester looks for undelivered announces again.
+func (s *Store) PollAnnounces(ctx context.Context) error {
+	var max int64
+	if err := s.readRow(ctx, `SELECT COALESCE(max(id), 0) FROM announces`).Scan(&max); err != nil {
+		return err
+	}
+	s.ann.mu.Lock()
+	changed := max != s.ann.lastMax
+	s.ann.lastMax = max
+	s.ann.mu.Unlock()
+	if changed {
+		s.ann.announced()
+	}
+	return nil
+}
+
+// RecordCall records a tool call (msgs: the call and its result, may be
+// none) in requester's transcript and claims requester's undelivered
+// announces, which it returns to go in front of the result.
+//
+// The durability rule: when durable is set (a call that may have changed
+// something) or there are announces to claim, RecordCall returns once the
+// record and the claim are committed, in one transaction. Otherwise the
+// record is handed to the writer and RecordCall returns at once: it
+// commits in order with every later write (the writer is FIFO), usually
+// within a millisecond, and Close flushes it; a kill -9 in between loses
+// that one record and nothing else.
+func (s *Store) RecordCall(ctx context.Context, msgs []Message, requester string, durable bool) ([]Announce, error) {
+	gen := s.ann.gen.Load()
+	var pending int
+	if !s.ann.isClear(requester, gen) {
+		if err := s.readRow(ctx, `SELECT count(*) FROM announces WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0`, requester).Scan(&pending); err != nil {
+			return nil, err
+		}
+		if pending == 0 {
+			s.ann.markClear(requester, gen)
+		}
+	}
+	if pending == 0 && len(msgs) == 0 {
+		return nil, nil
+	}
+	if err := validMessages(msgs); err != nil {
+		return nil, err
+	}
+	if pending == 0 && !durable {
+		return nil, s.appendAsync(msgs)
+	}
+	out, err := s.recordAndClaimTx(ctx, msgs, requester, pending > 0)
+	if err == nil {
+		s.ann.markClear(requester, gen) // the claim took everything committed before gen
+	}
+	return out, err
+}
+
+// appendAsync hands msgs to the writer without waiting for the commit.
+func (s *Store) appendAsync(msgs []Message) error {
+	now := s.nowMS()
+	bg := context.Background()
+	req := &txReq{ctx: bg, done: make(chan error, 1), committed: make(chan struct{})}
+	req.fn = func(tx *sql.Tx) error { return s.appendMessagesTx(bg, tx, msgs, now) }
+	req.after = func(err error) {
+		if err != nil {
+			s.log.Error("store: a tool call's transcript record was not written", "session", msgs[0].SessionKey, "err", err)
+		}
+		s.recMu.Lock()
+		for _, m := range msgs {
+			if s.recLast[m.SessionKey] == req {
+				delete(s.recLast, m.SessionKey)
+			}
+		}
+		s.recMu.Unlock()
+	}
+	s.recMu.Lock()
+	if s.recLast == nil {
+		s.recLast = map[string]*txReq{}
+	}
+	for _, m := range msgs {
+		s.recLast[m.SessionKey] = req
+	}
+	s.recMu.Unlock()
+	select {
+	case s.writes <- req:
+		return nil
+	case <-s.stop:
+		req.answer(ErrClosed)
+		return ErrClosed
+	}
+}
+
+// Flush waits until the records handed to the writer for session key
+// without waiting (RecordCall) are committed, so a read of its transcript
+// sees them. It returns at once when there are none.
+func (s *Store) Flush(ctx context.Context, key string) {
+	s.recMu.Lock()
+	r := s.recLast[key]
+	s.recMu.Unlock()
+	if r == nil {
+		return
+	}
+	select {
+	case <-r.committed:
+	case <-ctx.Done():
+	case <-s.exited:
+	}
+}
