@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -66,8 +67,13 @@ func (m *Manager) scheduleKind(id, kind string) {
 			m.mu.Unlock()
 			ok, err := m.st.ClaimRunWith(context.WithoutCancel(runCtx), id, m.instance, m.pid, startInput)
 			if err == nil && ok {
-				m.execute(runCtx, id, ar)
-				<-lane
+				// The slot bounds concurrent model turns: it is given back
+				// when the turn returns, so the next run starts while this
+				// one's outcome waits for the writer.
+				var once sync.Once
+				release := func() { once.Do(func() { <-lane }) }
+				m.execute(runCtx, id, ar, release)
+				release()
 				m.released()
 				return
 			}

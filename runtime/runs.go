@@ -216,7 +216,10 @@ func (m *Manager) submitWith(ctx context.Context, sess *store.Session, msgs []st
 	return nil
 }
 
-func (m *Manager) execute(ctx context.Context, id string, ar *activeRun) {
+// execute runs a claimed run: its turn, then its outcome. release gives
+// back the lane slot; it is called when the turn returns (and may be
+// called again).
+func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, release func()) {
 	wctx := context.WithoutCancel(ctx)
 	var run *store.Run
 	var opts runOptions
@@ -270,6 +273,7 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun) {
 	}
 	turn.DeferFinal = true // the final answer is written with the run's end
 	res := m.rt.RunTurn(ctx, turn)
+	release()
 	m.finish(wctx, run, opts, res)
 }
 
