@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,6 +77,15 @@ func (p latencyProvider) Complete(ctx context.Context, req provider.Request) (*p
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func peakRSSMB() float64 {
@@ -211,5 +221,50 @@ spawn-subagent = "none"
 		c.Close()
 		srv.Close()
 		st.Close()
+	}
+}
+
+// BenchmarkSmallCalls: sessions_list {} and session_status {} on a fresh
+// store through an in-process MCP client: the server's own cost of a
+// read-only call (policy, store, record, JSON), without stdio.
+func BenchmarkSmallCalls(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	srv, err := Build(config.Default(), st, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	c, err := client.NewInProcessClient(srv.MCPServer())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c.Start(ctx)
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = "2025-11-25"
+	if _, err := c.Initialize(ctx, init); err != nil {
+		b.Fatal(err)
+	}
+	for _, tool := range []string{"sessions_list", "session_status"} {
+		b.Run(tool, func(b *testing.B) {
+			req := mcp.CallToolRequest{}
+			req.Params.Name = tool
+			req.Params.Arguments = map[string]any{}
+			cpu0 := cpuTime()
+			for i := 0; i < b.N; i++ {
+				res, err := c.CallTool(ctx, req)
+				if err != nil || res.IsError {
+					b.Fatalf("%v %v", err, res)
+				}
+			}
+			// CPU time (client, server and writer alike) holds its value
+			// on a loaded machine, where wall time does not.
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
 	}
 }

@@ -96,10 +96,10 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 			out.Children = append(out.Children, k)
 		}
 	}
-	db := call.Env.Store.DB()
+	db := call.Env.Store // its QueryRow reuses prepared statements
 	var ar ActiveRun
 	var started sql.NullInt64
-	err = db.QueryRowContext(ctx, `SELECT id, state, started_at FROM runs WHERE child_key = ? AND state IN ('queued','running')
+	err = db.QueryRow(ctx, `SELECT id, state, started_at FROM runs WHERE child_key = ? AND state IN ('queued','running')
 		ORDER BY created_at DESC LIMIT 1`, s.Key).Scan(&ar.RunID, &ar.State, &started)
 	switch {
 	case err == nil:
@@ -111,7 +111,7 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 	if s.ArchivedAt == 0 && out.ActiveRun == nil && s.Depth > 0 {
 		var ended sql.NullInt64
 		var cleanup string
-		err = db.QueryRowContext(ctx, `SELECT ended_at, cleanup FROM runs WHERE child_key = ? ORDER BY created_at DESC LIMIT 1`, s.Key).Scan(&ended, &cleanup)
+		err = db.QueryRow(ctx, `SELECT ended_at, cleanup FROM runs WHERE child_key = ? ORDER BY created_at DESC LIMIT 1`, s.Key).Scan(&ended, &cleanup)
 		if err == nil && ended.Valid && cleanup != "delete" && cfg.Agents.Defaults.Subagents.ArchiveAfterMinutes > 0 {
 			out.ExpiresAt = ended.Int64 + int64(cfg.Agents.Defaults.Subagents.ArchiveAfterMinutes)*60_000
 		}

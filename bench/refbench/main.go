@@ -5,9 +5,14 @@
 //
 //   - process start → initialize response, over -starts fresh starts of
 //     each server (interleaved, so drift in machine load hits both alike);
-//   - sequential tools/call round trips on one warm connection:
-//     sessions_list {} against server-everything's echo {message: "hi"}
-//     (and ping on both, the protocol floor);
+//   - sequential tools/call round trips on one warm connection per server,
+//     every server connected at once and the probes interleaved in rounds:
+//     sessions_list {} and session_status {} against server-everything's
+//     echo {message: "hi"}, with the floor beside them: the smallest mcp-go
+//     echo server (refbench itself, -serve-echo), and ping on each;
+//   - with -baseline DIR, a second sessionplane built from DIR (say main,
+//     exported with git archive) measured in the same rounds: before/after
+//     ratios from one run;
 //
 // and then, for sessionplane alone, sessions_search latency through the store
 // at 100k and 1M messages (the corpus and query mix of BenchmarkSearch100k in
@@ -18,6 +23,7 @@
 //	go run ./bench/refbench                     # everything (about 2-3 minutes on 2 cores)
 //	go run ./bench/refbench -search ''          # the reference comparison only
 //	go run ./bench/refbench -n 200 -starts 30 -search 100000,1000000 -queries 500
+//	git archive main | tar -x -C /tmp/base && go run ./bench/refbench -search '' -baseline /tmp/base
 //
 // sessionplane is built with go build into a temporary directory and run with
 // --db in that directory, no config file (SESSIONPLANE_CONFIG="" and
@@ -56,6 +62,8 @@ var (
 	flagMaxLoad  = flag.Float64("maxload", 1.0, "wait before each section until the 1-minute load average is at most this")
 	flagLoadWait = flag.Duration("loadwait", 5*time.Minute, "longest wait for -maxload (then measure anyway and say so)")
 	flagKeep     = flag.Bool("keep", false, "keep the temporary directory (binary, databases)")
+	flagBaseline = flag.String("baseline", "", "another sessionplane checkout (say, main exported with git archive) measured in the same run, side by side")
+	flagServe    = flag.Bool("serve-echo", false, "internal: serve the minimal mcp-go echo server (the floor) on stdio")
 )
 
 // protocolVersion is pinned for both servers: the initialize handshake era
@@ -65,6 +73,13 @@ const protocolVersion = "2025-11-25"
 
 func main() {
 	flag.Parse()
+	if *flagServe {
+		if err := serveEcho(); err != nil {
+			fmt.Fprintln(os.Stderr, "refbench -serve-echo:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "refbench:", err)
 		os.Exit(1)
@@ -80,8 +95,7 @@ type server struct {
 	tool string
 	targ map[string]any
 	want string // a substring the tool's text must contain
-	// info: further tools timed the same way, for the record only (not
-	// compared): where a round trip's time goes.
+	// info: further tools ({} arguments) timed the same way.
 	info []string
 }
 
@@ -111,6 +125,22 @@ func run() error {
 	}
 	fmt.Printf("built sessionplane in %.1fs: %s\n", time.Since(t0).Seconds(), bin)
 
+	var base string
+	if *flagBaseline != "" {
+		base = filepath.Join(tmp, "sessionplane-baseline")
+		t0 := time.Now()
+		build := exec.Command("go", "build", "-o", base, ".")
+		build.Dir = *flagBaseline
+		if out, err := build.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build in -baseline %s: %v\n%s", *flagBaseline, err, out)
+		}
+		fmt.Printf("built the baseline in %.1fs from %s: %s\n", time.Since(t0).Seconds(), *flagBaseline, base)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+
 	everything, err := serverEverything(root)
 	if err != nil {
 		return err
@@ -129,8 +159,18 @@ func run() error {
 		tool: "sessions_list",
 		targ: map[string]any{},
 		want: "",
-		info: []string{"agents_list", "session_status"},
+		info: []string{"session_status", "agents_list"},
 	}
+	var bs *server
+	if base != "" {
+		bs = &server{name: "baseline", cmd: base, env: hermetic, tool: "sessions_list", targ: map[string]any{},
+			args: func(i int) []string {
+				return []string{"--db", filepath.Join(tmp, fmt.Sprintf("base%d.db", i)), "--log-level", "error"}
+			},
+			info: []string{"session_status", "agents_list"}}
+	}
+	floor := &server{name: "mcp-go echo", cmd: self, args: func(int) []string { return []string{"-serve-echo"} },
+		env: hermetic, tool: "echo", targ: map[string]any{"message": "hi"}, want: "Echo: hi"}
 	ref := &server{
 		name: "server-everything",
 		cmd:  everything,
@@ -157,27 +197,24 @@ func run() error {
 	}
 	startLoad := load
 
-	// 2. sequential round trips on one connection each.
+	// 2. sequential round trips, every server connected at once and the
+	// probes interleaved in rounds, so drift in machine load hits all alike.
 	load = waitQuiet("tool round trips")
-	type rt struct {
-		tool, ping []time.Duration
-		info       map[string][]time.Duration
-		rssKB      int
+	servers := []*server{sp}
+	if bs != nil {
+		servers = append(servers, bs)
 	}
-	rts := map[string]rt{}
-	for _, s := range []*server{sp, ref} {
-		tool, ping, info, rss, err := roundTrips(s, *flagN)
-		if err != nil {
-			return fmt.Errorf("%s round trips: %w", s.name, err)
-		}
-		rts[s.name] = rt{tool, ping, info, rss}
+	servers = append(servers, floor, ref)
+	times, rss, err := roundTrips(servers, *flagN)
+	if err != nil {
+		return err
 	}
 	rtLoad := load
 
 	fmt.Println()
 	fmt.Printf("## sessionplane vs @modelcontextprotocol/server-everything %s (same client: mcp-go stdio, protocol %s)\n\n", ver, protocolVersion)
 	fmt.Printf("start → initialize: %d fresh starts each (interleaved, after one warm-up start each); load average %.2f\n", *flagStarts, startLoad)
-	fmt.Printf("round trips: %d sequential calls each on one connection, after one warm-up call; load average %.2f\n\n", *flagN, rtLoad)
+	fmt.Printf("round trips: %d sequential calls of each probe on one connection per server, probes interleaved in rounds of %d, after one warm-up call each; load average %.2f\n\n", *flagN, roundSize, rtLoad)
 	fmt.Printf("%-44s %16s %18s %8s\n", "measure", "sessionplane", "server-everything", "ratio")
 	row := func(what string, a, b []time.Duration) {
 		for _, st := range []struct {
@@ -188,14 +225,21 @@ func run() error {
 			fmt.Printf("%-44s %13.2f ms %15.2f ms %7.2fx\n", what+" "+st.n, ms(x), ms(y), ms(x)/ms(y))
 		}
 	}
+	refEcho := times[ref.name+" echo"]
 	row("start → initialize", starts[sp.name], starts[ref.name])
-	row("tools/call sessions_list {} vs echo {hi}", rts[sp.name].tool, rts[ref.name].tool)
-	row("ping", rts[sp.name].ping, rts[ref.name].ping)
-	for _, name := range sp.info {
-		d := rts[sp.name].info[name]
-		fmt.Printf("%-44s %13.2f ms  (p95 %.2f ms; for the record, not compared)\n", "tools/call "+name+" {} p50", ms(p50(d)), ms(p95(d)))
+	row("tools/call sessions_list {} vs echo {hi}", times[sp.name+" sessions_list"], refEcho)
+	row("ping", times[sp.name+" ping"], times[ref.name+" ping"])
+	fmt.Printf("%-44s %13.1f MB %15.1f MB\n", "server peak RSS (VmHWM) after the calls", float64(rss[sp.name])/1024, float64(rss[ref.name])/1024)
+
+	fmt.Printf("\nevery probe ÷ server-everything echo {hi} (the same client, interleaved rounds):\n\n")
+	fmt.Printf("%-40s %9s %9s %9s %8s %8s\n", "probe", "p50-ms", "p95-ms", "mean-ms", "÷p50", "÷mean")
+	for _, s := range servers {
+		for _, name := range probeNames(s) {
+			d := times[s.name+" "+name]
+			fmt.Printf("%-40s %9.3f %9.3f %9.3f %7.2fx %7.2fx\n", s.name+" "+name, ms(p50(d)), ms(p95(d)), ms(mean(d)),
+				ms(p50(d))/ms(p50(refEcho)), ms(mean(d))/ms(mean(refEcho)))
+		}
 	}
-	fmt.Printf("%-44s %13.1f MB %15.1f MB\n", "server peak RSS (VmHWM) after the calls", float64(rts[sp.name].rssKB)/1024, float64(rts[ref.name].rssKB)/1024)
 	fmt.Println()
 	verdict := func(ok bool) string {
 		if ok {
@@ -206,10 +250,17 @@ func run() error {
 	spStart, refStart := p50(starts[sp.name]), p50(starts[ref.name])
 	fmt.Printf("target start-up ≤ 30 ms (p50): %.2f ms: %s\n", ms(spStart), verdict(spStart <= 30*time.Millisecond))
 	fmt.Printf("target start-up ≤ 0.5× reference (p50): %.2f / %.2f ms = %.2fx: %s\n", ms(spStart), ms(refStart), ms(spStart)/ms(refStart), verdict(2*spStart <= refStart))
-	spRT, refRT := p50(rts[sp.name].tool), p50(rts[ref.name].tool)
-	fmt.Printf("target tool round trip ≤ 0.5× reference (p50): %.3f / %.3f ms = %.2fx: %s\n", ms(spRT), ms(refRT), ms(spRT)/ms(refRT), verdict(2*spRT <= refRT))
-	spRT95, refRT95 := p95(rts[sp.name].tool), p95(rts[ref.name].tool)
-	fmt.Printf("  (at p95: %.3f / %.3f ms = %.2fx: %s)\n", ms(spRT95), ms(refRT95), ms(spRT95)/ms(refRT95), verdict(2*spRT95 <= refRT95))
+	for _, tool := range []string{"sessions_list", "session_status"} {
+		d := times[sp.name+" "+tool]
+		fmt.Printf("target %s {} ≤ 1.0× reference echo (p50): %.3f / %.3f ms = %.2fx: %s\n", tool, ms(p50(d)), ms(p50(refEcho)),
+			ms(p50(d))/ms(p50(refEcho)), verdict(p50(d) <= p50(refEcho)))
+		if bs != nil {
+			b := times[bs.name+" "+tool]
+			fmt.Printf("  (baseline: %.3f ms = %.2fx)\n", ms(p50(b)), ms(p50(b))/ms(p50(refEcho)))
+		}
+	}
+	fl := times[floor.name+" echo"]
+	fmt.Printf("floor: minimal mcp-go echo ÷ reference echo (p50): %.3f / %.3f ms = %.2fx\n", ms(p50(fl)), ms(p50(refEcho)), ms(p50(fl))/ms(p50(refEcho)))
 
 	// 3. search at 100k and 1M messages.
 	if strings.TrimSpace(*flagSearch) != "" {
@@ -245,74 +296,93 @@ func startToInitialize(s *server, i int) (time.Duration, error) {
 	return time.Since(t0), nil
 }
 
-// roundTrips starts one server, initializes, and times n sequential calls of
-// its tool, n pings, and n calls of each info tool (each after one warm-up).
-func roundTrips(s *server, n int) (tool, ping []time.Duration, info map[string][]time.Duration, rssKB int, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+// roundSize is how many calls of one probe run back to back before the
+// next probe's turn.
+const roundSize = 20
+
+// probeNames are a server's probes: its tool, its info tools, ping.
+func probeNames(s *server) []string {
+	return append(append([]string{s.tool}, s.info...), "ping")
+}
+
+// roundTrips starts every server, initializes, warms each probe up with
+// one call, then times n sequential calls of each probe, interleaved in
+// rounds of roundSize. times is keyed "<server> <probe>"; rssKB is each
+// server's peak RSS after the calls.
+func roundTrips(servers []*server, n int) (times map[string][]time.Duration, rssKB map[string]int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	c, proc := newClient(s, 1_000_000)
-	defer c.Close()
-	if err := c.Start(ctx); err != nil {
-		return nil, nil, nil, 0, err
+	type probe struct {
+		key string
+		f   func() error
 	}
-	if _, err := c.Initialize(ctx, initReq()); err != nil {
-		return nil, nil, nil, 0, err
-	}
-	// timeN runs f once to warm up, then n times timed.
-	timeN := func(f func() error) ([]time.Duration, error) {
-		if err := f(); err != nil {
-			return nil, err
+	var probes []probe
+	procs := map[string]func() *exec.Cmd{}
+	for _, s := range servers {
+		c, proc := newClient(s, 1_000_000)
+		defer c.Close()
+		if err := c.Start(ctx); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		out := make([]time.Duration, 0, n)
-		for i := 0; i < n; i++ {
-			t0 := time.Now()
-			if err := f(); err != nil {
-				return nil, err
-			}
-			out = append(out, time.Since(t0))
+		if _, err := c.Initialize(ctx, initReq()); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", s.name, err)
 		}
-		return out, nil
-	}
-	call := func(name string, args map[string]any, want string) func() error {
-		return func() error {
-			req := mcp.CallToolRequest{}
-			req.Params.Name = name
-			req.Params.Arguments = args
-			res, err := c.CallTool(ctx, req)
-			if err != nil {
-				return err
-			}
-			if res.IsError {
-				return fmt.Errorf("%s: tool error: %v", name, res.Content)
-			}
-			if want != "" {
-				if len(res.Content) == 0 {
-					return fmt.Errorf("%s: empty result", name)
+		procs[s.name] = proc
+		call := func(name string, args map[string]any, want string) func() error {
+			return func() error {
+				req := mcp.CallToolRequest{}
+				req.Params.Name = name
+				req.Params.Arguments = args
+				res, err := c.CallTool(ctx, req)
+				if err != nil {
+					return err
 				}
-				tc, ok := res.Content[0].(mcp.TextContent)
-				if !ok || !strings.Contains(tc.Text, want) {
-					return fmt.Errorf("%s: result %v, want %q", name, res.Content, want)
+				if res.IsError {
+					return fmt.Errorf("%s: tool error: %v", name, res.Content)
 				}
+				if want != "" {
+					if len(res.Content) == 0 {
+						return fmt.Errorf("%s: empty result", name)
+					}
+					tc, ok := res.Content[0].(mcp.TextContent)
+					if !ok || !strings.Contains(tc.Text, want) {
+						return fmt.Errorf("%s: result %v, want %q", name, res.Content, want)
+					}
+				}
+				return nil
 			}
-			return nil
+		}
+		probes = append(probes, probe{s.name + " " + s.tool, call(s.tool, s.targ, s.want)})
+		for _, name := range s.info {
+			probes = append(probes, probe{s.name + " " + name, call(name, map[string]any{}, "")})
+		}
+		probes = append(probes, probe{s.name + " ping", func() error { return c.Ping(ctx) }})
+	}
+	times = map[string][]time.Duration{}
+	for _, p := range probes {
+		if err := p.f(); err != nil { // warm-up
+			return nil, nil, fmt.Errorf("%s: %w", p.key, err)
 		}
 	}
-	if tool, err = timeN(call(s.tool, s.targ, s.want)); err != nil {
-		return nil, nil, nil, 0, err
-	}
-	if ping, err = timeN(func() error { return c.Ping(ctx) }); err != nil {
-		return nil, nil, nil, 0, err
-	}
-	info = map[string][]time.Duration{}
-	for _, name := range s.info {
-		if info[name], err = timeN(call(name, map[string]any{}, "")); err != nil {
-			return nil, nil, nil, 0, err
+	for done := 0; done < n; done += roundSize {
+		k := min(roundSize, n-done)
+		for _, p := range probes {
+			for i := 0; i < k; i++ {
+				t0 := time.Now()
+				if err := p.f(); err != nil {
+					return nil, nil, fmt.Errorf("%s: %w", p.key, err)
+				}
+				times[p.key] = append(times[p.key], time.Since(t0))
+			}
 		}
 	}
-	if cmd := proc(); cmd != nil && cmd.Process != nil {
-		rssKB = procStatusKB(cmd.Process.Pid, "VmHWM:")
+	rssKB = map[string]int{}
+	for name, proc := range procs {
+		if cmd := proc(); cmd != nil && cmd.Process != nil {
+			rssKB[name] = procStatusKB(cmd.Process.Pid, "VmHWM:")
+		}
 	}
-	return tool, ping, info, rssKB, nil
+	return times, rssKB, nil
 }
 
 // newClient makes the mcp-go stdio client for start i of a server; the
