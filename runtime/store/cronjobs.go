@@ -57,7 +57,7 @@ func (s *Store) InsertCronJob(ctx context.Context, j *CronJob) error {
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		now := s.nowMS()
 		j.CreatedAt, j.UpdatedAt = now, now
-		_, err := tx.ExecContext(ctx, `INSERT INTO cron_jobs (id, name, schedule, timezone, payload, creator_key, enabled, next_run_at, created_at, updated_at)
+		_, err := s.exec(ctx, tx, `INSERT INTO cron_jobs (id, name, schedule, timezone, payload, creator_key, enabled, next_run_at, created_at, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			j.ID, j.Name, j.Schedule, j.Timezone, j.Payload, j.CreatorKey, enabled, nullMS(j.NextRunAt), now, now)
 		return err
@@ -119,7 +119,7 @@ func (s *Store) cronJobs(ctx context.Context, q string, args ...any) ([]*CronJob
 func (s *Store) DeleteCronJob(ctx context.Context, id string) (bool, error) {
 	var n int64
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, "DELETE FROM cron_jobs WHERE id = ?", id)
+		res, err := s.exec(ctx, tx, "DELETE FROM cron_jobs WHERE id = ?", id)
 		if err != nil {
 			return err
 		}
@@ -159,7 +159,7 @@ func (s *Store) ClaimCronOccurrence(ctx context.Context, id string, dueMS, nextM
 		if nextMS == 0 {
 			enabled = 0
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE cron_jobs SET next_run_at = ?, last_run_at = ?, enabled = ?, updated_at = ?
+		res, err := s.exec(ctx, tx, `UPDATE cron_jobs SET next_run_at = ?, last_run_at = ?, enabled = ?, updated_at = ?
 			WHERE id = ? AND enabled = 1 AND next_run_at = ?`, nullMS(nextMS), firedMS, enabled, s.nowMS(), id, dueMS)
 		if err != nil {
 			return err
@@ -187,7 +187,7 @@ func (s *Store) StartCronRun(ctx context.Context, id string, firedMS int64) (act
 		if active, err = activeCronRun(ctx, tx, id); err != nil || active != "" {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE cron_jobs SET last_run_at = ?, updated_at = ? WHERE id = ?`, firedMS, s.nowMS(), id)
+		res, err := s.exec(ctx, tx, `UPDATE cron_jobs SET last_run_at = ?, updated_at = ? WHERE id = ?`, firedMS, s.nowMS(), id)
 		if err != nil {
 			return err
 		}
@@ -213,7 +213,7 @@ func (s *Store) RecordCronRun(ctx context.Context, id, runID, note string) error
 			q += ", last_run_id = ?"
 			args = append(args, runID)
 		}
-		_, err := tx.ExecContext(ctx, q+" WHERE id = ?", append(args, id)...)
+		_, err := s.exec(ctx, tx, q+" WHERE id = ?", append(args, id)...)
 		return err
 	})
 }

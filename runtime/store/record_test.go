@@ -2,8 +2,12 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -128,5 +132,58 @@ func TestRecordCallClaimsAnnouncesOnce(t *testing.T) {
 	anns, err = a.RecordCall(ctx, nil, key, false)
 	if err != nil || len(anns) != 1 || anns[0].RunID != "r2" {
 		t.Fatalf("announce of another process after the poll: got %v %v, want r2", anns, err)
+	}
+}
+
+// A batch runs without savepoints; when one write in it fails, the batch
+// runs again with a savepoint per write, so only that write rolls back.
+func TestBatchFailureRollsBackOnlyItsWrite(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	hold, held := make(chan struct{}), make(chan struct{})
+	go s.Tx(ctx, func(tx *sql.Tx) error { // keeps the writer busy while the batch queues
+		close(held)
+		<-hold
+		return nil
+	})
+	<-held
+	const n = 6
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			errs <- s.Tx(ctx, func(tx *sql.Tx) error {
+				if _, err := tx.ExecContext(ctx, `INSERT INTO task_lists (name, created_by, created_at) VALUES (?, 'x', 0)`, fmt.Sprintf("l%d", i)); err != nil {
+					return err
+				}
+				if i == 3 {
+					return errors.New("failed after writing")
+				}
+				return nil
+			})
+		}(i)
+	}
+	for len(s.writes) < n { // all n queued: the writer takes them as one batch
+		runtime.Gosched()
+	}
+	close(hold)
+	failed := 0
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			failed++
+		}
+	}
+	var names []string
+	rows, err := s.DB().Query(`SELECT name FROM task_lists ORDER BY name`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var name string
+		rows.Scan(&name)
+		names = append(names, name)
+	}
+	rows.Close()
+	if got, want := strings.Join(names, ","), "l0,l1,l2,l4,l5"; failed != 1 || got != want {
+		t.Fatalf("%d writes failed, lists %s; want 1 failed and %s", failed, got, want)
 	}
 }

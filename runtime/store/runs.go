@@ -456,7 +456,7 @@ func (s *Store) recordAndClaimTx(ctx context.Context, msgs []Message, requester 
 		if !claim {
 			return nil
 		}
-		rows, err := tx.QueryContext(ctx, `UPDATE announces SET delivered_at = ? WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0
+		rows, err := s.txQuery(ctx, tx, `UPDATE announces SET delivered_at = ? WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0
 			RETURNING id, run_id, requester_key, status, body, created_at`, now, requester)
 		if err != nil {
 			return err
@@ -510,7 +510,7 @@ func (s *Store) ClaimNotifications(ctx context.Context, requester string) ([]Ann
 	var out []Announce
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		out = nil
-		rows, err := tx.QueryContext(ctx, `UPDATE announces SET notified_at = ? WHERE requester_key = ? AND notified_at IS NULL AND silent = 0
+		rows, err := s.txQuery(ctx, tx, `UPDATE announces SET notified_at = ? WHERE requester_key = ? AND notified_at IS NULL AND silent = 0
 			RETURNING id, run_id, requester_key, status, body, created_at`, s.nowMS(), requester)
 		if err != nil {
 			return err
@@ -542,7 +542,7 @@ type Instance struct {
 func (s *Store) RegisterInstance(ctx context.Context, in Instance) error {
 	now := s.nowMS()
 	return s.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO instances (id, pid, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)
+		_, err := s.exec(ctx, tx, `INSERT INTO instances (id, pid, host, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at`, in.ID, in.PID, in.Host, now, now)
 		return err
 	})
@@ -563,7 +563,7 @@ func (s *Store) Heartbeat(ctx context.Context, instance string) error {
 // UnregisterInstance removes this process's row (clean shutdown).
 func (s *Store) UnregisterInstance(ctx context.Context, instance string) error {
 	return s.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "DELETE FROM instances WHERE id = ?", instance)
+		_, err := s.exec(ctx, tx, "DELETE FROM instances WHERE id = ?", instance)
 		return err
 	})
 }
@@ -574,7 +574,7 @@ func (s *Store) UnregisterInstance(ctx context.Context, instance string) error {
 func (s *Store) AdoptRun(ctx context.Context, id, from, instance string, pid int) (bool, error) {
 	var n int64
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE runs SET owner_instance = ?, owner_pid = ?, heartbeat_at = ? WHERE id = ? AND state = 'queued'
+		res, err := s.exec(ctx, tx, `UPDATE runs SET owner_instance = ?, owner_pid = ?, heartbeat_at = ? WHERE id = ? AND state = 'queued'
 			AND owner_instance = ?`, instance, pid, s.nowMS(), id, from)
 		if err != nil {
 			return err
@@ -704,7 +704,7 @@ func (s *Store) MessagesAfter(ctx context.Context, key string, after int64) ([]M
 func (s *Store) MarkAnnounceDelivered(ctx context.Context, runID string) error {
 	return s.Tx(ctx, func(tx *sql.Tx) error {
 		now := s.nowMS()
-		_, err := tx.ExecContext(ctx, `UPDATE announces SET delivered_at = COALESCE(delivered_at, ?), notified_at = COALESCE(notified_at, ?) WHERE run_id = ?`, now, now, runID)
+		_, err := s.exec(ctx, tx, `UPDATE announces SET delivered_at = COALESCE(delivered_at, ?), notified_at = COALESCE(notified_at, ?) WHERE run_id = ?`, now, now, runID)
 		return err
 	})
 }

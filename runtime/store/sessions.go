@@ -219,7 +219,7 @@ func (s *Store) Children(ctx context.Context, key string) ([]string, error) {
 // AddUsage adds token counts and cost to a session with SQL increments.
 func (s *Store) AddUsage(ctx context.Context, key string, in, out int64, cost float64) error {
 	return s.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `UPDATE sessions SET tokens_in = tokens_in + ?, tokens_out = tokens_out + ?,
+		_, err := s.exec(ctx, tx, `UPDATE sessions SET tokens_in = tokens_in + ?, tokens_out = tokens_out + ?,
 			cost_usd = cost_usd + ?, updated_at = ? WHERE key = ?`, in, out, cost, s.nowMS(), key)
 		return err
 	})
@@ -228,7 +228,7 @@ func (s *Store) AddUsage(ctx context.Context, key string, in, out int64, cost fl
 // SetStatus records a session's status (idle, running, done, ...).
 func (s *Store) SetStatus(ctx context.Context, key, status string) error {
 	return s.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "UPDATE sessions SET status = ?, updated_at = ? WHERE key = ?", status, s.nowMS(), key)
+		_, err := s.exec(ctx, tx, "UPDATE sessions SET status = ?, updated_at = ? WHERE key = ?", status, s.nowMS(), key)
 		return err
 	})
 }
@@ -236,7 +236,7 @@ func (s *Store) SetStatus(ctx context.Context, key, status string) error {
 // Archive marks a session archived (its transcript is kept).
 func (s *Store) Archive(ctx context.Context, key string) error {
 	return s.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, "UPDATE sessions SET archived_at = ? WHERE key = ? AND archived_at IS NULL", s.nowMS(), key)
+		_, err := s.exec(ctx, tx, "UPDATE sessions SET archived_at = ? WHERE key = ? AND archived_at IS NULL", s.nowMS(), key)
 		return err
 	})
 }

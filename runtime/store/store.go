@@ -414,8 +414,8 @@ func call(fn func(tx *sql.Tx) error, tx *sql.Tx) (err error) {
 	return fn(tx)
 }
 
-// runBatch executes each request in a savepoint of one transaction and
-// commits. errs holds each request's own error; err is a transaction-level
+// runBatch executes the requests in one transaction and commits (each in
+// a savepoint of its own when one of them fails). errs holds each request's own error; err is a transaction-level
 // failure (begin or commit), which fails the whole batch.
 func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 	bg := context.Background()
@@ -443,6 +443,37 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 		}
 		return errs, nil
 	}
+	// Optimistically, without savepoints: a write that fails is rare, and
+	// a savepoint per write costs three statements, a statement journal
+	// and an FTS5 flush of pending index data. When one fails the whole
+	// transaction is rolled back and the batch runs again with a savepoint
+	// per write (fn is safe to run more than once), so its failure still
+	// rolls back its own writes only.
+	plain := true
+	for i, r := range batch {
+		if cerr := r.ctx.Err(); cerr != nil {
+			errs[i] = cerr // cancelled while queued: do nothing for it
+			continue
+		}
+		if ferr := call(r.fn, tx); ferr != nil {
+			_ = tx.Rollback()
+			if isBusy(ferr) {
+				return nil, ferr
+			}
+			plain = false
+			break
+		}
+	}
+	if plain {
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+		return errs, nil
+	}
+	if tx, err = s.db.BeginTx(bg, nil); err != nil {
+		return nil, err
+	}
+	errs = make([]error, len(batch))
 	for i, r := range batch {
 		if cerr := r.ctx.Err(); cerr != nil {
 			errs[i] = cerr // cancelled while queued: do nothing for it
@@ -552,6 +583,18 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sq
 		return tx.ExecContext(ctx, q, args...)
 	}
 	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+// txQuery runs a cached statement that returns rows inside tx.
+func (s *Store) txQuery(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return tx.QueryContext(ctx, q, args...)
+	}
+	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 }
 
 // queryRow runs a cached single-row statement inside tx.

@@ -136,7 +136,7 @@ func (s *Store) CreateTask(ctx context.Context, t *Task, actor string) (listCrea
 		if listCreated, err = insertTaskList(ctx, tx, t.List, actor, now); err != nil {
 			return err
 		}
-		if err := tx.QueryRowContext(ctx, `INSERT INTO tasks (list, title, status, owner, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
+		if err := s.queryRow(ctx, tx, `INSERT INTO tasks (list, title, status, owner, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
 			t.List, t.Title, t.Status, t.Owner, now, now).Scan(&t.ID); err != nil {
 			return err
 		}
@@ -300,7 +300,7 @@ func (s *Store) UpdateTask(ctx context.Context, id int64, ch TaskChange, actor s
 		}
 		now := s.nowMS()
 		t.UpdatedAt = now
-		if _, err := tx.ExecContext(ctx, `UPDATE tasks SET title = ?, status = ?, owner = ?, updated_at = ? WHERE id = ?`,
+		if _, err := s.exec(ctx, tx, `UPDATE tasks SET title = ?, status = ?, owner = ?, updated_at = ? WHERE id = ?`,
 			t.Title, t.Status, t.Owner, now, id); err != nil {
 			return err
 		}
@@ -329,7 +329,7 @@ func (s *Store) ClaimTask(ctx context.Context, id int64, owner, actor string) (*
 	var out *Task
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		now := s.nowMS()
-		res, err := tx.ExecContext(ctx, `UPDATE tasks SET owner = ?, status = 'in_progress', updated_at = ?
+		res, err := s.exec(ctx, tx, `UPDATE tasks SET owner = ?, status = 'in_progress', updated_at = ?
 			WHERE id = ? AND owner = '' AND status = 'pending'`, owner, now, id)
 		if err != nil {
 			return err
