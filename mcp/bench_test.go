@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
 	"github.com/sessionplane/sessionplane/runtime/config"
@@ -264,6 +266,60 @@ func BenchmarkSmallCalls(b *testing.B) {
 			}
 			// CPU time (client, server and writer alike) holds its value
 			// on a loaded machine, where wall time does not.
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
+}
+
+// BenchmarkStdioCalls: sessions_list {} and session_status {} through the
+// real stdio server (ServeStdio: JSON-RPC lines, the worker pool) over
+// pipes, with mcp-go's stdio client: refbench's round trip without the
+// process boundary, so a CPU profile shows the server's whole share.
+func BenchmarkStdioCalls(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	srv, err := Build(config.Default(), st, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	cin, sout := io.Pipe() // server → client
+	sin, cout := io.Pipe() // client → server
+	served := make(chan error, 1)
+	go func() { served <- srv.ServeStdio(ctx, sin, sout, 64) }()
+	c := client.NewClient(transport.NewIO(cin, cout, io.NopCloser(strings.NewReader(""))))
+	defer func() {
+		cout.Close() // the server reads EOF
+		cancel()
+		<-served
+		sout.Close() // the client's reader reads EOF
+		c.Close()
+	}()
+	if err := c.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	init := mcp.InitializeRequest{}
+	init.Params.ProtocolVersion = "2025-11-25"
+	if _, err := c.Initialize(ctx, init); err != nil {
+		b.Fatal(err)
+	}
+	for _, tool := range []string{"sessions_list", "session_status"} {
+		b.Run(tool, func(b *testing.B) {
+			req := mcp.CallToolRequest{}
+			req.Params.Name = tool
+			req.Params.Arguments = map[string]any{}
+			cpu0 := cpuTime()
+			for i := 0; i < b.N; i++ {
+				res, err := c.CallTool(ctx, req)
+				if err != nil || res.IsError {
+					b.Fatalf("%v %v", err, res)
+				}
+			}
 			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}

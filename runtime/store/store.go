@@ -354,8 +354,42 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
+		batch = s.linger(batch)
 		s.commitBatch(batch)
 	}
+}
+
+// recordLinger is how long a batch of records nobody waits for (read-only
+// calls' transcript records) waits for company before it commits: one
+// commit then carries the records of several calls of a client calling in
+// sequence. A write somebody waits for ends the wait at once.
+const recordLinger = 2 * time.Millisecond
+
+// linger holds a batch made only of writes nobody waits for until
+// recordLinger passes, a waited write arrives, the batch is full or the
+// store closes, and returns the batch with whatever joined it.
+func (s *Store) linger(batch []*txReq) []*txReq {
+	for _, r := range batch {
+		if r.committed == nil {
+			return batch
+		}
+	}
+	t := time.NewTimer(recordLinger)
+	defer t.Stop()
+	for len(batch) < maxBatch {
+		select {
+		case r := <-s.writes:
+			batch = append(batch, r)
+			if r.committed == nil {
+				return batch
+			}
+		case <-t.C:
+			return batch
+		case <-s.stop:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commitBatch runs a batch in one transaction, retrying it while another
