@@ -147,7 +147,7 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 		// concurrent spawns can never pass it together.
 		if r.MaxActiveSiblings > 0 {
 			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM runs WHERE requester_key = ? AND kind = 'spawn' AND state IN ('queued','running')`,
+			if err := s.queryRow(ctx, tx, `SELECT count(*) FROM runs WHERE requester_key = ? AND kind = 'spawn' AND state IN ('queued','running')`,
 				r.RequesterKey).Scan(&n); err != nil {
 				return err
 			}
