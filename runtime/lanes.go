@@ -58,7 +58,12 @@ func (m *Manager) scheduleKind(id, kind string) {
 			case <-runCtx.Done():
 				return // killed while queued: the kill recorded it
 			}
+			// The check and the claim are one step for Close (claimMu): a
+			// claim cannot land after shutdown began, when killing the
+			// running runs frees their sessions for queued ones.
+			m.claimMu.RLock()
 			if m.closing.Load() {
+				m.claimMu.RUnlock()
 				<-lane
 				return // shutting down: the run stays queued for the next process
 			}
@@ -66,6 +71,7 @@ func (m *Manager) scheduleKind(id, kind string) {
 			freed := m.freed
 			m.mu.Unlock()
 			ok, err := m.st.ClaimRunWith(context.WithoutCancel(runCtx), id, m.instance, m.pid, startInput)
+			m.claimMu.RUnlock()
 			if err == nil && ok {
 				// The slot bounds concurrent model turns: it is given back
 				// when the turn returns, so the next run starts while this

@@ -95,6 +95,7 @@ type Manager struct {
 	onFinish []func(*store.Run)
 	gate     *policy.Engine
 	closing  atomic.Bool
+	claimMu  sync.RWMutex // claims hold it for reading; Close takes it to set closing
 }
 
 // SetGate gives the manager the policy gate (for turns it starts itself,
@@ -163,15 +164,18 @@ func (m *Manager) Close() error {
 	if m.cancel == nil {
 		return nil
 	}
+	// From here no queued run may start: a kill below frees a lane (and
+	// its session), and a run waiting for one must stay queued for the
+	// next process. Every run claimed before this is in m.active.
+	m.claimMu.Lock() // waits for claims in flight
+	m.closing.Store(true)
+	m.claimMu.Unlock()
 	m.mu.Lock()
 	ids := make([]string, 0, len(m.active))
 	for id := range m.active {
 		ids = append(ids, id)
 	}
 	m.mu.Unlock()
-	// From here no queued run may start: a kill below frees a lane, and a
-	// run waiting for one must stay queued for the next process.
-	m.closing.Store(true)
 	ctx := context.Background()
 	if states, err := m.st.RunStates(ctx, ids); err == nil {
 		for _, id := range ids {
