@@ -17,6 +17,8 @@ func (m *Manager) announce(run *store.Run, sessionID string) *store.Announce {
 		// The status stays (spawn_status, the requester's transcript); the
 		// reply and the stats do not reach the requester.
 		body = announceHeader(run) + " (" + text + ": nothing to report)"
+	} else if w := m.rt.ModelServedWarning(run.Model, run.ModelServed); w != "" {
+		body = strings.Replace(body, "\nStats: ", "\nWarning: "+w+"\nStats: ", 1)
 	}
 	return &store.Announce{RequesterKey: run.RequesterKey, Status: run.State, Silent: silent, Body: body}
 }
@@ -56,15 +58,23 @@ func AnnounceBody(run *store.Run, sessionID string) string {
 	return b.String()
 }
 
-// StatsLine is the announce's stats line.
+// StatsLine is the announce's stats line; it ends with the model requested
+// and, once a provider named one, the model served.
 func StatsLine(run *store.Run, sessionID string) string {
 	dur := time.Duration(0)
 	if run.EndedAt > 0 && run.StartedAt > 0 {
 		dur = time.Duration(run.EndedAt-run.StartedAt) * time.Millisecond
 	}
-	return fmt.Sprintf("Stats: runtime %s • tokens %s (in %s / out %s) • est $%.4f • sessionKey %s • sessionId %s • transcript session://%s",
+	line := fmt.Sprintf("Stats: runtime %s • tokens %s (in %s / out %s) • est $%.4f • sessionKey %s • sessionId %s • transcript session://%s",
 		shortDuration(dur), HumanTokens(run.TokensIn+run.TokensOut), HumanTokens(run.TokensIn), HumanTokens(run.TokensOut), run.CostUSD,
 		run.ChildKey, sessionID, run.ChildKey)
+	if run.Model != "" {
+		line += " • model " + run.Model
+		if run.ModelServed != "" {
+			line += " (served " + run.ModelServed + ")"
+		}
+	}
+	return line
 }
 
 func shortDuration(d time.Duration) string {

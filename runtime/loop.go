@@ -68,6 +68,9 @@ type Result struct {
 	TokensIn   int64
 	TokensOut  int64
 	CostUSD    float64
+	// ModelServed is the model the provider last said answered ("" when it
+	// named none); see ServedDiffers.
+	ModelServed string
 }
 
 const maxParallelTools = 8
@@ -184,6 +187,10 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		if choice.Mode == "any" || choice.Mode == "tool" {
 			choice = provider.ToolChoice{Mode: "auto"}
 		}
+		if resp.Model != "" && resp.Model != res.ModelServed {
+			res.ModelServed = resp.Model
+			r.recordServed(ctx, t, resp.Model)
+		}
 		in, out := int64(resp.Usage.InputTokens), int64(resp.Usage.OutputTokens)
 		cost := t.Model.CostOf(in, out)
 		res.TokensIn += in
@@ -192,7 +199,7 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		am := provider.Message{Role: provider.RoleAssistant, Text: resp.Text, ToolCalls: resp.ToolCalls, Reasoning: resp.Reasoning}
 		msgs = append(msgs, am)
 		sm := store.Message{SessionKey: t.SessionKey, Role: store.RoleAssistant, Trust: store.TrustModel,
-			TokensIn: in, TokensOut: out, CostUSD: cost, Content: store.Content{Text: resp.Text}}
+			TokensIn: in, TokensOut: out, CostUSD: cost, Content: store.Content{Text: resp.Text, Model: resp.Model}}
 		for _, tc := range resp.ToolCalls {
 			sm.Content.ToolCalls = append(sm.Content.ToolCalls, store.ToolCall{ID: tc.ID, Name: tc.Name, Args: tc.Args})
 		}

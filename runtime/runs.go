@@ -302,6 +302,9 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 	}
 	run.State, run.Note, run.ResultText, run.ResultJSON = state, res.Note, res.Text, res.Output
 	run.Iterations, run.ToolCalls, run.TokensIn, run.TokensOut, run.CostUSD = res.Iterations, res.ToolCalls, res.TokensIn, res.TokensOut, res.CostUSD
+	if res.ModelServed != "" {
+		run.ModelServed = res.ModelServed
+	}
 	now := m.st.NowMS()
 	if run.StartedAt == 0 {
 		run.StartedAt = now

@@ -188,6 +188,7 @@ type SpawnAgentOut struct {
 	Iterations    int      `json:"iterations"`
 	ToolCallsMade int      `json:"tool_calls_made"`
 	Model         string   `json:"model"`
+	ModelServed   string   `json:"modelServed,omitempty" jsonschema:"the model the provider says answered"`
 	Preset        string   `json:"preset"`
 	StartedAt     int64    `json:"started_at,omitempty"`
 	Note          string   `json:"note,omitempty"`
@@ -266,6 +267,10 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 		_ = call.Env.Store.MarkAnnounceDelivered(context.WithoutCancel(ctx), run.ID)
 	}
 	fillRunOut(&out, run)
+	out.ModelServed = run.ModelServed
+	if w := call.Env.Runtime.ModelServedWarning(run.Model, run.ModelServed); w != "" {
+		out.Warnings = append(out.Warnings, w)
+	}
 	text := renderSpawnAgent(out)
 	if store.Terminal(run.State) {
 		text += "\n" + spruntime.StatsLine(run, tk.SessionID)
@@ -338,6 +343,8 @@ type RunInfo struct {
 	ChildKey      string  `json:"childSessionKey"`
 	AgentID       string  `json:"agentId"`
 	Model         string  `json:"model"`
+	ModelServed   string  `json:"modelServed,omitempty" jsonschema:"the model the provider says answered"`
+	ModelWarning  string  `json:"modelWarning,omitempty" jsonschema:"set when modelServed differs from model"`
 	Preset        string  `json:"preset"`
 	Requester     string  `json:"requester"`
 	Note          string  `json:"note,omitempty"`
@@ -365,6 +372,10 @@ func runInfo(ctx context.Context, call *Call, r *store.Run, withAnnounce bool) R
 		CreatedAt: r.CreatedAt, StartedAt: r.StartedAt, EndedAt: r.EndedAt}
 	if len(r.ResultJSON) > 0 {
 		info.Output = r.ResultJSON
+	}
+	info.ModelServed = r.ModelServed
+	if call.Env.Runtime != nil {
+		info.ModelWarning = call.Env.Runtime.ModelServedWarning(r.Model, r.ModelServed)
 	}
 	info.FinishedAt = r.EndedAt
 	if r.StartedAt > 0 {
@@ -420,6 +431,9 @@ func ownRun(ctx context.Context, call *Call, id string) (*store.Run, error) {
 func renderRun(i RunInfo) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run %s: %s\n%sTask: %s\nSession: %s (agent %s, model %s)\n", i.TaskID, i.Status, labelLine(i.Label), firstN(i.Task, 200), i.ChildKey, i.AgentID, i.Model)
+	if i.ModelWarning != "" {
+		fmt.Fprintf(&b, "Warning: %s\n", i.ModelWarning)
+	}
 	if i.Note != "" && i.Announce == "" { // the announce carries the note
 		fmt.Fprintf(&b, "Note: %s\n", i.Note)
 	}

@@ -45,6 +45,8 @@ type StatusOut struct {
 	Depth            int        `json:"depth"`
 	RiskLevel        string     `json:"riskLevel" jsonschema:"low, medium or high (see README: Risk level)"`
 	Model            string     `json:"model"`
+	ModelServed      string     `json:"modelServed,omitempty" jsonschema:"the model the provider says answered last"`
+	ModelWarning     string     `json:"modelWarning,omitempty" jsonschema:"set when modelServed differs from model"`
 	Thinking         string     `json:"thinking"`
 	Preset           string     `json:"preset"`
 	ParentKey        string     `json:"parentKey"`
@@ -75,7 +77,10 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 		Depth: s.Depth, Model: s.Model, Thinking: s.Thinking, Preset: s.Preset, ParentKey: s.ParentKey,
 		MessageCount: s.MessageCount, Tokens: Tokens{In: s.TokensIn, Out: s.TokensOut, Total: s.TokensIn + s.TokensOut},
 		EstimatedCostUSD: s.CostUSD, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, ArchivedAt: s.ArchivedAt,
-		TranscriptURI: SessionURI(s.Key),
+		TranscriptURI: SessionURI(s.Key), ModelServed: s.ModelServed,
+	}
+	if call.Env.Runtime != nil {
+		out.ModelWarning = call.Env.Runtime.ModelServedWarning(s.Model, s.ModelServed)
 	}
 	switch {
 	case s.Depth == 0:
@@ -123,7 +128,13 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 		if out.Thinking != "" {
 			fmt.Fprintf(&b, " (thinking %s)", out.Thinking)
 		}
+		if out.ModelServed != "" {
+			fmt.Fprintf(&b, " · served %s", out.ModelServed)
+		}
 		b.WriteString("\n")
+	}
+	if out.ModelWarning != "" {
+		fmt.Fprintf(&b, "Warning: %s\n", out.ModelWarning)
 	}
 	fmt.Fprintf(&b, "Messages: %d · tokens %s (in %s / out %s) · est $%.4f\n", out.MessageCount, humanTokens(out.Tokens.Total), humanTokens(out.Tokens.In), humanTokens(out.Tokens.Out), out.EstimatedCostUSD)
 	if out.ActiveRun != nil {

@@ -49,6 +49,9 @@ type Content struct {
 	// Reasoning is a provider's opaque reasoning state for an assistant
 	// turn (kept so it can be sent back with the next request).
 	Reasoning json.RawMessage `json:"reasoning,omitempty"`
+	// Model is the model the provider said produced an assistant turn
+	// (its response's model string), when it named one.
+	Model string `json:"model,omitempty"`
 }
 
 // Message is one transcript entry.

@@ -40,6 +40,7 @@ type Run struct {
 	Task          string
 	Preset        string
 	Model         string
+	ModelServed   string // the model the provider said answered (last seen); "" before any answer
 	Thinking      string
 	Cleanup       string
 	TimeoutMS     int64
@@ -82,14 +83,14 @@ func (e *LimitError) Error() string {
 
 const runCols = `id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking, cleanup, timeout_ms, depth, role,
 	state, note, result_text, COALESCE(result_json, ''), options, iterations, tool_calls, tokens_in, tokens_out, cost_usd,
-	owner_pid, owner_instance, heartbeat_at, created_at, COALESCE(started_at, 0), COALESCE(ended_at, 0)`
+	owner_pid, owner_instance, heartbeat_at, created_at, COALESCE(started_at, 0), COALESCE(ended_at, 0), model_served`
 
 func scanRun(row interface{ Scan(...any) error }) (*Run, error) {
 	var r Run
 	var resJSON, opts string
 	err := row.Scan(&r.ID, &r.Kind, &r.ChildKey, &r.RequesterKey, &r.AgentID, &r.Label, &r.Task, &r.Preset, &r.Model, &r.Thinking,
 		&r.Cleanup, &r.TimeoutMS, &r.Depth, &r.Role, &r.State, &r.Note, &r.ResultText, &resJSON, &opts, &r.Iterations, &r.ToolCalls,
-		&r.TokensIn, &r.TokensOut, &r.CostUSD, &r.OwnerPID, &r.OwnerInstance, &r.HeartbeatAt, &r.CreatedAt, &r.StartedAt, &r.EndedAt)
+		&r.TokensIn, &r.TokensOut, &r.CostUSD, &r.OwnerPID, &r.OwnerInstance, &r.HeartbeatAt, &r.CreatedAt, &r.StartedAt, &r.EndedAt, &r.ModelServed)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ type Session struct {
 	SpawnedBy    string
 	Depth        int
 	Model        string
+	ModelServed  string // the model the provider said answered last ("" before any answer)
 	Thinking     string
 	Preset       string
 	Status       string
@@ -68,12 +69,12 @@ func AgentOf(key string) string {
 }
 
 const sessionCols = `key, session_id, agent_id, kind, label, COALESCE(parent_key,''), spawned_by, depth, model, thinking,
-	preset, status, message_count, tokens_in, tokens_out, cost_usd, created_at, updated_at, COALESCE(archived_at, 0)`
+	preset, status, message_count, tokens_in, tokens_out, cost_usd, created_at, updated_at, COALESCE(archived_at, 0), model_served`
 
 func scanSession(row interface{ Scan(...any) error }) (*Session, error) {
 	var s Session
 	err := row.Scan(&s.Key, &s.ID, &s.AgentID, &s.Kind, &s.Label, &s.ParentKey, &s.SpawnedBy, &s.Depth, &s.Model, &s.Thinking,
-		&s.Preset, &s.Status, &s.MessageCount, &s.TokensIn, &s.TokensOut, &s.CostUSD, &s.CreatedAt, &s.UpdatedAt, &s.ArchivedAt)
+		&s.Preset, &s.Status, &s.MessageCount, &s.TokensIn, &s.TokensOut, &s.CostUSD, &s.CreatedAt, &s.UpdatedAt, &s.ArchivedAt, &s.ModelServed)
 	if err != nil {
 		return nil, err
 	}
