@@ -30,6 +30,9 @@ type ChildSpec struct {
 	DenyTools    []string
 	OutputSchema json.RawMessage
 	Timeout      time.Duration // 0 = the preset's timeout_secs, else none
+	// ContextMode "fork" starts the child from a copy of the requester's
+	// transcript ("" or "none": from its task only).
+	ContextMode string
 }
 
 // Child is a prepared child run: its identity, model, prompt and controls
@@ -116,6 +119,9 @@ func (r *Runtime) PrepareChild(ctx context.Context, gate *policy.Engine, spec Ch
 		Key: caller.Key, AgentID: agentID, Kind: store.KindSubagent, Label: spec.Label, ParentKey: spec.Parent.Key,
 		SpawnedBy: spec.Parent.Key, Depth: depth, Model: model.ID, Thinking: thinking, Preset: spec.Preset, Status: "queued",
 	})
+	if err := r.forkContext(ctx, &sess, spec); err != nil {
+		return nil, err
+	}
 	var toolNames []string
 	if tb := r.toolbox(); tb != nil {
 		offered := tb.Offer(ctx, caller)

@@ -41,6 +41,7 @@ type SpawnIn struct {
 	Preset            string    `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your policy)"`
 	ActiveTools       []string  `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
 	ToolChoice        *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the first model call"`
+	Context           string    `json:"context,omitempty" jsonschema:"none: the child starts from its task; fork: from a copy of your transcript" schema:"enum=none|fork,default=none"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -128,6 +129,7 @@ func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, strin
 	tk, err := runs.Spawn(ctx, call.Env.Policy, spruntime.ChildSpec{
 		Parent: call.Caller, Task: in.Task, Label: in.Label, AgentID: in.AgentID, Model: in.Model, Thinking: in.Thinking,
 		Preset: in.Preset, ActiveTools: in.ActiveTools, ToolChoice: in.ToolChoice.choice(), Timeout: time.Duration(timeout) * time.Second,
+		ContextMode: in.Context,
 	}, in.Cleanup)
 	if err != nil {
 		return SpawnOut{}, "", spawnErr(err)
@@ -174,6 +176,7 @@ type SpawnAgentIn struct {
 	ToolChoice     *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the first model call"`
 	OutputSchema   any       `json:"output_schema,omitempty" jsonschema:"JSON Schema the child's result must match"`
 	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" jsonschema:"abort after N seconds" schema:"min=0,max=86400"`
+	ContextMode    string    `json:"context_mode,omitempty" jsonschema:"none (default) or fork: start from a copy of your transcript" schema:"enum=none|fork,default=none"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -234,7 +237,7 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 	tk, err := runs.Spawn(ctx, call.Env.Policy, spruntime.ChildSpec{
 		Parent: call.Caller, Task: in.Task, Context: in.Context, Model: in.Model, Preset: in.Preset, ActiveTools: in.ActiveTools,
 		ToolChoice: in.ToolChoice.choice(), AllowTools: allow, DenyTools: in.DenyTools, OutputSchema: schema,
-		Timeout: time.Duration(timeout) * time.Second,
+		Timeout: time.Duration(timeout) * time.Second, ContextMode: in.ContextMode,
 	}, "keep")
 	if err != nil {
 		return SpawnAgentOut{}, "", spawnErr(err)

@@ -59,6 +59,8 @@ type StatusOut struct {
 	UpdatedAt        int64      `json:"updatedAt"`
 	ArchivedAt       int64      `json:"archivedAt,omitempty"`
 	ExpiresAt        int64      `json:"expiresAt,omitempty" jsonschema:"when a finished child session will be archived (ms)"`
+	ForkedFrom       string     `json:"forkedFrom,omitempty" jsonschema:"the session this one was forked from"`
+	ForkedAtSeq      int64      `json:"forkedAtSeq,omitempty" jsonschema:"the last seq copied from it"`
 	TranscriptURI    string     `json:"transcriptUri"`
 }
 
@@ -77,7 +79,7 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 		Depth: s.Depth, Model: s.Model, Thinking: s.Thinking, Preset: s.Preset, ParentKey: s.ParentKey,
 		MessageCount: s.MessageCount, Tokens: Tokens{In: s.TokensIn, Out: s.TokensOut, Total: s.TokensIn + s.TokensOut},
 		EstimatedCostUSD: s.CostUSD, CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt, ArchivedAt: s.ArchivedAt,
-		TranscriptURI: SessionURI(s.Key), ModelServed: s.ModelServed,
+		TranscriptURI: SessionURI(s.Key), ModelServed: s.ModelServed, ForkedFrom: s.ForkedFrom, ForkedAtSeq: s.ForkedAtSeq,
 	}
 	if call.Env.Runtime != nil {
 		out.ModelWarning = call.Env.Runtime.ModelServedWarning(s.Model, s.ModelServed)
@@ -142,6 +144,9 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 	}
 	if len(out.Children) > 0 {
 		fmt.Fprintf(&b, "Children: %s\n", strings.Join(out.Children, ", "))
+	}
+	if out.ForkedFrom != "" {
+		fmt.Fprintf(&b, "Forked from: %s at seq %d\n", out.ForkedFrom, out.ForkedAtSeq)
 	}
 	fmt.Fprintf(&b, "Transcript: %s", out.TranscriptURI)
 	return out, b.String(), nil

@@ -40,6 +40,12 @@ type Session struct {
 	CreatedAt    int64
 	UpdatedAt    int64
 	ArchivedAt   int64 // 0 = not archived
+	// ForkedFrom is the session this one's transcript was copied from
+	// (sessions_fork, spawn context "fork"); ForkedAtSeq the last seq
+	// copied. Creating a session with ForkedFrom set copies the source's
+	// messages up to ForkedAtSeq in the same transaction (see ForkSession).
+	ForkedFrom  string
+	ForkedAtSeq int64
 }
 
 // KindOf derives a session's kind from its key.
@@ -69,12 +75,14 @@ func AgentOf(key string) string {
 }
 
 const sessionCols = `key, session_id, agent_id, kind, label, COALESCE(parent_key,''), spawned_by, depth, model, thinking,
-	preset, status, message_count, tokens_in, tokens_out, cost_usd, created_at, updated_at, COALESCE(archived_at, 0), model_served`
+	preset, status, message_count, tokens_in, tokens_out, cost_usd, created_at, updated_at, COALESCE(archived_at, 0), model_served,
+	COALESCE(forked_from, ''), forked_at_seq`
 
 func scanSession(row interface{ Scan(...any) error }) (*Session, error) {
 	var s Session
 	err := row.Scan(&s.Key, &s.ID, &s.AgentID, &s.Kind, &s.Label, &s.ParentKey, &s.SpawnedBy, &s.Depth, &s.Model, &s.Thinking,
-		&s.Preset, &s.Status, &s.MessageCount, &s.TokensIn, &s.TokensOut, &s.CostUSD, &s.CreatedAt, &s.UpdatedAt, &s.ArchivedAt, &s.ModelServed)
+		&s.Preset, &s.Status, &s.MessageCount, &s.TokensIn, &s.TokensOut, &s.CostUSD, &s.CreatedAt, &s.UpdatedAt, &s.ArchivedAt, &s.ModelServed,
+		&s.ForkedFrom, &s.ForkedAtSeq)
 	if err != nil {
 		return nil, err
 	}
@@ -120,12 +128,18 @@ func (s *Store) ensureSessionTx(ctx context.Context, tx *sql.Tx, in *Session, no
 	if in.ParentKey != "" {
 		parent = in.ParentKey
 	}
-	_, err := s.exec(ctx, tx, `INSERT INTO sessions (key, session_id, agent_id, kind, label, parent_key, spawned_by, depth,
+	res, err := s.exec(ctx, tx, `INSERT INTO sessions (key, session_id, agent_id, kind, label, parent_key, spawned_by, depth,
 		model, thinking, preset, status, created_at, updated_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
 		in.Key, in.ID, in.AgentID, in.Kind, in.Label, parent, in.SpawnedBy, in.Depth,
 		in.Model, in.Thinking, in.Preset, in.Status, now, now)
-	return err
+	if err != nil || in.ForkedFrom == "" {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		return s.copyTranscriptTx(ctx, tx, in.ForkedFrom, in.Key, in.ForkedAtSeq)
+	}
+	return nil
 }
 
 // GetSession returns the session with that key, or ErrNotFound.
