@@ -60,6 +60,7 @@ Usage:
   sessionplane demo [--db PATH]             run the coordinator flow offline and print what a client sees
   sessionplane db check [--db PATH]         check the database's integrity (exit 0 healthy, 1 corrupt)
   sessionplane db backup --to FILE          write an online, consistent copy of the database
+  sessionplane policy explain [--tool T] [--key K] [--spawn JSON]  what the client may do, and why
 
 Flags:
 `
@@ -102,6 +103,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	if len(args) >= 1 && args[0] == "db" {
 		return runDB(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "policy" {
+		return runPolicy(ctx, args[1:], stdout, stderr)
 	}
 	o, fs, err := parseFlags("sessionplane", args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
