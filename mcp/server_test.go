@@ -157,7 +157,7 @@ func TestToolsListedWithSchemasAndAnnotations(t *testing.T) {
 		"spawn_status": true, "spawn_result": true, "spawn_list": true}
 	others := map[string]bool{"sessions_spawn": true, "spawn_agent": true, "cancel_spawn": true, "subagents": true,
 		"sessions_send": true, "task_list": true, "cron": true, "sessions_fork": true}
-	readOnly["policy_explain"] = true
+	readOnly["policy_explain"], readOnly["spawn_wait"] = true, true
 	if len(res.Tools) != len(readOnly)+len(others) {
 		t.Fatalf("got %d tools", len(res.Tools))
 	}

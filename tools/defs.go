@@ -31,5 +31,5 @@ var Catalog = []string{
 	"sessions_list", "sessions_history", "sessions_search", "session_status", "agents_list",
 	"sessions_send", "sessions_yield", "sessions_spawn", "spawn_agent", "spawn_status", "spawn_result",
 	"spawn_list", "cancel_spawn", "subagents", "task_list", "cron",
-	"sessions_fork", "policy_explain",
+	"sessions_fork", "policy_explain", "spawn_wait",
 }

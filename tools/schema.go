@@ -139,6 +139,13 @@ func applyTags(t reflect.Type, s *jsonschema.Schema) {
 			case "max":
 				n, _ := strconv.ParseFloat(v, 64)
 				ps.Maximum = &n
+			case "minItems", "maxItems":
+				n, _ := strconv.Atoi(v)
+				if k == "minItems" {
+					ps.MinItems = &n
+				} else {
+					ps.MaxItems = &n
+				}
 			case "enum":
 				ps.Enum = nil
 				for _, e := range strings.Split(v, "|") {

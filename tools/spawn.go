@@ -164,7 +164,7 @@ func labelOr(label, task string) string {
 
 // SpawnAgentIn is the input of spawn_agent.
 type SpawnAgentIn struct {
-	Task           string    `json:"task" jsonschema:"what the sub-agent should do"`
+	Task           string    `json:"task,omitempty" jsonschema:"what the sub-agent should do"`
 	Context        string    `json:"context,omitempty" jsonschema:"shown to the child as [From: <context>]"`
 	Preset         string    `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your policy)"`
 	Model          string    `json:"model,omitempty" jsonschema:"model id from [[models]]"`
@@ -177,6 +177,8 @@ type SpawnAgentIn struct {
 	OutputSchema   any       `json:"output_schema,omitempty" jsonschema:"JSON Schema the child's result must match"`
 	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" jsonschema:"abort after N seconds" schema:"min=0,max=86400"`
 	ContextMode    string    `json:"context_mode,omitempty" jsonschema:"none (default) or fork: start from a copy of your transcript" schema:"enum=none|fork,default=none"`
+	Tasks          []string  `json:"tasks,omitempty" jsonschema:"instead of task: one child per task (≤ 64), same options" schema:"maxItems=64"`
+	Wait           string    `json:"wait,omitempty" jsonschema:"with tasks: return when all (default) or any end" schema:"enum=all|any,default=all"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -196,6 +198,8 @@ type SpawnAgentOut struct {
 	StartedAt     int64    `json:"started_at,omitempty"`
 	Note          string   `json:"note,omitempty"`
 	Warnings      []string `json:"warnings,omitempty"`
+	// Tasks are the children of a tasks[] call, in its order.
+	Tasks []BatchItem `json:"tasks,omitempty"`
 }
 
 // maxBlockingWait bounds a blocking spawn_agent; past it the call returns
@@ -210,8 +214,11 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 	if err != nil {
 		return SpawnAgentOut{}, "", err
 	}
+	if len(in.Tasks) > 0 {
+		return spawnAgentBatch(ctx, call, in)
+	}
 	if strings.TrimSpace(in.Task) == "" {
-		return SpawnAgentOut{}, "", errors.New("task is empty: say what the sub-agent should do")
+		return SpawnAgentOut{}, "", errors.New("task is empty: say what the sub-agent should do (or give tasks)")
 	}
 	if err := spawnGuards(ctx, call, "", "", in.ApprovalSummary()); err != nil {
 		return SpawnAgentOut{}, "", err
