@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sessionplane/sessionplane/policy"
+	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
@@ -33,6 +34,8 @@ type ChildSpec struct {
 	// ContextMode "fork" starts the child from a copy of the requester's
 	// transcript ("" or "none": from its task only).
 	ContextMode string
+	// Budget is the spawn's own spending limit (zero = none).
+	Budget config.Budget
 }
 
 // Child is a prepared child run: its identity, model, prompt and controls
@@ -154,7 +157,7 @@ func (r *Runtime) PrepareChild(ctx context.Context, gate *policy.Engine, spec Ch
 		Turn: Turn{
 			SessionKey: caller.Key, Caller: caller, Model: model, System: prompt.SystemPrompt(), Thinking: thinking,
 			Controls: controls, Input: input, InputRole: store.RoleUser, InputTrust: store.TrustInterSession,
-			OutputSchema: spec.OutputSchema,
+			OutputSchema: spec.OutputSchema, Budget: spec.Budget,
 		},
 	}, nil
 }

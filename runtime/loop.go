@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sessionplane/sessionplane/policy"
+	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
@@ -46,6 +47,9 @@ type Turn struct {
 	OutputSchema json.RawMessage
 	// Progress, when set, is told about each step.
 	Progress func(step int, note string)
+	// Budget is the call's spending limit (a spawn's budget argument); the
+	// configured budgets apply too (see ResolveLimits).
+	Budget config.Budget
 	// DeferFinal leaves the final answer unwritten and returns it in
 	// Result.Final, for a caller that writes it with the run's outcome in
 	// one transaction (the run manager). Every other message is written as
@@ -155,6 +159,9 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		return fail(res, "tool_choice \"any\" needs at least one tool, and none is offered to this run")
 	}
 	corrected := false
+	budget := r.newBudgetGuard(ctx, t)
+	var lastTokens int64
+	var lastUSD float64
 	for res.Iterations < maxIter {
 		res.Iterations++
 		// Messages others appended meanwhile (a message sent into this
@@ -171,6 +178,15 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		if choice.Mode != "none" {
 			req.Tools = specs
 			req.ToolChoice = choice
+		}
+		if budget != nil && lastTokens == 0 {
+			lastTokens = estimateTokens(req)
+			lastUSD = t.Model.CostOf(lastTokens, 0)
+		}
+		if note := budget.check(ctx, res, lastTokens, lastUSD); note != "" {
+			res.Iterations--
+			res.Status, res.Note = StatusBudget, note
+			return res
 		}
 		if t.Progress != nil {
 			t.Progress(res.Iterations, fmt.Sprintf("model call %d", res.Iterations))
@@ -196,6 +212,8 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		res.TokensIn += in
 		res.TokensOut += out
 		res.CostUSD += cost
+		lastTokens, lastUSD = in+out, cost
+		budget.record(ctx, in+out, cost)
 		am := provider.Message{Role: provider.RoleAssistant, Text: resp.Text, ToolCalls: resp.ToolCalls, Reasoning: resp.Reasoning}
 		msgs = append(msgs, am)
 		sm := store.Message{SessionKey: t.SessionKey, Role: store.RoleAssistant, Trust: store.TrustModel,

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/sessionplane/sessionplane/policy"
+	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
@@ -51,6 +52,8 @@ type runOptions struct {
 	// (the requester of a spawn, the sender of a message, a cron job's
 	// creator). Its authority is part of Caller.Layers.
 	Initiator string `json:"initiator,omitempty"`
+	// Budget is the spawn call's own spending limit (zero = none).
+	Budget config.Budget `json:"budget,omitempty"`
 }
 
 func (o runOptions) turn(rt *Runtime, key string) (Turn, error) {
@@ -59,7 +62,8 @@ func (o runOptions) turn(rt *Runtime, key string) (Turn, error) {
 		return Turn{}, fmt.Errorf("model %q is no longer configured in [[models]]", o.ModelID)
 	}
 	t := Turn{SessionKey: key, Caller: o.Caller, Model: m, System: o.System, Thinking: o.Thinking,
-		Input: o.Input, InputRole: o.InputRole, InputTrust: o.InputTrust, OutputSchema: o.OutputSchema, MaxIterations: o.MaxIterations}
+		Input: o.Input, InputRole: o.InputRole, InputTrust: o.InputTrust, OutputSchema: o.OutputSchema, MaxIterations: o.MaxIterations,
+		Budget: o.Budget}
 	t.Controls.Choice = o.Choice
 	if o.HasActive {
 		t.Controls.Active = append([]string{}, o.Active...)

@@ -55,7 +55,7 @@ func (m *Manager) Spawn(ctx context.Context, gate *policy.Engine, spec ChildSpec
 	t.Input = ""
 	opts := runOptions{Caller: child.Caller, ModelID: t.Model.ID, System: t.System, Thinking: t.Thinking, Choice: t.Controls.Choice,
 		Input: t.Input, InputRole: t.InputRole, InputTrust: t.InputTrust, OutputSchema: t.OutputSchema, SessionID: child.SessionID,
-		Initiator: spec.Parent.Key}
+		Initiator: spec.Parent.Key, Budget: t.Budget}
 	if t.Controls.Active != nil {
 		opts.Active, opts.HasActive = t.Controls.Active, true
 	}

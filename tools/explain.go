@@ -32,6 +32,7 @@ type ExplainSpawn struct {
 	ActiveTools    []string  `json:"active_tools,omitempty"`
 	ToolChoice     *ChoiceIn `json:"tool_choice,omitempty"`
 	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" schema:"min=0,max=86400"`
+	Budget         *BudgetIn `json:"budget,omitempty"`
 }
 
 // ExplainDecision is one answer of the gate, with the rule and the config
@@ -57,6 +58,7 @@ type ExplainChild struct {
 	ToolChoice     string   `json:"toolChoice,omitempty"`
 	TimeoutSeconds int      `json:"timeoutSeconds,omitempty"`
 	Warnings       []string `json:"warnings,omitempty"`
+	Budget         []string `json:"budget,omitempty" jsonschema:"spending limits in force (config key)"`
 }
 
 // ExplainOut is the output of policy_explain.
@@ -207,7 +209,7 @@ func explainSpawn(ctx context.Context, call *Call, c policy.Caller, s ExplainSpa
 	child, err := call.Env.Runtime.PrepareChild(ctx, call.Env.Policy, spruntime.ChildSpec{
 		Parent: c, Task: "(policy_explain)", AgentID: s.AgentID, Model: s.Model, Thinking: s.Thinking, Preset: s.Preset,
 		ActiveTools: s.ActiveTools, ToolChoice: s.ToolChoice.choice(), AllowTools: s.AllowTools, DenyTools: s.DenyTools,
-		Timeout: time.Duration(timeout) * time.Second,
+		Timeout: time.Duration(timeout) * time.Second, Budget: s.Budget.budget(),
 	})
 	if err != nil {
 		ch.ExplainDecision = explainDecision(subject, denial(err), c, "")
@@ -231,6 +233,7 @@ func explainSpawn(ctx context.Context, call *Call, c policy.Caller, s ExplainSpa
 	}
 	ch.TimeoutSeconds = int(child.Timeout / time.Second)
 	ch.Warnings = child.Warnings
+	ch.Budget = limitLines(call.Env.Runtime.ResolveLimits(child.Caller.AgentID, child.Caller.Layers, child.Turn.Budget))
 	return ch
 }
 
@@ -263,6 +266,7 @@ func renderExplain(out ExplainOut) string {
 			fmt.Fprintf(&b, "Child: agent %s · model %s · thinking %s · depth %d (%s) · timeout %ds · tool_choice %s\n",
 				s.AgentID, s.Model, noneIfEmpty(s.Thinking), s.Depth, s.Role, s.TimeoutSeconds, s.ToolChoice)
 			fmt.Fprintf(&b, "Child layers: %s\nChild tools: %s\n", noneIfEmpty(strings.Join(s.Layers, ", ")), noneIfEmpty(strings.Join(s.Tools, ", ")))
+			fmt.Fprintf(&b, "Child budget: %s\n", noneIfEmpty(strings.Join(s.Budget, ", ")))
 			for _, w := range s.Warnings {
 				fmt.Fprintf(&b, "Warning: %s\n", w)
 			}

@@ -42,6 +42,7 @@ type SpawnIn struct {
 	ActiveTools       []string  `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
 	ToolChoice        *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the first model call"`
 	Context           string    `json:"context,omitempty" jsonschema:"none: the child starts from its task; fork: from a copy of your transcript" schema:"enum=none|fork,default=none"`
+	Budget            *BudgetIn `json:"budget,omitempty" jsonschema:"spending limit (tightens the configured ones)"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -129,7 +130,7 @@ func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, strin
 	tk, err := runs.Spawn(ctx, call.Env.Policy, spruntime.ChildSpec{
 		Parent: call.Caller, Task: in.Task, Label: in.Label, AgentID: in.AgentID, Model: in.Model, Thinking: in.Thinking,
 		Preset: in.Preset, ActiveTools: in.ActiveTools, ToolChoice: in.ToolChoice.choice(), Timeout: time.Duration(timeout) * time.Second,
-		ContextMode: in.Context,
+		ContextMode: in.Context, Budget: in.Budget.budget(),
 	}, in.Cleanup)
 	if err != nil {
 		return SpawnOut{}, "", spawnErr(err)
@@ -179,6 +180,7 @@ type SpawnAgentIn struct {
 	ContextMode    string    `json:"context_mode,omitempty" jsonschema:"none (default) or fork: start from a copy of your transcript" schema:"enum=none|fork,default=none"`
 	Tasks          []string  `json:"tasks,omitempty" jsonschema:"instead of task: one child per task (≤ 64), same options" schema:"maxItems=64"`
 	Wait           string    `json:"wait,omitempty" jsonschema:"with tasks: return when all (default) or any end" schema:"enum=all|any,default=all"`
+	Budget         *BudgetIn `json:"budget,omitempty" jsonschema:"spending limit per child (tightens the configured ones)"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -244,7 +246,7 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 	tk, err := runs.Spawn(ctx, call.Env.Policy, spruntime.ChildSpec{
 		Parent: call.Caller, Task: in.Task, Context: in.Context, Model: in.Model, Preset: in.Preset, ActiveTools: in.ActiveTools,
 		ToolChoice: in.ToolChoice.choice(), AllowTools: allow, DenyTools: in.DenyTools, OutputSchema: schema,
-		Timeout: time.Duration(timeout) * time.Second, ContextMode: in.ContextMode,
+		Timeout: time.Duration(timeout) * time.Second, ContextMode: in.ContextMode, Budget: in.Budget.budget(),
 	}, "keep")
 	if err != nil {
 		return SpawnAgentOut{}, "", spawnErr(err)
@@ -347,7 +349,7 @@ type ResultIn struct {
 // RunInfo is a run as the spawn_* tools show it.
 type RunInfo struct {
 	TaskID        string  `json:"task_id"`
-	Status        string  `json:"status" jsonschema:"queued, running, ok, error, timeout, killed or unknown"`
+	Status        string  `json:"status" jsonschema:"queued, running, ok, error, timeout, killed, budget or unknown"`
 	Label         string  `json:"label"`
 	Task          string  `json:"task"`
 	ChildKey      string  `json:"childSessionKey"`
@@ -373,6 +375,8 @@ type RunInfo struct {
 	ElapsedSecs float64 `json:"elapsed_secs" jsonschema:"seconds from start to end (or to now while it runs)"`
 	Error       string  `json:"error,omitempty" jsonschema:"why it failed (status error, timeout or unknown)"`
 	Cancelled   bool    `json:"cancelled,omitempty" jsonschema:"status killed: cancelled (cancel_spawn, subagents kill)"`
+	// Budget lists the spending limits in force, with spent and left.
+	Budget []spruntime.BudgetLine `json:"budget,omitempty"`
 }
 
 func runInfo(ctx context.Context, call *Call, r *store.Run, withAnnounce bool) RunInfo {
@@ -384,6 +388,7 @@ func runInfo(ctx context.Context, call *Call, r *store.Run, withAnnounce bool) R
 		info.Output = r.ResultJSON
 	}
 	info.ModelServed = r.ModelServed
+	info.Budget = runBudget(ctx, call, r)
 	if call.Env.Runtime != nil {
 		info.ModelWarning = call.Env.Runtime.ModelServedWarning(r.Model, r.ModelServed)
 	}
@@ -444,6 +449,9 @@ func renderRun(i RunInfo) string {
 	if i.ModelWarning != "" {
 		fmt.Fprintf(&b, "Warning: %s\n", i.ModelWarning)
 	}
+	if line := renderBudget(i.Budget); line != "" {
+		b.WriteString(line + "\n")
+	}
 	if i.Note != "" && i.Announce == "" { // the announce carries the note
 		fmt.Fprintf(&b, "Note: %s\n", i.Note)
 	}
@@ -501,7 +509,7 @@ func spawnResult(ctx context.Context, call *Call, in ResultIn) (RunInfo, string,
 
 // ListRunsIn is the input of spawn_list.
 type ListRunsIn struct {
-	Status string `json:"status,omitempty" jsonschema:"only runs in this state (cancelled = killed)" schema:"enum=queued|running|ok|error|timeout|killed|cancelled|unknown"`
+	Status string `json:"status,omitempty" jsonschema:"only runs in this state (cancelled = killed)" schema:"enum=queued|running|ok|error|timeout|killed|cancelled|budget|unknown"`
 }
 
 // ListRunsOut is the output of spawn_list.

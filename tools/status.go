@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/sessionplane/sessionplane/policy"
+	spruntime "github.com/sessionplane/sessionplane/runtime"
 )
 
 // ---- session_status ----
@@ -62,6 +63,8 @@ type StatusOut struct {
 	ForkedFrom       string     `json:"forkedFrom,omitempty" jsonschema:"the session this one was forked from"`
 	ForkedAtSeq      int64      `json:"forkedAtSeq,omitempty" jsonschema:"the last seq copied from it"`
 	TranscriptURI    string     `json:"transcriptUri"`
+	// Budget: the limits in force for the session's latest run, spent and left.
+	Budget []spruntime.BudgetLine `json:"budget,omitempty"`
 }
 
 func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, string, error) {
@@ -123,6 +126,12 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 			out.ExpiresAt = ended.Int64 + int64(cfg.Agents.Defaults.Subagents.ArchiveAfterMinutes)*60_000
 		}
 	}
+	var lastRun string
+	if err := db.QueryRowContext(ctx, `SELECT id FROM runs WHERE child_key = ? ORDER BY created_at DESC, id DESC LIMIT 1`, s.Key).Scan(&lastRun); err == nil {
+		if r, err := call.Env.Store.GetRun(ctx, lastRun); err == nil {
+			out.Budget = runBudget(ctx, call, r)
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Session %s (%s, agent %s)\nStatus: %s · role %s · depth %d · risk %s\n", out.Key, out.Kind, out.AgentID, out.Status, out.Role, out.Depth, out.RiskLevel)
 	if out.Model != "" {
@@ -144,6 +153,9 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 	}
 	if len(out.Children) > 0 {
 		fmt.Fprintf(&b, "Children: %s\n", strings.Join(out.Children, ", "))
+	}
+	if line := renderBudget(out.Budget); line != "" {
+		b.WriteString(line + "\n")
 	}
 	if out.ForkedFrom != "" {
 		fmt.Fprintf(&b, "Forked from: %s at seq %d\n", out.ForkedFrom, out.ForkedAtSeq)

@@ -109,6 +109,7 @@ type AgentDefaults struct {
 	Model         string            `toml:"model" json:"model"`
 	MaxIterations int               `toml:"max_iterations" json:"max_iterations"`
 	Subagents     SubagentsDefaults `toml:"subagents" json:"subagents"`
+	Budget        Budget            `toml:"budget" json:"budget"`
 }
 
 // SubagentsDefaults is [agents.defaults.subagents].
@@ -136,6 +137,7 @@ type Agent struct {
 	// variable is unset or empty the provider's own api_key_env is used.
 	APIKeys   map[string]string `toml:"api_keys" json:"api_keys,omitempty"`
 	Subagents AgentSubagents    `toml:"subagents" json:"subagents"`
+	Budget    Budget            `toml:"budget" json:"budget"`
 }
 
 // AgentSubagents is [agents.list.subagents].
@@ -152,6 +154,7 @@ type Preset struct {
 	Tools        ToolList       `toml:"tools" json:"tools"`
 	Sessions     PresetSessions `toml:"sessions" json:"sessions"`
 	ToolControls ToolControls   `toml:"tool_controls" json:"tool_controls"`
+	Budget       Budget         `toml:"budget" json:"budget"`
 }
 
 // ToolList is an allow/deny pair of tool names (kebab or snake case, or toolset.* names).

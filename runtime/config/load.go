@@ -498,6 +498,7 @@ func (c *Config) validate() []Problem {
 		}
 	}
 	c.validateLimits(add)
+	probs = append(probs, c.validateBudgets()...)
 	seenServer := map[string]bool{}
 	for i, m := range c.MCPServers {
 		path := fmt.Sprintf("mcp_servers[%d]", i)

@@ -18,12 +18,13 @@ const (
 	RunTimeout = "timeout"
 	RunKilled  = "killed"
 	RunUnknown = "unknown"
+	RunBudget  = "budget" // stopped before a model call that would pass a spending limit
 )
 
 // Terminal reports whether a run state is final.
 func Terminal(state string) bool {
 	switch state {
-	case RunOK, RunError, RunTimeout, RunKilled, RunUnknown:
+	case RunOK, RunError, RunTimeout, RunKilled, RunUnknown, RunBudget:
 		return true
 	}
 	return false
