@@ -361,7 +361,7 @@ func TestHTTPTransport(t *testing.T) {
 	defer cancel()
 	c := httpClient(t, ctx, url, token)
 	res, err := c.ListTools(ctx, listToolsReq())
-	if err != nil || len(res.Tools) != 15 {
+	if err != nil || len(res.Tools) != 18 {
 		t.Fatalf("tools/list over HTTP: %v", err)
 	}
 }

@@ -479,7 +479,7 @@ func TestProtocolEras(t *testing.T) {
 				t.Fatalf("negotiated %q, want %q", got, v)
 			}
 			res, err := f.c.ListTools(context.Background(), mcp.ListToolsRequest{})
-			if err != nil || len(res.Tools) != 15 {
+			if err != nil || len(res.Tools) != 18 {
 				t.Fatalf("list: %v (%d tools)", err, len(res.Tools))
 			}
 			var out struct {

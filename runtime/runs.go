@@ -308,6 +308,7 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 	run.Iterations, run.ToolCalls, run.TokensIn, run.TokensOut, run.CostUSD = res.Iterations, res.ToolCalls, res.TokensIn, res.TokensOut, res.CostUSD
 	if res.ModelServed != "" {
 		run.ModelServed = res.ModelServed
+		out.ModelServed = res.ModelServed
 	}
 	now := m.st.NowMS()
 	if run.StartedAt == 0 {

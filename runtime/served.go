@@ -44,17 +44,20 @@ func (r *Runtime) ModelServedWarning(modelID, served string) string {
 	return fmt.Sprintf("model %s was requested (sent as %q) but the provider says %q answered", modelID, name, served)
 }
 
-// recordServed stores the served model of a run and its session when it
-// first appears or changes, and logs a warning when it differs from the
-// model requested. A failed write is logged, never fatal to the run.
+// recordServed logs a warning when the served model differs from the one
+// requested and then records it at once (spawn_status shows the difference
+// while the run goes on); a served model that matches is recorded with the
+// run's end, in the same transaction, at no extra write. A failed write is
+// logged, never fatal to the run.
 func (r *Runtime) recordServed(ctx context.Context, t Turn, served string) {
+	if !ServedDiffers(t.Model.Name, served) {
+		return
+	}
+	r.log.Warn("the provider answered with another model than requested", "model", t.Model.ID,
+		"requested", t.Model.Name, "served", served, "session", t.SessionKey, "run", t.Caller.RunID)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := r.st.RecordModelServed(wctx, t.Caller.RunID, t.SessionKey, served); err != nil {
 		r.log.Warn("record the model served", "session", t.SessionKey, "run", t.Caller.RunID, "err", err)
-	}
-	if ServedDiffers(t.Model.Name, served) {
-		r.log.Warn("the provider answered with another model than requested", "model", t.Model.ID,
-			"requested", t.Model.Name, "served", served, "session", t.SessionKey, "run", t.Caller.RunID)
 	}
 }

@@ -309,6 +309,9 @@ type Outcome struct {
 	// SessionStatus, when set, is written to the run's session in the same
 	// transaction.
 	SessionStatus string
+	// ModelServed, when set, is recorded on the run and its session in the
+	// same transaction (the model the provider said answered last).
+	ModelServed string
 	// Archive archives the run's session in the same transaction (cleanup
 	// delete, closeAfterYield).
 	Archive bool
@@ -364,6 +367,11 @@ func (s *Store) FinishRun(ctx context.Context, id string, o Outcome, announce *A
 			return nil
 		}
 		done = true
+		if o.ModelServed != "" {
+			if err := s.recordModelServedTx(ctx, tx, id, o.ModelServed); err != nil {
+				return err
+			}
+		}
 		if o.SessionStatus != "" {
 			if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`,
 				o.SessionStatus, now, id); err != nil {
