@@ -168,7 +168,7 @@ func TestStdioOnlyJSONRPCAndCleanEOF(t *testing.T) {
 	p.send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
 	p.send(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
 	tools := p.response(2)["result"].(map[string]any)["tools"].([]any)
-	if len(tools) != 15 {
+	if len(tools) != 18 {
 		t.Fatalf("tools/list: %d tools", len(tools))
 	}
 	p.send(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"sessions_list","arguments":{"limit":5}}}`)
