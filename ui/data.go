@@ -591,7 +591,7 @@ func (u *UI) statsView(ctx context.Context, c policy.Caller) (*StatsView, error)
 	g := u.gate(ctx, c)
 	now := u.opts.Now()
 	view := &StatsView{Agents: []AgentUsage{}, Days: []DayUsage{}, RunsByState: map[string]int{}}
-	for _, st := range []string{store.RunQueued, store.RunRunning, store.RunOK, store.RunError, store.RunTimeout, store.RunKilled, store.RunUnknown} {
+	for _, st := range []string{store.RunQueued, store.RunRunning, store.RunOK, store.RunError, store.RunTimeout, store.RunKilled, store.RunBudget, store.RunUnknown} {
 		view.RunsByState[st] = 0
 	}
 	agents := map[string]*AgentUsage{}
