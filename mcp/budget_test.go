@@ -24,6 +24,7 @@ const budgetScript = `{"conversations": [
  {"match": "orchestrate", "turns": [
    {"tool_calls": [{"name": "spawn_agent", "args": {"task": "burn below"}}], "usage": {"input_tokens": 3000, "output_tokens": 1000}},
    {"text": "orchestrated: {{last_tool_result}}", "usage": {"input_tokens": 3000, "output_tokens": 1000}}]},
+ {"match": "slowish", "turns": [{"delay_ms": 400, "text": "slow done"}]},
  {"turns": [{"text": "cheap", "usage": {"input_tokens": 5000, "output_tokens": 1000}}]}]}`
 
 // budgetFixture is a server over the database at path (shared between

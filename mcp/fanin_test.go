@@ -3,6 +3,7 @@ package mcp
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -182,4 +183,30 @@ func firstN(s string, n int) string {
 		return s[:n] + "…"
 	}
 	return s
+}
+
+// spawn_wait in one server over runs another server (another process on
+// the same database) executes: it sees them end through the store.
+func TestSpawnWaitAcrossTwoServers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "shared.db")
+	a := budgetFixture(t, path, "")
+	b := budgetFixture(t, path, "")
+	var ids []string
+	for i := 0; i < 4; i++ {
+		ids = append(ids, a.spawn(map[string]any{"task": fmt.Sprintf("slowish %d", i)}).RunID)
+	}
+	var out waitOut
+	res := b.call("spawn_wait", map[string]any{"task_ids": ids, "wait_seconds": 60}, &out)
+	if res.IsError || !out.Done || len(out.Finished) != 4 {
+		t.Fatalf("wait across servers: %s", text(res))
+	}
+	for _, r := range out.Finished {
+		if r.Status != "ok" || r.Text != "slow done" {
+			t.Fatalf("run %+v", r)
+		}
+		run, _ := b.st.GetRun(context.Background(), r.TaskID)
+		if run.OwnerInstance != a.srv.Runs().Instance() {
+			t.Errorf("run %s was executed by %s, not by the server that spawned it", run.ID, run.OwnerInstance)
+		}
+	}
 }
