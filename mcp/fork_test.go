@@ -142,7 +142,7 @@ key_prefix = "agent:main:"
 	// Its own session needs no read right beyond being itself.
 	f.call("session_status", map[string]any{}, nil) // records a call in the client's transcript
 	var out forkOut
-	if res := f.call("sessions_fork", map[string]any{"key": "current"}, &out); res.IsError || out.ForkedFrom != "agent:main:main" {
+	if res := f.call("sessions_fork", map[string]any{"key": "current"}, &out); res.IsError || out.ForkedFrom != f.srv.Caller().Key {
 		t.Fatalf("fork of own session: %s", text(res))
 	}
 
