@@ -54,7 +54,7 @@ key_prefix = "agent:main:"
 	if code != 0 || json.Unmarshal([]byte(out), &got) != nil {
 		t.Fatalf("exit %d: %s", code, out)
 	}
-	if got.Caller != "agent:main:main" || len(got.Decisions) != 1 || got.Decisions[0].Effect != "deny" ||
+	if got.Caller != "agent:main:observer" || len(got.Decisions) != 1 || got.Decisions[0].Effect != "deny" ||
 		got.Decisions[0].Rule != "sessions.key_prefix" || got.Decisions[0].ConfigKey != "agents.presets.observer.sessions.key_prefix" {
 		t.Fatalf("explain: %+v", got)
 	}
