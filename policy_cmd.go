@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	spmcp "github.com/sessionplane/sessionplane/mcp"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -60,10 +59,11 @@ func runPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return 2
 	}
 	if spawn != "" {
-		in.Spawn = &tools.ExplainSpawn{}
-		dec := json.NewDecoder(strings.NewReader(spawn))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(in.Spawn); err != nil {
+		err := json.Unmarshal([]byte(spawn), &in.Spawn)
+		if err == nil {
+			_, err = tools.DecodeExplainSpawn(in.Spawn)
+		}
+		if err != nil {
 			fmt.Fprintf(stderr, "sessionplane policy explain: --spawn: %v (e.g. --spawn '{\"agentId\":\"researcher\",\"preset\":\"observer\"}')\n", err)
 			return 2
 		}

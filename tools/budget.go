@@ -2,6 +2,8 @@ package tools
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -13,10 +15,10 @@ import (
 // BudgetIn is a spawn's own spending limit; it only tightens the
 // configured budgets.
 type BudgetIn struct {
-	Tokens     int64   `json:"tokens,omitempty" jsonschema:"tokens (in + out) for the child's run" schema:"min=0"`
-	USD        float64 `json:"usd,omitempty" jsonschema:"estimated USD for the child's run" schema:"min=0"`
-	TreeTokens int64   `json:"tree_tokens,omitempty" jsonschema:"tokens for the child and all its descendants" schema:"min=0"`
-	TreeUSD    float64 `json:"tree_usd,omitempty" jsonschema:"USD for the child and all its descendants" schema:"min=0"`
+	Tokens     int64   `json:"tokens,omitempty" schema:"min=0"`
+	USD        float64 `json:"usd,omitempty" schema:"min=0"`
+	TreeTokens int64   `json:"tree_tokens,omitempty" schema:"min=0"`
+	TreeUSD    float64 `json:"tree_usd,omitempty" schema:"min=0"`
 }
 
 func (b *BudgetIn) budget() config.Budget {
@@ -24,6 +26,28 @@ func (b *BudgetIn) budget() config.Budget {
 		return config.Budget{}
 	}
 	return config.Budget{RunTokens: b.Tokens, RunUSD: b.USD, TreeTokens: b.TreeTokens, TreeUSD: b.TreeUSD}
+}
+
+// decodeBudget reads a spawn's budget argument ({tokens, usd, tree_tokens,
+// tree_usd}, each ≥ 0); nil is no budget.
+func decodeBudget(v any) (config.Budget, error) {
+	if v == nil {
+		return config.Budget{}, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return config.Budget{}, fmt.Errorf("budget: %v", err)
+	}
+	var in BudgetIn
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&in); err != nil {
+		return config.Budget{}, fmt.Errorf("budget: %v (use {tokens, usd, tree_tokens, tree_usd})", err)
+	}
+	if in.Tokens < 0 || in.USD < 0 || in.TreeTokens < 0 || in.TreeUSD < 0 {
+		return config.Budget{}, errors.New("budget: limits must be ≥ 0 (0 = no limit)")
+	}
+	return in.budget(), nil
 }
 
 // runBudget lists a run's limits with spent and left (nil when none).

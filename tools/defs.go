@@ -31,5 +31,10 @@ var Catalog = []string{
 	"sessions_list", "sessions_history", "sessions_search", "session_status", "agents_list",
 	"sessions_send", "sessions_yield", "sessions_spawn", "spawn_agent", "spawn_status", "spawn_result",
 	"spawn_list", "cancel_spawn", "subagents", "task_list", "cron",
-	"sessions_fork", "policy_explain", "spawn_wait",
 }
+
+// Orchestration are the tools beyond the seeds (issue 16); they are in
+// Catalog too, so configurations may name them.
+var Orchestration = []string{"sessions_fork", "policy_explain", "spawn_wait"}
+
+func init() { Catalog = append(Catalog, Orchestration...) }

@@ -14,15 +14,33 @@ import (
 
 // ExplainIn is the input of policy_explain.
 type ExplainIn struct {
-	Tool   string        `json:"tool,omitempty" jsonschema:"a tool (default: every tool)"`
-	Key    string        `json:"key,omitempty" jsonschema:"a session key the call would name"`
-	Preset string        `json:"preset,omitempty" jsonschema:"add this preset to yours (narrows only)"`
-	Spawn  *ExplainSpawn `json:"spawn,omitempty" jsonschema:"explain a spawn with these arguments"`
+	Tool   string         `json:"tool,omitempty" jsonschema:"a tool (default: every tool)"`
+	Key    string         `json:"key,omitempty" jsonschema:"a session key the call would name"`
+	Preset string         `json:"preset,omitempty" jsonschema:"add this preset to yours (narrows only)"`
+	Spawn  map[string]any `json:"spawn,omitempty" jsonschema:"a spawn's arguments (tool, agentId, model, thinking, preset, allow_tools, deny_tools, active_tools, tool_choice, timeoutSeconds, budget)"`
+}
+
+// DecodeExplainSpawn reads policy_explain's spawn argument strictly.
+func DecodeExplainSpawn(v any) (ExplainSpawn, error) {
+	var sp ExplainSpawn
+	b, err := json.Marshal(v)
+	if err != nil {
+		return sp, fmt.Errorf("spawn: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sp); err != nil {
+		return sp, fmt.Errorf("spawn: %v (the keys are those of sessions_spawn/spawn_agent, plus tool)", err)
+	}
+	if sp.Tool != "" && sp.Tool != "sessions_spawn" && sp.Tool != "spawn_agent" {
+		return sp, fmt.Errorf("spawn.tool %q: use sessions_spawn or spawn_agent", sp.Tool)
+	}
+	return sp, nil
 }
 
 // ExplainSpawn is the spawn policy_explain evaluates.
 type ExplainSpawn struct {
-	Tool           string    `json:"tool,omitempty" schema:"enum=sessions_spawn|spawn_agent,default=sessions_spawn"`
+	Tool           string    `json:"tool,omitempty"`
 	AgentID        string    `json:"agentId,omitempty"`
 	Model          string    `json:"model,omitempty"`
 	Thinking       string    `json:"thinking,omitempty"`
@@ -31,7 +49,7 @@ type ExplainSpawn struct {
 	DenyTools      []string  `json:"deny_tools,omitempty"`
 	ActiveTools    []string  `json:"active_tools,omitempty"`
 	ToolChoice     *ChoiceIn `json:"tool_choice,omitempty"`
-	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" schema:"min=0,max=86400"`
+	TimeoutSeconds int       `json:"timeoutSeconds,omitempty"`
 	Budget         *BudgetIn `json:"budget,omitempty"`
 }
 
@@ -166,7 +184,11 @@ func policyExplain(ctx context.Context, call *Call, in ExplainIn) (ExplainOut, s
 		}
 	}
 	if in.Spawn != nil {
-		out.Spawn = explainSpawn(ctx, call, c, *in.Spawn)
+		sp, err := DecodeExplainSpawn(in.Spawn)
+		if err != nil {
+			return ExplainOut{}, "", err
+		}
+		out.Spawn = explainSpawn(ctx, call, c, sp)
 	}
 	return out, renderExplain(out), nil
 }
@@ -285,7 +307,7 @@ func noneIfEmpty(s string) string {
 // ExplainTool is policy_explain.
 func ExplainTool() *Tool {
 	return Define(Meta{Name: "policy_explain", Title: "Explain the policy", Class: policy.ClassRead, Annotations: readOnly,
-		Description: "What you (or a spawn) may do and why: the gate's decision, rule and config key per tool or session, and a spawned child's tools, model and limits."},
+		Description: "What you (or a spawn) may do and why: the gate's decision, rule and config key per tool or session; a child's tools, model, limits."},
 		policyExplain)
 }
 

@@ -41,8 +41,8 @@ type SpawnIn struct {
 	Preset            string    `json:"preset,omitempty" jsonschema:"a preset for the child (narrows your policy)"`
 	ActiveTools       []string  `json:"active_tools,omitempty" jsonschema:"the only tools the child model is shown"`
 	ToolChoice        *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the first model call"`
-	Context           string    `json:"context,omitempty" jsonschema:"none: the child starts from its task; fork: from a copy of your transcript" schema:"enum=none|fork,default=none"`
-	Budget            *BudgetIn `json:"budget,omitempty" jsonschema:"spending limit (tightens the configured ones)"`
+	Context           string    `json:"context,omitempty" schema:"enum=none|fork"`
+	Budget            any       `json:"budget,omitempty"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -117,6 +117,10 @@ func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, strin
 	if strings.TrimSpace(in.Task) == "" {
 		return SpawnOut{}, "", errors.New("task is empty: say what the sub-agent should do")
 	}
+	budget, err := decodeBudget(in.Budget)
+	if err != nil {
+		return SpawnOut{}, "", err
+	}
 	timeout := in.RunTimeoutSeconds
 	if timeout == 0 {
 		timeout = in.TimeoutSeconds
@@ -130,7 +134,7 @@ func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, strin
 	tk, err := runs.Spawn(ctx, call.Env.Policy, spruntime.ChildSpec{
 		Parent: call.Caller, Task: in.Task, Label: in.Label, AgentID: in.AgentID, Model: in.Model, Thinking: in.Thinking,
 		Preset: in.Preset, ActiveTools: in.ActiveTools, ToolChoice: in.ToolChoice.choice(), Timeout: time.Duration(timeout) * time.Second,
-		ContextMode: in.Context, Budget: in.Budget.budget(),
+		ContextMode: in.Context, Budget: budget,
 	}, in.Cleanup)
 	if err != nil {
 		return SpawnOut{}, "", spawnErr(err)
@@ -177,10 +181,9 @@ type SpawnAgentIn struct {
 	ToolChoice     *ChoiceIn `json:"tool_choice,omitempty" jsonschema:"force tool use on the first model call"`
 	OutputSchema   any       `json:"output_schema,omitempty" jsonschema:"JSON Schema the child's result must match"`
 	TimeoutSeconds int       `json:"timeoutSeconds,omitempty" jsonschema:"abort after N seconds" schema:"min=0,max=86400"`
-	ContextMode    string    `json:"context_mode,omitempty" jsonschema:"none (default) or fork: start from a copy of your transcript" schema:"enum=none|fork,default=none"`
-	Tasks          []string  `json:"tasks,omitempty" jsonschema:"instead of task: one child per task (≤ 64), same options" schema:"maxItems=64"`
-	Wait           string    `json:"wait,omitempty" jsonschema:"with tasks: return when all (default) or any end" schema:"enum=all|any,default=all"`
-	Budget         *BudgetIn `json:"budget,omitempty" jsonschema:"spending limit per child (tightens the configured ones)"`
+	ContextMode    string    `json:"context_mode,omitempty" schema:"enum=none|fork"`
+	Tasks          []string  `json:"tasks,omitempty"`
+	Budget         any       `json:"budget,omitempty"`
 }
 
 // ApprovalSummary is the task, for the approval prompt.
@@ -222,6 +225,10 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 	if strings.TrimSpace(in.Task) == "" {
 		return SpawnAgentOut{}, "", errors.New("task is empty: say what the sub-agent should do (or give tasks)")
 	}
+	budget, err := decodeBudget(in.Budget)
+	if err != nil {
+		return SpawnAgentOut{}, "", err
+	}
 	if err := spawnGuards(ctx, call, "", "", in.ApprovalSummary()); err != nil {
 		return SpawnAgentOut{}, "", err
 	}
@@ -246,7 +253,7 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 	tk, err := runs.Spawn(ctx, call.Env.Policy, spruntime.ChildSpec{
 		Parent: call.Caller, Task: in.Task, Context: in.Context, Model: in.Model, Preset: in.Preset, ActiveTools: in.ActiveTools,
 		ToolChoice: in.ToolChoice.choice(), AllowTools: allow, DenyTools: in.DenyTools, OutputSchema: schema,
-		Timeout: time.Duration(timeout) * time.Second, ContextMode: in.ContextMode, Budget: in.Budget.budget(),
+		Timeout: time.Duration(timeout) * time.Second, ContextMode: in.ContextMode, Budget: budget,
 	}, "keep")
 	if err != nil {
 		return SpawnAgentOut{}, "", spawnErr(err)

@@ -132,7 +132,8 @@ type BatchItem struct {
 
 // spawnAgentBatch starts one child per task, each through spawn_agent's
 // own path (the same guards, nonblocking), with one approval for the
-// batch; then, unless nonblocking, waits for all (or the first) to end.
+// batch; then, unless nonblocking, waits for all to end (for the first:
+// nonblocking, then spawn_wait with mode any).
 // A task that cannot start stops the batch and kills those started;
 // cancelling the call kills every child it started that is still running.
 func spawnAgentBatch(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut, string, error) {
@@ -169,7 +170,7 @@ func spawnAgentBatch(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAge
 		return SpawnAgentOut{}, "", err
 	}
 	one := in
-	one.Tasks, one.Wait, one.Nonblocking = nil, "", true
+	one.Tasks, one.Nonblocking = nil, true
 	ids := make([]string, 0, len(in.Tasks))
 	var warnings []string
 	for i, t := range in.Tasks {
@@ -190,7 +191,7 @@ func spawnAgentBatch(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAge
 		if in.TimeoutSeconds > 0 && time.Duration(in.TimeoutSeconds+5)*time.Second < wait {
 			wait = time.Duration(in.TimeoutSeconds+5) * time.Second
 		}
-		_, err := runs.WaitRuns(ctx, ids, in.Wait == "any", wait, fanInProgress(call))
+		_, err := runs.WaitRuns(ctx, ids, false, wait, fanInProgress(call))
 		if ctx.Err() != nil {
 			killAll(ctx, call, ids, "the spawn_agent call was cancelled by the client")
 		} else if err != nil {
