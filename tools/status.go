@@ -127,7 +127,7 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 		}
 	}
 	var lastRun string
-	if err := db.QueryRowContext(ctx, `SELECT id FROM runs WHERE child_key = ? ORDER BY created_at DESC, id DESC LIMIT 1`, s.Key).Scan(&lastRun); err == nil {
+	if err := db.QueryRow(ctx, `SELECT id FROM runs WHERE child_key = ? ORDER BY created_at DESC, id DESC LIMIT 1`, s.Key).Scan(&lastRun); err == nil {
 		if r, err := call.Env.Store.GetRun(ctx, lastRun); err == nil {
 			out.Budget = runBudget(ctx, call, r)
 		}
