@@ -166,9 +166,8 @@ key_prefix = "agent:main:proj"
 // transcript, then its task; "none" (the default) from its task only.
 func TestSpawnContextForkThroughMCP(t *testing.T) {
 	f, _ := newSpawnFixture(t, "")
-	// Give the client's own transcript some content: two recorded calls.
-	f.call("session_status", map[string]any{}, nil)
-	f.call("agents_list", map[string]any{}, nil)
+	// Give the client's own transcript some content.
+	f.messages("agent:main:main", "what the user asked", "what the client answered", "more context", "noted")
 	parent := rawRows(t, f, "agent:main:main")
 	if len(parent) < 4 {
 		t.Fatalf("client transcript has %d messages", len(parent))
