@@ -128,12 +128,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return 2
 		}
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		fmt.Fprintf(stderr, "sessionplane: --log-level %q: use debug, info, warn or error\n", o.logLevel)
+	log, ok := newLogger("sessionplane", o.logLevel, stderr)
+	if !ok {
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	cfg, err := loadConfig(o)
 	if err != nil {
@@ -311,4 +309,15 @@ func storeLimits(l config.Limits) store.Limits {
 	l = l.Effective()
 	return store.Limits{MaxMessageBytes: l.MessageBytes, SearchScoreBytes: l.SearchScoreBytes,
 		SearchQueryBytes: l.SearchQueryBytes, SearchQueryTerms: l.SearchQueryTerms}
+}
+
+// newLogger is the stderr logger of a command at the --log-level given; a
+// level it does not know is reported (naming the command) and ok is false.
+func newLogger(cmd, level string, stderr io.Writer) (log *slog.Logger, ok bool) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		fmt.Fprintf(stderr, "%s: --log-level %q: use debug, info, warn or error\n", cmd, level)
+		return nil, false
+	}
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: l})), true
 }

@@ -57,12 +57,10 @@ func runUI(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "sessionplane ui: unexpected argument %q (see --help)\n", fs.Arg(0))
 		return 2
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		fmt.Fprintf(stderr, "sessionplane ui: --log-level %q: use debug, info, warn or error\n", o.logLevel)
+	log, ok := newLogger("sessionplane ui", o.logLevel, stderr)
+	if !ok {
 		return 2
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := loopbackOnly(addr); err != nil {
 		fmt.Fprintln(stderr, "sessionplane ui:", err)
 		return 2
