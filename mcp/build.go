@@ -58,7 +58,7 @@ func Build(cfg *config.Config, st *store.Store, opts *BuildOptions) (*Server, er
 	all := append(tools.ReadTools(), tools.YieldTool(), tools.SubagentsTool(), tools.SendTool())
 	all = append(all, tools.SpawnTools()...)
 	all = append(all, tools.TaskListTool(), tools.CronTool(sched))
-	all = append(all, tools.ForkTool(), tools.ExplainTool(), tools.SpawnWaitTool())
+	all = append(all, tools.ForkTool(), tools.ExplainTool(), tools.SpawnWaitTool(), tools.ApprovalsTool())
 	reg := tools.NewRegistry(env, all...)
 	srv, err := New(reg, Options{Agent: cfg.MCP.Agent, Preset: cfg.MCP.Preset, Session: cfg.MCP.Session, Version: opts.Version, Logger: log})
 	if err != nil {
@@ -75,6 +75,7 @@ func Build(cfg *config.Config, st *store.Store, opts *BuildOptions) (*Server, er
 	rt.SetTools(box)
 	rt.SetSampler(srv.sampler())
 	runs.SetNotifier(srv.announced)
+	runs.SetParkNotifier(srv.parked)
 	runs.SetGate(gate)
 	env.Delivered = srv.delivered
 	return srv, nil

@@ -150,3 +150,17 @@ func (s *Server) pushDeliveries(ctx context.Context, o *owner) {
 		s.sendTo(c.sess, "notifications/resources/updated", map[string]any{"uri": tools.SessionURI(key)})
 	}
 }
+
+// parked is told that a background run parked for an approval: the
+// principal owning requester (if it is connected here) gets a
+// sessionplane.approval notice. Best effort: approvals {action: list}
+// shows what waits, from any process.
+func (s *Server) parked(requester, text string) {
+	o, ok := s.owns(requester)
+	if !ok {
+		return
+	}
+	for _, c := range o.connList() {
+		s.notice(c.sess, "sessionplane.approval", map[string]any{"text": text})
+	}
+}

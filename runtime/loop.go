@@ -21,6 +21,8 @@ const (
 	StatusError   = "error"
 	StatusTimeout = "timeout"
 	StatusKilled  = "killed"
+	// StatusInputRequired: the run parked for an approval (not an end).
+	StatusInputRequired = "input_required"
 )
 
 // ErrKilled is the cancel cause of a run stopped on purpose (kill, steer,
@@ -55,6 +57,13 @@ type Turn struct {
 	// one transaction (the run manager). Every other message is written as
 	// it happens.
 	DeferFinal bool
+	// Resume, when set, is the decided approval of a parked call: the
+	// turn starts by applying it (the approved call runs once, or its
+	// result is the refusal) and continues from the stored transcript.
+	Resume *store.Approval
+	// ParkableRun is true for a run of the run manager (a background run):
+	// a call that needs approval parks it instead of being refused.
+	ParkableRun bool
 }
 
 // Result is how a run ended.
@@ -75,6 +84,9 @@ type Result struct {
 	// ModelServed is the model the provider last said answered ("" when it
 	// named none); see ServedDiffers.
 	ModelServed string
+	// Parked, with Status StatusInputRequired, is the call waiting for a
+	// human and its batch, to store with the run.
+	Parked *Parked
 }
 
 const maxParallelTools = 8
@@ -157,6 +169,20 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 	}
 	if choice.Mode == "any" && len(specs) == 0 {
 		return fail(res, "tool_choice \"any\" needs at least one tool, and none is offered to this run")
+	}
+	if t.Resume != nil {
+		results, err := r.resume(ctx, tb, caller, t.Resume)
+		if err != nil {
+			return fail(res, "resume the parked call: "+err.Error())
+		}
+		msgs = append(msgs, provider.Message{Role: provider.RoleTool, ToolResults: results})
+		st := store.Message{SessionKey: t.SessionKey, Role: store.RoleTool, Trust: store.TrustExternal}
+		for _, tr := range results {
+			st.Content.ToolResults = append(st.Content.ToolResults, store.ToolResult{CallID: tr.CallID, Name: tr.Name, Content: tr.Content, IsError: tr.IsError})
+		}
+		if err := persist(st); err != nil {
+			return fail(res, "record tool results: "+err.Error())
+		}
 	}
 	corrected := false
 	budget := r.newBudgetGuard(ctx, t)
@@ -250,8 +276,15 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 			res.Status = StatusOK
 			return res
 		}
-		results := r.dispatch(WithYieldSink(ctx, sink), tb, caller, resp.ToolCalls)
+		results, parks := r.dispatch(WithYieldSink(ctx, sink), tb, caller, resp.ToolCalls)
 		res.ToolCalls += len(resp.ToolCalls)
+		if t.ParkableRun {
+			if p := parkBatch(resp.ToolCalls, results, parks); p != nil {
+				res.Status, res.Parked = StatusInputRequired, p
+				res.Note = fmt.Sprintf("waiting for approval of %s (approvals)", p.Name)
+				return res
+			}
+		}
 		tm := provider.Message{Role: provider.RoleTool, ToolResults: results}
 		msgs = append(msgs, tm)
 		st := store.Message{SessionKey: t.SessionKey, Role: store.RoleTool, Trust: store.TrustExternal}
@@ -289,8 +322,9 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 // dispatch runs one model turn's tool calls, concurrently (they are
 // independent by construction: the model issued them together), each
 // through the gate. Results keep the calls' order.
-func (r *Runtime) dispatch(ctx context.Context, tb ToolBox, c policy.Caller, calls []provider.ToolCall) []provider.ToolResult {
+func (r *Runtime) dispatch(ctx context.Context, tb ToolBox, c policy.Caller, calls []provider.ToolCall) ([]provider.ToolResult, []*Park) {
 	out := make([]provider.ToolResult, len(calls))
+	parks := make([]*Park, len(calls))
 	sem := make(chan struct{}, maxParallelTools)
 	var wg sync.WaitGroup
 	for i, call := range calls {
@@ -312,10 +346,11 @@ func (r *Runtime) dispatch(ctx context.Context, tb ToolBox, c policy.Caller, cal
 				text = fence("tool "+call.Name, text)
 			}
 			out[i] = provider.ToolResult{CallID: call.ID, Name: call.Name, Content: text, IsError: res.IsError}
+			parks[i] = res.Park
 		}()
 	}
 	wg.Wait()
-	return out
+	return out, parks
 }
 
 // persist writes a message even when ctx was cancelled (bounded) and

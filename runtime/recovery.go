@@ -36,6 +36,7 @@ func (m *Manager) heartbeat() {
 			m.rt.log.Warn("recover runs", "err", err)
 		}
 		m.sweepArchive(ctx)
+		m.sweepApprovals(ctx)
 		m.mu.Lock()
 		n := m.notify
 		m.mu.Unlock()

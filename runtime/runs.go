@@ -92,14 +92,15 @@ type Manager struct {
 	nested chan struct{} // nested lane: sessions_send and cron turns
 	freed  chan struct{} // closed (and replaced) whenever a local run ends
 
-	mu       sync.Mutex
-	active   map[string]*activeRun
-	notify   Notifier
-	steerAt  map[string]time.Time
-	onFinish []func(*store.Run)
-	gate     *policy.Engine
-	closing  atomic.Bool
-	claimMu  sync.RWMutex // claims hold it for reading; Close takes it to set closing
+	mu         sync.Mutex
+	active     map[string]*activeRun
+	notify     Notifier
+	parkNotify ParkNotifier
+	steerAt    map[string]time.Time
+	onFinish   []func(*store.Run)
+	gate       *policy.Engine
+	closing    atomic.Bool
+	claimMu    sync.RWMutex // claims hold it for reading; Close takes it to set closing
 }
 
 // SetGate gives the manager the policy gate (for turns it starts itself,
@@ -280,8 +281,26 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, release
 		defer cancel()
 	}
 	turn.DeferFinal = true // the final answer is written with the run's end
+	turn.ParkableRun = true
+	if a, err := m.st.DecidedApproval(wctx, run.ID); err == nil {
+		turn.Resume = a // resuming from a park: counters continue
+	} else if !errors.Is(err, store.ErrNotFound) {
+		release()
+		m.finish(wctx, run, opts, Result{Status: StatusError, Note: "read the run's approval: " + err.Error()})
+		return
+	}
+	started := time.Now()
 	res := m.rt.RunTurn(ctx, turn)
 	release()
+	res.Iterations += run.Iterations
+	res.ToolCalls += run.ToolCalls
+	res.TokensIn += run.TokensIn
+	res.TokensOut += run.TokensOut
+	res.CostUSD += run.CostUSD
+	if res.Status == StatusInputRequired && res.Parked != nil {
+		m.park(wctx, run, opts, res, time.Since(started))
+		return
+	}
 	m.finish(wctx, run, opts, res)
 }
 

@@ -38,6 +38,9 @@ type ToolBox interface {
 type ToolResult struct {
 	Text    string
 	IsError bool
+	// Park, when set, says the call needs a human's approval and nobody
+	// can be asked now: a background run parks (see approvals.go).
+	Park *Park
 }
 
 // Options configure a Runtime. nil is allowed.

@@ -40,5 +40,5 @@ func (b *Box) Call(ctx context.Context, c policy.Caller, name string, args json.
 		}
 	}
 	res := b.Reg.Call(ctx, c, b.Approver, name, args, nil)
-	return spruntime.ToolResult{Text: res.Text, IsError: res.IsError}
+	return spruntime.ToolResult{Text: res.Text, IsError: res.IsError, Park: res.Park}
 }

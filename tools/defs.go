@@ -35,6 +35,6 @@ var Catalog = []string{
 
 // Orchestration are the tools beyond the seeds (issue 16); they are in
 // Catalog too, so configurations may name them.
-var Orchestration = []string{"sessions_fork", "policy_explain", "spawn_wait"}
+var Orchestration = []string{"sessions_fork", "policy_explain", "spawn_wait", "approvals"}
 
 func init() { Catalog = append(Catalog, Orchestration...) }

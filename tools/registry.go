@@ -198,6 +198,10 @@ func (r *Registry) Call(ctx context.Context, c policy.Caller, approver Approver,
 		return errorResult(t.Name, "internal error: approval was required but not requested (denied)")
 	}
 	if err != nil {
+		var pe *parkError
+		if errors.As(err, &pe) {
+			return pe.res
+		}
 		var den *policy.Denied
 		if errors.As(err, &den) {
 			return refusal(t.Name, den.Decision)
@@ -218,6 +222,9 @@ func (r *Registry) Call(ctx context.Context, c policy.Caller, approver Approver,
 }
 
 func (r *Registry) ask(ctx context.Context, c policy.Caller, approver Approver, t *Tool, d policy.Decision, targets policy.Targets, summary string, call *Call) (Result, bool) {
+	if spruntime.Approved(ctx) {
+		return Result{}, true // a parked call a human approved (approvals)
+	}
 	req := ApprovalRequest{Tool: t.Name, Class: t.Class, Caller: c.Key, Targets: append(append([]string{}, targets.Read...), targets.Write...), Summary: summary}
 	var ok bool
 	var err error = ErrCannotAsk
@@ -225,6 +232,11 @@ func (r *Registry) ask(ctx context.Context, c policy.Caller, approver Approver, 
 		ok, err = approver.Approve(ctx, req)
 	}
 	switch {
+	case errors.Is(err, ErrCannotAsk) && d.Mode == "elicit" && c.RunID != "":
+		// A background run: nobody to ask now, so the run parks until a
+		// human decides through the approvals tool.
+		return Result{Park: &spruntime.Park{Class: string(t.Class), Summary: summary}, IsError: true,
+			Text: fmt.Sprintf("%s is waiting for a human's approval ([approval] %s = \"elicit\")", t.Name, t.Class)}, false
 	case err == nil && ok:
 		return Result{}, true
 	case err == nil:

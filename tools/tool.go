@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/sessionplane/sessionplane/policy"
+	spruntime "github.com/sessionplane/sessionplane/runtime"
 )
 
 // Annotations are the MCP tool hints, set explicitly on every tool.
@@ -33,6 +34,9 @@ type Result struct {
 	Text string
 	// IsError marks failures and refusals.
 	IsError bool
+	// Park is set when the call needs a human's approval that nobody can
+	// give now, in a background run: the run parks (runtime.Park).
+	Park *spruntime.Park
 }
 
 // Call carries what a handler may use besides its arguments.
@@ -66,6 +70,9 @@ func (c *Call) Approve(ctx context.Context, summary string) error {
 	res, ok := c.reg.ask(ctx, c.Caller, c.approver, c.tool, d, c.targets, summary, c)
 	if ok {
 		return nil
+	}
+	if res.Park != nil {
+		return &parkError{res: res}
 	}
 	r := res.Structured.(Refusal)
 	return &policy.Denied{Decision: policy.Decision{Rule: r.Rule, Hint: r.Hint, Message: r.Message}}
@@ -170,3 +177,9 @@ func decodeError(err error) error {
 	}
 	return fmt.Errorf("arguments are not valid JSON: %v", err)
 }
+
+// parkError carries a park out of a DeferApproval handler (which asks
+// before it acts, so nothing was done).
+type parkError struct{ res Result }
+
+func (e *parkError) Error() string { return e.res.Text }

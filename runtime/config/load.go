@@ -323,6 +323,9 @@ var (
 	ActionClasses = []string{"read-session", "mutate-session", "spawn-subagent"}
 	// ApprovalModes are the valid [approval] values.
 	ApprovalModes = []string{"none", "auto", "elicit", "deny"}
+	// ApprovalParkMinutes is the [approval] key holding how long a parked
+	// call waits for a decision (a quoted number of minutes, default 60).
+	ApprovalParkMinutes = "park_minutes"
 	// ToolChoiceTypes are the valid tool_choice.type values.
 	ToolChoiceTypes = []string{"auto", "any", "none", "tool"}
 )
@@ -489,6 +492,12 @@ func (c *Config) validate() []Problem {
 	}
 	for _, k := range sortedKeys(c.Approval) {
 		path := "approval." + k
+		if k == ApprovalParkMinutes {
+			if n, err := strconv.Atoi(c.Approval[k]); err != nil || n < 1 || n > 10080 {
+				add(path, "%q is not a number of minutes: use a quoted whole number between 1 and 10080, e.g. park_minutes = \"60\"", c.Approval[k])
+			}
+			continue
+		}
 		if !oneOf(k, ActionClasses) {
 			add(path, "%q is not an action class: use one of %s", k, strings.Join(ActionClasses, ", "))
 			continue

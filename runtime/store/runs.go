@@ -19,6 +19,9 @@ const (
 	RunKilled  = "killed"
 	RunUnknown = "unknown"
 	RunBudget  = "budget" // stopped before a model call that would pass a spending limit
+	// RunInputRequired is a run parked until a human decides one of its
+	// tool calls (approvals); not terminal.
+	RunInputRequired = "input_required"
 )
 
 // Terminal reports whether a run state is final.
@@ -358,7 +361,7 @@ func (s *Store) FinishRun(ctx context.Context, id string, o Outcome, announce *A
 		}
 		res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
 			tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?)
-			WHERE id = ? AND state IN ('queued', 'running')`,
+			WHERE id = ? AND state IN ('queued', 'running', 'input_required')`,
 			o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now, id)
 		if err != nil {
 			return err
