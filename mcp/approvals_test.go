@@ -207,3 +207,47 @@ func TestApprovalsOnlyForTheRunsOwner(t *testing.T) {
 		t.Fatalf("run %s", r.State)
 	}
 }
+
+func TestParkedRunCanBeKilled(t *testing.T) {
+	f := newFixtureFull(t, approvalConfig(), "2025-11-25", approvalProviders(t))
+	id := parkedSpawn(t, f)
+	if res := f.call("cancel_spawn", map[string]any{"task_id": id}, nil); res.IsError {
+		t.Fatalf("cancel: %s", text(res))
+	}
+	if r, _ := f.st.GetRun(context.Background(), id); r.State != store.RunKilled {
+		t.Fatalf("run %s", r.State)
+	}
+	if p := pendingOf(t, f); len(p.Pending) != 0 {
+		t.Fatalf("a killed run's approval is still listed: %+v", p)
+	}
+}
+
+// The run's own timeout pauses while parked: what it had left is stored
+// with the run when it parks, and the resumed execution gets that much.
+func TestParkedRunKeepsTheTimeoutItHadLeft(t *testing.T) {
+	f := newFixtureFull(t, approvalConfig(), "2025-11-25", approvalProviders(t))
+	var out struct {
+		RunID string `json:"runId"`
+	}
+	if res := f.call("sessions_spawn", map[string]any{"task": "park-me with a timeout", "runTimeoutSeconds": 600}, &out); res.IsError {
+		t.Fatalf("spawn: %s", text(res))
+	}
+	waitFor(t, "the run to park", func() bool {
+		r, err := f.st.GetRun(context.Background(), out.RunID)
+		return err == nil && r.State == store.RunInputRequired
+	})
+	r, _ := f.st.GetRun(context.Background(), out.RunID)
+	if r.TimeoutMS <= 0 || r.TimeoutMS > 600_000 {
+		t.Fatalf("timeout left when parked: %d ms (want in (0, 600000])", r.TimeoutMS)
+	}
+	p := pendingOf(t, f)
+	if len(p.Pending) != 1 {
+		t.Fatalf("pending: %+v", p)
+	}
+	if res := f.call("approvals", map[string]any{"action": "approve", "id": p.Pending[0].ID}, nil); res.IsError {
+		t.Fatalf("approve: %s", text(res))
+	}
+	if run := f.result(out.RunID, 30); run.Status != "ok" {
+		t.Fatalf("run: %s %s", run.Status, run.Note)
+	}
+}

@@ -36,7 +36,7 @@ func (m *Manager) Kill(ctx context.Context, id, note string, cascade bool) ([]st
 		if err != nil {
 			return killed, err
 		}
-		kids, err := m.st.ListRuns(ctx, store.RunFilter{Requesters: []string{run.ChildKey}, States: []string{store.RunQueued, store.RunRunning}})
+		kids, err := m.st.ListRuns(ctx, store.RunFilter{Requesters: []string{run.ChildKey}, States: []string{store.RunQueued, store.RunRunning, store.RunInputRequired}})
 		if err != nil {
 			return killed, err
 		}

@@ -53,8 +53,8 @@ func approvalsRun(ctx context.Context, call *Call, in ApprovalsIn) (ApprovalsOut
 		var b strings.Builder
 		for _, a := range all {
 			r, err := ownRun(ctx, call, a.RunID)
-			if err != nil {
-				continue // not the caller's: not shown
+			if err != nil || r.State != store.RunInputRequired {
+				continue // not the caller's (not shown), or its run was killed
 			}
 			out.Pending = append(out.Pending, ApprovalInfo{ID: a.ID, RunID: a.RunID, Session: r.ChildKey, Tool: a.Tool, Class: a.Class,
 				Args: a.ArgsSummary, ExpiresAt: time.UnixMilli(a.ExpiresAt).UTC().Format(time.RFC3339)})
