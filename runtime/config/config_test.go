@@ -91,6 +91,7 @@ func TestBadInput(t *testing.T) {
 		{"tool_choice needs name", "[agents.presets.r.tool_controls]\ntool_choice = { type = \"tool\" }\n", "agents.presets.r.tool_controls.tool_choice.name", 2, "needs name"},
 		{"bad approval class", "[approval]\nspawn = \"auto\"\n", "approval.spawn", 2, "not an action class"},
 		{"bad approval mode", "[approval]\nspawn-subagent = \"maybe\"\n", "approval.spawn-subagent", 2, "not an approval mode"},
+		{"bad park_minutes", "[approval]\npark_minutes = \"soon\"\n", "approval.park_minutes", 2, "not a number of minutes"},
 		{"server name with __", "[[mcp_servers]]\nname = \"a__b\"\ncommand = \"x\"\n", "mcp_servers[0].name", 2, "no \"__\""},
 		{"syntax", "[mcp\n", "", 1, "TOML syntax"},
 		{"mcp preset missing", "[mcp]\npreset = \"observer\"\n", "mcp.preset", 2, "not defined"},
