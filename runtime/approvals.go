@@ -207,15 +207,36 @@ func (m *Manager) Decide(ctx context.Context, id string, approve bool, by string
 }
 
 func (m *Manager) resumeRun(runID string) {
-	if m.closing.Load() || m.ctx == nil {
+	if m.ctx == nil {
+		return
+	}
+	// Like a claim, the check and the goroutine's start are one step for
+	// Close (claimMu).
+	m.claimMu.RLock()
+	defer m.claimMu.RUnlock()
+	if m.closing.Load() {
 		return // stays queued for the next process
 	}
 	m.mu.Lock()
-	_, busy := m.active[runID]
-	m.mu.Unlock()
+	ar, busy := m.active[runID]
 	if !busy {
+		m.mu.Unlock()
 		m.schedule(runID)
+		return
 	}
+	// The execution that parked it has not quite returned (decided within
+	// moments): schedule once it has, or the queued run would wait for a
+	// restart.
+	m.wg.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.wg.Done()
+		select {
+		case <-ar.done:
+			m.resumeRun(runID)
+		case <-m.ctx.Done():
+		}
+	}()
 }
 
 // sweepApprovals denies approvals nobody decided in time and resumes
