@@ -168,7 +168,7 @@ func TestStdioOnlyJSONRPCAndCleanEOF(t *testing.T) {
 	p.send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
 	p.send(`{"jsonrpc":"2.0","id":2,"method":"tools/list"}`)
 	tools := p.response(2)["result"].(map[string]any)["tools"].([]any)
-	if len(tools) != 18 {
+	if len(tools) != 19 {
 		t.Fatalf("tools/list: %d tools", len(tools))
 	}
 	p.send(`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"sessions_list","arguments":{"limit":5}}}`)
@@ -361,7 +361,7 @@ func TestHTTPTransport(t *testing.T) {
 	defer cancel()
 	c := httpClient(t, ctx, url, token)
 	res, err := c.ListTools(ctx, listToolsReq())
-	if err != nil || len(res.Tools) != 18 {
+	if err != nil || len(res.Tools) != 19 {
 		t.Fatalf("tools/list over HTTP: %v", err)
 	}
 }

@@ -156,7 +156,7 @@ func TestToolsListedWithSchemasAndAnnotations(t *testing.T) {
 	readOnly := map[string]bool{"sessions_list": true, "sessions_history": true, "sessions_search": true, "session_status": true, "agents_list": true,
 		"spawn_status": true, "spawn_result": true, "spawn_list": true}
 	others := map[string]bool{"sessions_spawn": true, "spawn_agent": true, "cancel_spawn": true, "subagents": true,
-		"sessions_send": true, "task_list": true, "cron": true, "sessions_fork": true}
+		"sessions_send": true, "task_list": true, "cron": true, "sessions_fork": true, "approvals": true}
 	readOnly["policy_explain"], readOnly["spawn_wait"] = true, true
 	if len(res.Tools) != len(readOnly)+len(others) {
 		t.Fatalf("got %d tools", len(res.Tools))
@@ -479,7 +479,7 @@ func TestProtocolEras(t *testing.T) {
 				t.Fatalf("negotiated %q, want %q", got, v)
 			}
 			res, err := f.c.ListTools(context.Background(), mcp.ListToolsRequest{})
-			if err != nil || len(res.Tools) != 18 {
+			if err != nil || len(res.Tools) != 19 {
 				t.Fatalf("list: %v (%d tools)", err, len(res.Tools))
 			}
 			var out struct {
