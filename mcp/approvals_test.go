@@ -190,9 +190,17 @@ func TestApprovalSurvivesRestartAndIsDecidedInAnotherServer(t *testing.T) {
 func TestApprovalsOnlyForTheRunsOwner(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sp.db")
 	f := newFixtureAt(t, path, approvalConfig(), "2025-11-25", approvalProviders(t))
-	id := parkedSpawn(t, f)
 	// Another principal on the same database: sees nothing, decides nothing.
 	other := newFixtureAt(t, path, approvalConfig()+"\n[mcp]\nsession = \"agent:main:other\"\n", "2025-11-25", approvalProviders(t))
+	mine, theirs := &notes{}, &notes{}
+	f.c.OnNotification(mine.add)
+	other.c.OnNotification(theirs.add)
+	other.call("sessions_list", nil, nil) // its connection is known to its server
+	id := parkedSpawn(t, f)
+	// The requester is told (a sessionplane.approval notice naming the id).
+	waitFor(t, "the approval notice", func() bool {
+		return strings.Contains(mine.text(), "sessionplane.approval") && strings.Contains(mine.text(), id)
+	})
 	if p := pendingOf(t, other); len(p.Pending) != 0 {
 		t.Fatalf("another principal sees: %+v", p)
 	}
@@ -205,6 +213,9 @@ func TestApprovalsOnlyForTheRunsOwner(t *testing.T) {
 	}
 	if r, _ := f.st.GetRun(context.Background(), id); r.State != store.RunInputRequired {
 		t.Fatalf("run %s", r.State)
+	}
+	if strings.Contains(theirs.text(), "sessionplane.approval") {
+		t.Fatalf("another principal was told: %s", theirs.text())
 	}
 }
 
