@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/mark3labs/mcp-go/client"
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
@@ -260,5 +262,49 @@ func TestParkedRunKeepsTheTimeoutItHadLeft(t *testing.T) {
 	}
 	if run := f.result(out.RunID, 30); run.Status != "ok" {
 		t.Fatalf("run: %s %s", run.Status, run.Note)
+	}
+}
+
+// A requester whose client supports elicitation is asked at once when its
+// child parks: accepting with approve=true resumes the run (the call runs
+// once), declining denies it (the model sees the refusal). No approvals
+// call is needed either way.
+func TestParkedApprovalAskedByElicitation(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer func(mcp.ElicitationRequest) (*mcp.ElicitationResult, error)
+		tasks  int
+	}{
+		{"accept", answer(mcp.ElicitationResponseActionAccept, map[string]any{"approve": true}), 1},
+		{"decline", answer(mcp.ElicitationResponseActionDecline, nil), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			el := &elicitor{respond: tc.answer}
+			// The spawn itself needs no approval here: the only question is the parked call's.
+			f := newFixtureFull(t, approvalConfig()+"spawn-subagent = \"none\"\n", "2025-11-25", approvalProviders(t), client.WithElicitationHandler(el))
+			var out struct {
+				RunID string `json:"runId"`
+			}
+			if res := f.call("sessions_spawn", map[string]any{"task": "park-me please"}, &out); res.IsError {
+				t.Fatalf("spawn: %s", text(res))
+			}
+			run := f.result(out.RunID, 30)
+			if run.Status != "ok" {
+				t.Fatalf("run after the elicitation: %s %s", run.Status, run.Note)
+			}
+			if reqs := el.requests(); len(reqs) != 1 || !strings.Contains(reqs[0].Params.Message, "task_list") {
+				t.Fatalf("elicitation requests: %+v", reqs)
+			}
+			if n := tasksIn(t, f, "parked"); n != tc.tasks {
+				t.Fatalf("the parked call ran %d times, want %d", n, tc.tasks)
+			}
+			got := toolResultOf(t, f, out.RunID)
+			if denied := strings.Contains(got, "denied"); denied != (tc.tasks == 0) {
+				t.Fatalf("the model saw: %s", got)
+			}
+			if p := pendingOf(t, f); len(p.Pending) != 0 {
+				t.Fatalf("still pending: %+v", p)
+			}
+		})
 	}
 }

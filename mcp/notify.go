@@ -153,14 +153,80 @@ func (s *Server) pushDeliveries(ctx context.Context, o *owner) {
 
 // parked is told that a background run parked for an approval: the
 // principal owning requester (if it is connected here) gets a
-// sessionplane.approval notice. Best effort: approvals {action: list}
-// shows what waits, from any process.
-func (s *Server) parked(requester, text string) {
+// sessionplane.approval notice, and the first of its connections whose
+// client supports elicitation is asked to decide (in the background: the
+// run stays parked until an answer, and approvals {action: approve|deny}
+// from any process decides it just the same). Best effort: approvals
+// {action: list} shows what waits, from any process.
+func (s *Server) parked(requester, approvalID, text string) {
 	o, ok := s.owns(requester)
 	if !ok {
 		return
 	}
+	asked := false
 	for _, c := range o.connList() {
-		s.notice(c.sess, "sessionplane.approval", map[string]any{"text": text})
+		s.notice(c.sess, "sessionplane.approval", map[string]any{"text": text, "approval": approvalID})
+		if !asked && approvalID != "" && canElicit(c.sess) {
+			asked = true
+			s.askApproval(c.sess, requester, approvalID, text)
+		}
 	}
+}
+
+// canElicit reports whether a client declared the elicitation capability.
+func canElicit(sess server.ClientSession) bool {
+	ci, ok := sess.(server.SessionWithClientInfo)
+	return ok && ci.GetClientCapabilities().Elicitation != nil
+}
+
+// approvalAskTimeout bounds how long an elicitation for a parked run waits
+// for the human; the approval itself stays pending until park_minutes.
+const approvalAskTimeout = 10 * time.Minute
+
+// askApproval asks the human through elicitation and decides the approval
+// with the answer: accept with approve=true approves, any other accept or
+// a decline denies, cancel (or no answer) leaves it pending. The goroutine
+// belongs to the server: Close cancels it and waits for it.
+func (s *Server) askApproval(sess server.ClientSession, by, id, text string) {
+	s.notifyWG.Add(1)
+	go func() {
+		defer s.notifyWG.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), approvalAskTimeout)
+		defer cancel()
+		go func() { // Close ends the wait
+			select {
+			case <-s.quit:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		res, err := s.srv.RequestElicitation(s.srv.WithContext(ctx, sess), mcp.ElicitationRequest{Params: mcp.ElicitationParams{
+			Message: text,
+			RequestedSchema: map[string]any{
+				"type": "object",
+				"properties": map[string]any{
+					"approve": map[string]any{"type": "boolean", "title": "Approve", "description": "Let the waiting run make this call"},
+				},
+				"required": []string{"approve"},
+			},
+		}})
+		if err != nil {
+			s.log.Debug("approval not asked by elicitation", "approval", id, "err", err)
+			return
+		}
+		approve := false
+		switch res.Action {
+		case mcp.ElicitationResponseActionCancel:
+			return // no decision: it stays pending
+		case mcp.ElicitationResponseActionAccept:
+			if m, ok := res.Content.(map[string]any); ok {
+				approve, _ = m["approve"].(bool)
+			}
+		}
+		dctx, dcancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer dcancel()
+		if err := s.runs.Decide(dctx, id, approve, by); err != nil {
+			s.log.Info("approval answered by elicitation but not decided", "approval", id, "err", err)
+		}
+	}()
 }

@@ -120,9 +120,9 @@ func ParkMinutes(cfg *config.Config) int {
 	return 60
 }
 
-// ParkNotifier is told when a run parked, with the requester to notify
-// and a one-line text saying what waits.
-type ParkNotifier func(requester, text string)
+// ParkNotifier is told when a run parked, with the requester to notify,
+// the approval's id and a one-line text saying what waits.
+type ParkNotifier func(requester, approvalID, text string)
 
 // SetParkNotifier sets the callback for parked runs.
 func (m *Manager) SetParkNotifier(n ParkNotifier) {
@@ -165,7 +165,7 @@ func (m *Manager) park(ctx context.Context, run *store.Run, opts runOptions, res
 	n := m.parkNotify
 	m.mu.Unlock()
 	if n != nil {
-		n(run.RequesterKey, fmt.Sprintf("Run %s (%s) is waiting for approval %s of %s (%s): approvals {action: approve|deny, id: %q}", run.ID, run.ChildKey, id, p.Name, p.Class, id))
+		n(run.RequesterKey, id, fmt.Sprintf("Run %s (%s) is waiting for approval %s of %s (%s): approvals {action: approve|deny, id: %q}", run.ID, run.ChildKey, id, p.Name, p.Class, id))
 	}
 }
 
