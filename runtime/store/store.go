@@ -21,8 +21,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,72 +188,6 @@ func (s *Store) verify(ctx context.Context) error {
 	var fk int
 	if err := s.db.QueryRowContext(ctx, "PRAGMA foreign_keys").Scan(&fk); err != nil || fk != 1 {
 		return fmt.Errorf("store: %s: foreign_keys not enabled (%v)", s.path, err)
-	}
-	return nil
-}
-
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func loadMigrations() ([]migration, error) {
-	entries, err := migrationFS.ReadDir("migrations")
-	if err != nil {
-		return nil, err
-	}
-	var out []migration
-	for _, e := range entries {
-		name := e.Name()
-		v, err := strconv.Atoi(strings.SplitN(name, "_", 2)[0])
-		if err != nil {
-			return nil, fmt.Errorf("store: migration %s: name must start with a number", name)
-		}
-		b, err := migrationFS.ReadFile("migrations/" + name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: name, sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
-}
-
-// migrate applies every embedded migration newer than the recorded schema
-// version, each in its own immediate transaction (so two processes opening
-// a new file at once apply each migration exactly once).
-func (s *Store) migrate(ctx context.Context) error {
-	ms, err := loadMigrations()
-	if err != nil {
-		return err
-	}
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil && !isBusy(err) {
-		return fmt.Errorf("store: create schema_migrations: %w", err)
-	}
-	for _, m := range ms {
-		err := s.Tx(ctx, func(tx *sql.Tx) error {
-			var n int
-			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return nil
-			}
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-				return fmt.Errorf("apply %s: %w", m.name, err)
-			}
-			_, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", m.version, m.name, s.nowMS())
-			if err == nil {
-				s.log.Info("store migration applied", "version", m.version, "name", m.name)
-			}
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("store: migrate %s: %w", s.path, err)
-		}
-		s.schema = m.version
 	}
 	return nil
 }
@@ -552,90 +484,3 @@ func isBusy(err error) bool {
 // number of IN values could otherwise grow it without end. Past the bound
 // a query is prepared for that one use.
 const maxStmts = 512
-
-// stmt returns the prepared statement for q, preparing it once (nil, nil
-// when the cache is full or the store closed: run q unprepared). Used
-// through tx.StmtContext, database/sql reuses the statement already
-// prepared on the transaction's connection, and used on its own it reuses
-// the one prepared on whichever pool connection runs it, so hot queries
-// skip SQL parsing.
-func (s *Store) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
-	if st, ok := s.stmts.Load(q); ok {
-		return st.(*sql.Stmt), nil
-	}
-	s.stmtMu.Lock()
-	defer s.stmtMu.Unlock()
-	if st, ok := s.stmts.Load(q); ok {
-		return st.(*sql.Stmt), nil
-	}
-	if s.closed || s.nStmts >= maxStmts {
-		return nil, nil
-	}
-	st, err := s.db.PrepareContext(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	s.stmts.Store(q, st)
-	s.nStmts++
-	return st, nil
-}
-
-// readRow runs a single-row read on the pool with a cached statement.
-func (s *Store) readRow(ctx context.Context, q string, args ...any) *sql.Row {
-	st, err := s.stmt(ctx, q)
-	if err != nil || st == nil {
-		return s.db.QueryRowContext(ctx, q, args...) // reports a prepare error the usual way
-	}
-	return st.QueryRowContext(ctx, args...)
-}
-
-// QueryRow runs a single-row read with a cached prepared statement: for
-// callers outside the store that read its tables directly.
-func (s *Store) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
-	return s.readRow(ctx, q, args...)
-}
-
-// readRows runs a read on the pool with a cached statement.
-func (s *Store) readRows(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	st, err := s.stmt(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	if st == nil {
-		return s.db.QueryContext(ctx, q, args...)
-	}
-	return st.QueryContext(ctx, args...)
-}
-
-// exec runs a cached statement inside tx.
-func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
-	st, err := s.stmt(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	if st == nil {
-		return tx.ExecContext(ctx, q, args...)
-	}
-	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
-}
-
-// txQuery runs a cached statement that returns rows inside tx.
-func (s *Store) txQuery(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
-	st, err := s.stmt(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	if st == nil {
-		return tx.QueryContext(ctx, q, args...)
-	}
-	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
-}
-
-// queryRow runs a cached single-row statement inside tx.
-func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
-	st, err := s.stmt(ctx, q)
-	if err != nil || st == nil {
-		return tx.QueryRowContext(ctx, q, args...) // reports the prepare error the usual way
-	}
-	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
-}

@@ -1,0 +1,263 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Outcome is how a run ended.
+type Outcome struct {
+	State      string
+	Note       string
+	ResultText string
+	ResultJSON json.RawMessage
+	Iterations int
+	ToolCalls  int
+	TokensIn   int64
+	TokensOut  int64
+	CostUSD    float64
+	// SessionStatus, when set, is written to the run's session in the same
+	// transaction.
+	SessionStatus string
+	// ModelServed, when set, is recorded on the run and its session in the
+	// same transaction (the model the provider said answered last).
+	ModelServed string
+	// Archive archives the run's session in the same transaction (cleanup
+	// delete, closeAfterYield).
+	Archive bool
+	// Messages are appended in the same transaction (the run's final
+	// answer), whether or not the run had already ended: what the model
+	// said is kept either way.
+	Messages []Message
+}
+
+// Announce is a durable completion notice for a requester.
+type Announce struct {
+	ID           int64
+	RunID        string
+	RequesterKey string
+	Status       string
+	Body         string
+	Silent       bool
+	CreatedAt    int64
+	DeliveredAt  int64
+}
+
+// FinishRun records a run's end and its announce in one transaction, and
+// appends the announce to the requester's transcript. It returns false
+// (and writes nothing) when the run had already ended: a kill is final, a
+// late completion cannot overwrite it. announce may be nil (no announce).
+func (s *Store) FinishRun(ctx context.Context, id string, o Outcome, announce *Announce) (bool, error) {
+	var done bool
+	for i := range o.Messages {
+		if !validRole(o.Messages[i].Role) || !validTrust(o.Messages[i].Trust) {
+			return false, fmt.Errorf("store: outcome message %d: bad role or trust", i)
+		}
+	}
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		done = false
+		now := s.nowMS()
+		if len(o.Messages) > 0 {
+			if err := s.appendMessagesTx(ctx, tx, o.Messages, now); err != nil {
+				return err
+			}
+		}
+		var resJSON any
+		if len(o.ResultJSON) > 0 {
+			resJSON = string(o.ResultJSON)
+		}
+		res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
+			tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?)
+			WHERE id = ? AND state IN ('queued', 'running', 'input_required')`,
+			o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now, id)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return nil
+		}
+		done = true
+		if o.ModelServed != "" {
+			if err := s.recordModelServedTx(ctx, tx, id, o.ModelServed); err != nil {
+				return err
+			}
+		}
+		if o.SessionStatus != "" {
+			if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`,
+				o.SessionStatus, now, id); err != nil {
+				return err
+			}
+		}
+		if o.Archive {
+			if _, err := s.exec(ctx, tx, `UPDATE sessions SET archived_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?) AND archived_at IS NULL`,
+				now, id); err != nil {
+				return err
+			}
+		}
+		if announce == nil {
+			return nil
+		}
+		return s.insertAnnounce(ctx, tx, id, announce, now)
+	})
+	if err == nil && done && announce != nil {
+		s.ann.announced()
+	}
+	return done, err
+}
+
+func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a *Announce, now int64) error {
+	silent := 0
+	if a.Silent {
+		silent = 1
+	}
+	if _, err := s.exec(ctx, tx, `INSERT INTO announces (run_id, requester_key, status, body, silent, created_at)
+		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`, runID, a.RequesterKey, a.Status, a.Body, silent, now); err != nil {
+		return err
+	}
+	// The announce also lands in the requester's transcript (when it exists).
+	// It is not full-text indexed (body ''): the child's answer is indexed
+	// in the child's session, and indexing its copy would double every hit.
+	var last int64
+	err := s.queryRow(ctx, tx, `UPDATE sessions SET message_count = message_count + 1, updated_at = ? WHERE key = ? RETURNING message_count`,
+		now, a.RequesterKey).Scan(&last)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(Content{Text: a.Body})
+	_, err = s.exec(ctx, tx, `INSERT INTO messages (session_key, seq, role, content, body, trust, created_at) VALUES (?, ?, 'user', ?, '', 'inter_session', ?)`,
+		a.RequesterKey, last, string(body), now)
+	return err
+}
+
+// KillRun marks a queued or running run killed (with its announce). It
+// returns false when the run had already ended.
+func (s *Store) KillRun(ctx context.Context, id, note string, announce *Announce) (bool, error) {
+	return s.FinishRun(ctx, id, Outcome{State: RunKilled, Note: note, SessionStatus: RunKilled}, announce)
+}
+
+// ClaimAnnounces marks every undelivered, non-silent announce for the
+// requester delivered and returns them, in one transaction: each is handed
+// out exactly once, even with several processes.
+func (s *Store) ClaimAnnounces(ctx context.Context, requester string) ([]Announce, error) {
+	return s.RecordAndClaim(ctx, nil, requester)
+}
+
+// RecordAndClaim appends msgs (may be none) and claims requester's
+// undelivered announces in one transaction, and returns once both are
+// committed: RecordCall with durable set.
+func (s *Store) RecordAndClaim(ctx context.Context, msgs []Message, requester string) ([]Announce, error) {
+	return s.RecordCall(ctx, msgs, requester, true)
+}
+
+func validMessages(msgs []Message) error {
+	for i := range msgs {
+		if !validRole(msgs[i].Role) || !validTrust(msgs[i].Trust) {
+			return fmt.Errorf("store: message %d: bad role %q or trust %q", i, msgs[i].Role, msgs[i].Trust)
+		}
+	}
+	return nil
+}
+
+// recordAndClaimTx appends msgs and, with claim, takes requester's
+// undelivered announces, in one waited transaction.
+func (s *Store) recordAndClaimTx(ctx context.Context, msgs []Message, requester string, claim bool) ([]Announce, error) {
+	var out []Announce
+	now := s.nowMS()
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		out = nil
+		if len(msgs) > 0 {
+			if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
+				return err
+			}
+		}
+		if !claim {
+			return nil
+		}
+		rows, err := s.txQuery(ctx, tx, `UPDATE announces SET delivered_at = ? WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0
+			RETURNING id, run_id, requester_key, status, body, created_at`, now, requester)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			a := Announce{DeliveredAt: now}
+			if err := rows.Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &a.CreatedAt); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	sortAnnounces(out)
+	return out, err
+}
+
+func sortAnnounces(a []Announce) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j].ID < a[j-1].ID; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+// GetAnnounce returns a run's announce, or ErrNotFound.
+func (s *Store) GetAnnounce(ctx context.Context, runID string) (*Announce, error) {
+	var a Announce
+	var silent int
+	var delivered sql.NullInt64
+	err := s.readRow(ctx, `SELECT id, run_id, requester_key, status, body, silent, created_at, delivered_at FROM announces WHERE run_id = ?`, runID).
+		Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &silent, &a.CreatedAt, &delivered)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("announce of run %q: %w", runID, ErrNotFound)
+	}
+	a.Silent, a.DeliveredAt = silent == 1, delivered.Int64
+	return &a, err
+}
+
+// ClaimNotifications returns announces not yet sent as a notification and
+// marks them sent (a best-effort channel; delivery proper is ClaimAnnounces).
+func (s *Store) ClaimNotifications(ctx context.Context, requester string) ([]Announce, error) {
+	var pending int
+	if err := s.readRow(ctx, `SELECT count(*) FROM announces WHERE requester_key = ? AND notified_at IS NULL AND silent = 0`, requester).Scan(&pending); err != nil {
+		return nil, err
+	}
+	if pending == 0 {
+		return nil, nil
+	}
+	var out []Announce
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		out = nil
+		rows, err := s.txQuery(ctx, tx, `UPDATE announces SET notified_at = ? WHERE requester_key = ? AND notified_at IS NULL AND silent = 0
+			RETURNING id, run_id, requester_key, status, body, created_at`, s.nowMS(), requester)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var a Announce
+			if err := rows.Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &a.CreatedAt); err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	sortAnnounces(out)
+	return out, err
+}
+
+// MarkAnnounceDelivered marks a run's announce delivered (and notified):
+// its content reached the requester another way (a waited-for reply).
+func (s *Store) MarkAnnounceDelivered(ctx context.Context, runID string) error {
+	return s.Tx(ctx, func(tx *sql.Tx) error {
+		now := s.nowMS()
+		_, err := s.exec(ctx, tx, `UPDATE announces SET delivered_at = COALESCE(delivered_at, ?), notified_at = COALESCE(notified_at, ?) WHERE run_id = ?`, now, now, runID)
+		return err
+	})
+}

@@ -1,0 +1,93 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+)
+
+// stmt returns the prepared statement for q, preparing it once (nil, nil
+// when the cache is full or the store closed: run q unprepared). Used
+// through tx.StmtContext, database/sql reuses the statement already
+// prepared on the transaction's connection, and used on its own it reuses
+// the one prepared on whichever pool connection runs it, so hot queries
+// skip SQL parsing.
+func (s *Store) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	s.stmtMu.Lock()
+	defer s.stmtMu.Unlock()
+	if st, ok := s.stmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	if s.closed || s.nStmts >= maxStmts {
+		return nil, nil
+	}
+	st, err := s.db.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	s.stmts.Store(q, st)
+	s.nStmts++
+	return st, nil
+}
+
+// readRow runs a single-row read on the pool with a cached statement.
+func (s *Store) readRow(ctx context.Context, q string, args ...any) *sql.Row {
+	st, err := s.stmt(ctx, q)
+	if err != nil || st == nil {
+		return s.db.QueryRowContext(ctx, q, args...) // reports a prepare error the usual way
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// QueryRow runs a single-row read with a cached prepared statement: for
+// callers outside the store that read its tables directly.
+func (s *Store) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return s.readRow(ctx, q, args...)
+}
+
+// readRows runs a read on the pool with a cached statement.
+func (s *Store) readRows(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return s.db.QueryContext(ctx, q, args...)
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// exec runs a cached statement inside tx.
+func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return tx.ExecContext(ctx, q, args...)
+	}
+	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+// txQuery runs a cached statement that returns rows inside tx.
+func (s *Store) txQuery(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+	st, err := s.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil {
+		return tx.QueryContext(ctx, q, args...)
+	}
+	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+}
+
+// queryRow runs a cached single-row statement inside tx.
+func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	st, err := s.stmt(ctx, q)
+	if err != nil || st == nil {
+		return tx.QueryRowContext(ctx, q, args...) // reports the prepare error the usual way
+	}
+	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+}
