@@ -119,7 +119,13 @@ func (s *Store) Fault(err error) error {
 // most once a minute, with the file and what to do). Other errors pass
 // through unchanged.
 func (s *Store) fault(err error) error {
-	if err == nil || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrReadOnly) {
+	if err == nil || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrReadOnly) || errors.Is(err, ErrUnreachable) {
+		return err
+	}
+	if s.d == postgresDialect {
+		if e := s.pgFault(err); e != nil {
+			return e
+		}
 		return err
 	}
 	switch sqliteCode(err) {
