@@ -159,6 +159,9 @@ type CheckResult struct {
 // without changing it (no migration, no file created). A file that is not
 // a database at all is reported as damaged, not as an error.
 func Check(ctx context.Context, path string) (*CheckResult, error) {
+	if IsPostgresURL(path) {
+		return nil, fmt.Errorf("store: %s is a PostgreSQL database: db check works on SQLite files (check PostgreSQL with pg_amcheck)", redactURL(path))
+	}
 	if !strings.HasPrefix(path, "file:") {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("store: %s: %w (give the database with --db or [store] path)", path, err)
@@ -210,6 +213,9 @@ func Check(ctx context.Context, path string) (*CheckResult, error) {
 // reads one snapshot while other processes go on writing, then checks the
 // copy's integrity.
 func Backup(ctx context.Context, path, to string) (*CheckResult, error) {
+	if IsPostgresURL(path) {
+		return nil, fmt.Errorf("store: %s is a PostgreSQL database: db backup copies SQLite files (back PostgreSQL up with pg_dump)", redactURL(path))
+	}
 	if !strings.HasPrefix(path, "file:") {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("store: %s: %w (give the database with --db or [store] path)", path, err)
