@@ -154,7 +154,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 1
 	}
 	defer srv.Close()
-	log.Info("sessionplane starting", "version", buildVersion(), "db", cfg.Store.Path, "schema", st.SchemaVersion(),
+	log.Info("sessionplane starting", "version", buildVersion(), "db", st.Path(), "backend", st.Backend(), "schema", st.SchemaVersion(),
 		"agent", cfg.MCP.Agent, "session", srv.Caller().Key, "config", cfg.Source())
 	if o.http != "" {
 		err = serveHTTP(ctx, srv, cfg, o, log, stderr)

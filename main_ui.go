@@ -126,7 +126,7 @@ func runUI(ctx context.Context, args []string, stderr io.Writer) int {
 	}
 	srv := &http.Server{Handler: dash, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	url := "http://" + ln.Addr().String() + "/"
-	log.Info("sessionplane ui serving", "version", buildVersion(), "db", cfg.Store.Path, "viewer", caller.Key, "preset", cfg.MCP.Preset, "url", url)
+	log.Info("sessionplane ui serving", "version", buildVersion(), "db", st.Path(), "viewer", caller.Key, "preset", cfg.MCP.Preset, "url", url)
 	switch {
 	case generated:
 		fmt.Fprintf(stderr, "sessionplane ui: open %s?token=%s\n", url, token)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Config is the whole resolved configuration.
@@ -30,6 +31,15 @@ type Config struct {
 // Store is [store].
 type Store struct {
 	Path string `toml:"path" json:"path"`
+	// URL, when set, is a PostgreSQL database (postgres://user:password@host:port/db?sslmode=...)
+	// used instead of the SQLite file at Path. --db overrides both.
+	URL string `toml:"url" json:"url,omitempty"`
+}
+
+// IsPostgresURL reports whether a database location is a PostgreSQL URL
+// rather than an SQLite file.
+func IsPostgresURL(p string) bool {
+	return strings.HasPrefix(p, "postgres://") || strings.HasPrefix(p, "postgresql://")
 }
 
 // MCP is [mcp]: who the MCP client is.

@@ -197,3 +197,32 @@ model = "p/a"
 		}
 	}
 }
+
+// [store] url selects PostgreSQL: it replaces the SQLite path, is never
+// made relative to the file, and must be a postgres:// URL.
+func TestStoreURL(t *testing.T) {
+	dir := t.TempDir()
+	write := func(body string) string {
+		p := filepath.Join(dir, "c.toml")
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const url = "postgres://sp:pw@db.example:5432/sp?sslmode=disable"
+	cfg, err := Load(write("[store]\npath = \"rel.db\"\nurl = \"" + url + "\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.Path != url {
+		t.Fatalf("store path %q, want the url %q", cfg.Store.Path, url)
+	}
+	cfg, err = Load(write("[store]\npath = \"postgresql://h/db\"\n"))
+	if err != nil || cfg.Store.Path != "postgresql://h/db" {
+		t.Fatalf("a URL in path: %q %v, want it unchanged", cfg.Store.Path, err)
+	}
+	_, err = Load(write("[store]\nurl = \"mysql://h/db\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "store.url") || !strings.Contains(err.Error(), "postgres://") {
+		t.Fatalf("a non-PostgreSQL url: %v, want an error naming store.url and the form", err)
+	}
+}

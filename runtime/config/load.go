@@ -101,6 +101,13 @@ func Parse(data []byte, name string) (*Config, error) {
 	if err := dec.Decode(cfg); err != nil {
 		return nil, &Error{File: name, Problems: decodeProblems(err)}
 	}
+	if u := cfg.Store.URL; u != "" {
+		if !IsPostgresURL(u) {
+			return nil, &Error{File: name, Problems: []Problem{{Path: "store.url", Line: lines["store.url"],
+				Msg: fmt.Sprintf("%q is not a PostgreSQL URL: write postgres://user:password@host:port/database?sslmode=disable, or remove url to use the SQLite file at [store] path", u)}}}
+		}
+		cfg.Store.Path = u
+	}
 	cfg.Store.Path = expandHome(cfg.Store.Path)
 	// Relative paths in a file are relative to the file's directory, so a
 	// config works from whatever directory the client starts us in.
@@ -112,7 +119,7 @@ func Parse(data []byte, name string) (*Config, error) {
 			}
 			return filepath.Join(base, p)
 		}
-		if cfg.Store.Path != DefaultDBPath() && !strings.HasPrefix(cfg.Store.Path, "file:") {
+		if cfg.Store.Path != DefaultDBPath() && !strings.HasPrefix(cfg.Store.Path, "file:") && !IsPostgresURL(cfg.Store.Path) {
 			cfg.Store.Path = rel(cfg.Store.Path)
 		}
 		for k, p := range cfg.Providers {

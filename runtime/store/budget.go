@@ -39,7 +39,7 @@ func (s *Store) AddBudgetUsage(ctx context.Context, scopes []string, tokens int6
 		now := s.nowMS()
 		for _, sc := range scopes {
 			if _, err := s.exec(ctx, tx, `INSERT INTO budget_usage (scope, tokens, usd, updated_at) VALUES (?, ?, ?, ?)
-				ON CONFLICT (scope) DO UPDATE SET tokens = tokens + excluded.tokens, usd = usd + excluded.usd, updated_at = excluded.updated_at`,
+				ON CONFLICT (scope) DO UPDATE SET tokens = budget_usage.tokens + excluded.tokens, usd = budget_usage.usd + excluded.usd, updated_at = excluded.updated_at`,
 				sc, tokens, usd, now); err != nil {
 				return err
 			}
@@ -58,7 +58,7 @@ func (s *Store) BudgetUsages(ctx context.Context, scopes ...string) (map[string]
 	for i, sc := range scopes {
 		args[i] = sc
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT scope, tokens, usd, limit_tokens, limit_usd FROM budget_usage WHERE scope IN (`+placeholders(len(scopes))+`)`, args...)
+	rows, err := s.readRows(ctx, `SELECT scope, tokens, usd, limit_tokens, limit_usd FROM budget_usage WHERE scope IN (`+placeholders(len(scopes))+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: budget usage: %w", err)
 	}
@@ -77,7 +77,7 @@ func (s *Store) BudgetUsages(ctx context.Context, scopes ...string) (map[string]
 // ancestor (or itself) at depth 1; "" for a session at depth 0 or unknown.
 func (s *Store) TreeRoot(ctx context.Context, key string) (string, error) {
 	var root string
-	err := s.db.QueryRowContext(ctx, `WITH RECURSIVE up(k, p, d, n) AS (
+	err := s.readRow(ctx, `WITH RECURSIVE up(k, p, d, n) AS (
 			SELECT key, parent_key, depth, 0 FROM sessions WHERE key = ?
 			UNION ALL SELECT s.key, s.parent_key, s.depth, up.n + 1 FROM sessions s JOIN up ON s.key = up.p WHERE up.d > 1 AND up.n < 64)
 		SELECT k FROM up WHERE d = 1 LIMIT 1`, key).Scan(&root)

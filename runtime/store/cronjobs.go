@@ -134,9 +134,9 @@ func (s *Store) DeleteCronJob(ctx context.Context, id string) (bool, error) {
 
 // activeCronRun returns the job's last run id when that run is still queued or
 // running ("" otherwise).
-func activeCronRun(ctx context.Context, tx *sql.Tx, id string) (string, error) {
+func (s *Store) activeCronRun(ctx context.Context, tx *sql.Tx, id string) (string, error) {
 	var runID string
-	err := tx.QueryRowContext(ctx, `SELECT r.id FROM cron_jobs j JOIN runs r ON r.id = j.last_run_id
+	err := s.queryRow(ctx, tx, `SELECT r.id FROM cron_jobs j JOIN runs r ON r.id = j.last_run_id
 		WHERE j.id = ? AND r.state IN ('queued', 'running')`, id).Scan(&runID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
@@ -169,7 +169,7 @@ func (s *Store) ClaimCronOccurrence(ctx context.Context, id string, dueMS, nextM
 			return err
 		}
 		claimed = true
-		active, err = activeCronRun(ctx, tx, id)
+		active, err = s.activeCronRun(ctx, tx, id)
 		return err
 	})
 	if err != nil {
@@ -184,7 +184,7 @@ func (s *Store) ClaimCronOccurrence(ctx context.Context, id string, dueMS, nextM
 // when there is no such job.
 func (s *Store) StartCronRun(ctx context.Context, id string, firedMS int64) (active string, err error) {
 	err = s.Tx(ctx, func(tx *sql.Tx) error {
-		if active, err = activeCronRun(ctx, tx, id); err != nil || active != "" {
+		if active, err = s.activeCronRun(ctx, tx, id); err != nil || active != "" {
 			return err
 		}
 		res, err := s.exec(ctx, tx, `UPDATE cron_jobs SET last_run_at = ?, updated_at = ? WHERE id = ?`, firedMS, s.nowMS(), id)

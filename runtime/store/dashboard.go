@@ -13,12 +13,15 @@ import (
 // them.
 
 // ChangeWatch tells whether anything was committed to the database since it
-// last looked, by any connection of any process: it holds one connection
-// and reads SQLite's PRAGMA data_version on it, which changes whenever
-// another connection commits. It is cheap (no table is read) and so can be
-// polled a few times a second.
+// last looked, by any connection of any process. On SQLite it holds one
+// connection and reads PRAGMA data_version on it, which changes whenever
+// another connection commits. On PostgreSQL it reads the changes sequence,
+// which every Store's writer advances after each commit (so a watcher that
+// sees it move also sees what was committed). It is cheap (no table is
+// read) and so can be polled a few times a second.
 type ChangeWatch struct {
 	conn *sql.Conn
+	q    string
 }
 
 // WatchChanges opens a ChangeWatch. Close it when done: it holds a
@@ -28,14 +31,18 @@ func (s *Store) WatchChanges(ctx context.Context) (*ChangeWatch, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: watch changes: %w", err)
 	}
-	return &ChangeWatch{conn: conn}, nil
+	q := "PRAGMA data_version"
+	if s.d == postgresDialect {
+		q = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM changes"
+	}
+	return &ChangeWatch{conn: conn, q: q}, nil
 }
 
 // Version returns the current data version: a different value than the
 // previous call means some other connection committed in between.
 func (w *ChangeWatch) Version(ctx context.Context) (int64, error) {
 	var v int64
-	if err := w.conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&v); err != nil {
+	if err := w.conn.QueryRowContext(ctx, w.q).Scan(&v); err != nil {
 		return 0, fmt.Errorf("store: data_version: %w", err)
 	}
 	return v, nil
@@ -81,7 +88,7 @@ type RunUsage struct {
 // child session, state and UTC day. The caller keeps the rows whose
 // ChildKey it may see and adds them up.
 func (s *Store) RunUsageByDay(ctx context.Context, since int64) ([]RunUsage, error) {
-	rows, err := s.readRows(ctx, `SELECT child_key, agent_id, state, date(created_at / 1000, 'unixepoch') AS day,
+	rows, err := s.readRows(ctx, `SELECT child_key, agent_id, state, `+s.d.runDay+` AS day,
 		count(*), sum(tokens_in), sum(tokens_out), sum(cost_usd)
 		FROM runs WHERE created_at >= ? GROUP BY child_key, agent_id, state, day ORDER BY day, child_key`, since)
 	if err != nil {

@@ -2,15 +2,16 @@ package store
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
 // A ChangeWatch sees commits of another handle on the same file (as
 // another process would write it) and nothing when nothing was written.
 func TestChangeWatchSeesOtherWriters(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "w.db")
+	path := testdb.DSN(t, "w.db")
 	a, err := Open(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +44,7 @@ func TestChangeWatchSeesOtherWriters(t *testing.T) {
 
 func TestDashboardQueries(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(ctx, filepath.Join(t.TempDir(), "d.db"), nil)
+	s, err := Open(ctx, testdb.DSN(t, "d.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ func (s *Store) GetRuns(ctx context.Context, ids []string) ([]*Run, error) {
 	for i, id := range ids {
 		args[i] = id
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT "+runCols+" FROM runs WHERE id IN ("+placeholders(len(ids))+")", args...)
+	rows, err := s.readRows(ctx, "SELECT "+runCols+" FROM runs WHERE id IN ("+placeholders(len(ids))+")", args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: get runs: %w", err)
 	}

@@ -23,7 +23,7 @@ func (s *Store) ForkSession(ctx context.Context, dst Session) (*Session, error) 
 	}
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		var last int64
-		err := tx.QueryRowContext(ctx, `SELECT message_count FROM sessions WHERE key = ?`, dst.ForkedFrom).Scan(&last)
+		err := s.queryRow(ctx, tx, `SELECT message_count FROM sessions WHERE key = ?`, dst.ForkedFrom).Scan(&last)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("session %q: %w", dst.ForkedFrom, ErrNotFound)
 		}
@@ -37,7 +37,7 @@ func (s *Store) ForkSession(ctx context.Context, dst Session) (*Session, error) 
 			return fmt.Errorf("at_seq %d is past the last message of %s (seq %d): use 1..%d, or omit it to copy everything", dst.ForkedAtSeq, dst.ForkedFrom, last, last)
 		}
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM sessions WHERE key = ?`, dst.Key).Scan(&n); err != nil {
+		if err := s.queryRow(ctx, tx, `SELECT count(*) FROM sessions WHERE key = ?`, dst.Key).Scan(&n); err != nil {
 			return err
 		}
 		if n > 0 {
@@ -56,12 +56,10 @@ func (s *Store) ForkSession(ctx context.Context, dst Session) (*Session, error) 
 // copy's length and records the fork. Token counters and cost of dst stay
 // zero: the fork spent nothing.
 func (s *Store) copyTranscriptTx(ctx context.Context, tx *sql.Tx, src, dst string, atSeq int64) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
-		SELECT ?, seq, role, content, body, trust, tokens_in, tokens_out, created_at FROM messages
-		WHERE session_key = ? AND seq <= ? ORDER BY seq`, dst, src, atSeq); err != nil {
+	if _, err := s.exec(ctx, tx, s.d.copyMessages, dst, src, atSeq); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `UPDATE sessions SET message_count = (SELECT COALESCE(max(seq), 0) FROM messages WHERE session_key = ?),
+	_, err := s.exec(ctx, tx, `UPDATE sessions SET message_count = (SELECT COALESCE(max(seq), 0) FROM messages WHERE session_key = ?),
 		forked_from = ?, forked_at_seq = ? WHERE key = ?`, dst, src, atSeq, dst)
 	return err
 }

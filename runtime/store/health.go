@@ -119,7 +119,13 @@ func (s *Store) Fault(err error) error {
 // most once a minute, with the file and what to do). Other errors pass
 // through unchanged.
 func (s *Store) fault(err error) error {
-	if err == nil || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrReadOnly) {
+	if err == nil || errors.Is(err, ErrCorrupt) || errors.Is(err, ErrReadOnly) || errors.Is(err, ErrUnreachable) {
+		return err
+	}
+	if s.d == postgresDialect {
+		if e := s.pgFault(err); e != nil {
+			return e
+		}
 		return err
 	}
 	switch sqliteCode(err) {
@@ -153,6 +159,9 @@ type CheckResult struct {
 // without changing it (no migration, no file created). A file that is not
 // a database at all is reported as damaged, not as an error.
 func Check(ctx context.Context, path string) (*CheckResult, error) {
+	if IsPostgresURL(path) {
+		return nil, fmt.Errorf("store: %s is a PostgreSQL database: db check works on SQLite files (check PostgreSQL with pg_amcheck)", redactURL(path))
+	}
 	if !strings.HasPrefix(path, "file:") {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("store: %s: %w (give the database with --db or [store] path)", path, err)
@@ -204,6 +213,9 @@ func Check(ctx context.Context, path string) (*CheckResult, error) {
 // reads one snapshot while other processes go on writing, then checks the
 // copy's integrity.
 func Backup(ctx context.Context, path, to string) (*CheckResult, error) {
+	if IsPostgresURL(path) {
+		return nil, fmt.Errorf("store: %s is a PostgreSQL database: db backup copies SQLite files (back PostgreSQL up with pg_dump)", redactURL(path))
+	}
 	if !strings.HasPrefix(path, "file:") {
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("store: %s: %w (give the database with --db or [store] path)", path, err)

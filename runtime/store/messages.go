@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -149,9 +150,7 @@ func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message
 		}
 		next[key] = last - sp.count + 1
 	}
-	const insSQL = `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	cached, err := s.stmt(ctx, insSQL)
+	cached, err := s.stmt(ctx, s.d.insertMessage)
 	if err != nil {
 		return err
 	}
@@ -163,8 +162,11 @@ func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message
 		}
 		seq := next[m.SessionKey]
 		next[m.SessionKey] = seq + 1
-		if _, err := ins.ExecContext(ctx, m.SessionKey, seq, m.Role, bodies[i], m.Content.IndexText(), m.Trust,
-			m.TokensIn, m.TokensOut, m.CreatedAt); err != nil {
+		args := []any{m.SessionKey, seq, m.Role, bodies[i], m.Content.IndexText(), m.Trust, m.TokensIn, m.TokensOut, m.CreatedAt}
+		if s.d == postgresDialect {
+			args = append(args, lexemes(m.Content.IndexText()))
+		}
+		if _, err := ins.ExecContext(ctx, args...); err != nil {
 			return err
 		}
 		m.Seq = seq
@@ -201,8 +203,12 @@ func (s *Store) History(ctx context.Context, q HistoryQuery) (msgs []Message, to
 	if err := s.readRow(ctx, "SELECT count(*) FROM messages WHERE session_key = ?"+filter, q.Key).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("store: history of %q: %w", q.Key, s.fault(err))
 	}
+	limit := int64(q.Limit)
+	if limit < 0 {
+		limit = math.MaxInt64 // no limit (PostgreSQL refuses a negative LIMIT)
+	}
 	rows, err := s.readRows(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
-		WHERE session_key = ?`+filter+` ORDER BY seq DESC LIMIT ? OFFSET ?`, q.Key, q.Limit, q.Offset)
+		WHERE session_key = ?`+filter+` ORDER BY seq DESC LIMIT ? OFFSET ?`, q.Key, limit, q.Offset)
 	if err != nil {
 		return nil, 0, fmt.Errorf("store: history of %q: %w", q.Key, s.fault(err))
 	}

@@ -15,8 +15,11 @@ type migration struct {
 	sql     string
 }
 
-func loadMigrations() ([]migration, error) {
-	entries, err := migrationFS.ReadDir("migrations")
+// loadMigrations reads the embedded migrations of one backend (its folder
+// under migrations/), by version. Both backends number their migrations
+// alike: version N is the same change written for each.
+func loadMigrations(dir string) ([]migration, error) {
+	entries, err := migrationFS.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +30,7 @@ func loadMigrations() ([]migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("store: migration %s: name must start with a number", name)
 		}
-		b, err := migrationFS.ReadFile("migrations/" + name)
+		b, err := migrationFS.ReadFile(dir + "/" + name)
 		if err != nil {
 			return nil, err
 		}
@@ -38,15 +41,18 @@ func loadMigrations() ([]migration, error) {
 }
 
 // migrate applies every embedded migration newer than the recorded schema
-// version, each in its own immediate transaction (so two processes opening
-// a new file at once apply each migration exactly once).
+// version, each in its own write transaction, so two processes (hosts)
+// opening a new database at once apply each migration exactly once.
 func (s *Store) migrate(ctx context.Context) error {
-	ms, err := loadMigrations()
+	ms, err := loadMigrations(s.d.migrations)
 	if err != nil {
 		return err
 	}
+	if s.d == postgresDialect {
+		return s.migratePostgres(ctx, ms)
+	}
 	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil && !isBusy(err) {
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil && !isSQLiteBusy(err) {
 		return fmt.Errorf("store: create schema_migrations: %w", err)
 	}
 	for _, m := range ms {
@@ -72,5 +78,64 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		s.schema = m.version
 	}
+	return nil
+}
+
+// migratePostgres applies the migrations holding a session advisory lock
+// keyed by the schema: a second process (host) opening the same new
+// database waits for the first, then finds every migration recorded. The
+// lock is taken before any transaction begins, so each migration's
+// transaction sees what the previous holder committed.
+func (s *Store) migratePostgres(ctx context.Context, ms []migration) (err error) {
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("store: migrate %s: %w", s.path, err)
+	}
+	defer conn.Close()
+	const key = `hashtext('sessionplane migrate ' || current_schema())`
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock("+key+")"); err != nil {
+		return fmt.Errorf("store: migrate %s: take the migration lock: %w", s.path, err)
+	}
+	defer func() {
+		if _, uerr := conn.ExecContext(context.Background(), "SELECT pg_advisory_unlock("+key+")"); uerr != nil && err == nil {
+			err = fmt.Errorf("store: migrate %s: release the migration lock: %w", s.path, uerr)
+		}
+	}()
+	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("store: migrate %s: create schema_migrations: %w", s.path, err)
+	}
+	for _, m := range ms {
+		if err := s.applyPostgres(ctx, conn, m); err != nil {
+			return fmt.Errorf("store: migrate %s: %w", s.path, err)
+		}
+		s.schema = m.version
+	}
+	return nil
+}
+
+func (s *Store) applyPostgres(ctx context.Context, conn *sql.Conn, m migration) error {
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var n int
+	if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = $1", m.version).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return fmt.Errorf("apply %s: %w", m.name, err)
+	}
+	if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)", m.version, m.name, s.nowMS()); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.log.Info("store migration applied", "version", m.version, "name", m.name)
 	return nil
 }

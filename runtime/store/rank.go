@@ -91,8 +91,7 @@ func (s *Store) docFreq(ctx context.Context, term string) (int, error) {
 		return e.df, nil
 	}
 	var df int
-	err := s.readRow(ctx, `SELECT count(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? LIMIT ?)`,
-		`"`+strings.ReplaceAll(term, `"`, `""`)+`"`, dfCap).Scan(&df)
+	err := s.readRow(ctx, s.d.dfSQL, s.d.termMatch(term), dfCap).Scan(&df)
 	if err != nil {
 		return 0, err
 	}
@@ -178,9 +177,7 @@ func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string
 	// one is not read at all (octet_length takes its size from the record
 	// header and CASE skips its text), so one huge message costs no more
 	// than a short one, and its estimated length keeps it from ranking first.
-	rows, err := s.readRows(ctx, `SELECT m.id, CASE WHEN octet_length(m.body) <= ? THEN m.body END, octet_length(m.body)
-		FROM messages_fts f JOIN messages m ON m.id = f.rowid
-		WHERE messages_fts MATCH ? AND f.rowid >= ? AND f.rowid < ?`, s.limits.SearchScoreBytes, match, lower, upper)
+	rows, err := s.readRows(ctx, s.d.rankSQL, s.limits.SearchScoreBytes, match, lower, upper)
 	if err != nil {
 		return nil, err
 	}

@@ -5,10 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
 func callRecord(key string, i int) []Message {
@@ -67,7 +68,7 @@ func TestRecordCallAsyncKeepsOrderAndIsReadable(t *testing.T) {
 
 // Close flushes records nobody waited for: a clean shutdown loses none.
 func TestRecordCallAsyncFlushedByClose(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	ctx := context.Background()
 	s, err := Open(ctx, path, nil)
 	if err != nil {
@@ -97,7 +98,7 @@ func TestRecordCallAsyncFlushedByClose(t *testing.T) {
 // process is claimed by the next call, one written by another process on
 // the same file after the poll that the heartbeat runs.
 func TestRecordCallClaimsAnnouncesOnce(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	a := openTest(t, path)
 	b := openTest(t, path)
 	ctx := context.Background()

@@ -278,7 +278,7 @@ func (s *Store) ClaimRunWith(ctx context.Context, id, instance string, pid int, 
 			return err
 		}
 		var opts string
-		if err := tx.QueryRowContext(ctx, `SELECT options FROM runs WHERE id = ?`, id).Scan(&opts); err != nil {
+		if err := s.queryRow(ctx, tx, `SELECT options FROM runs WHERE id = ?`, id).Scan(&opts); err != nil {
 			return err
 		}
 		msgs, newOpts, err := start(json.RawMessage(opts))

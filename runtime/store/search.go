@@ -37,11 +37,11 @@ func (s *Store) Search(ctx context.Context, q SearchQuery, yield func(Hit) bool)
 	if n := len(q.Query); n > s.limits.SearchQueryBytes {
 		return fmt.Errorf("store: search: the query is %d bytes, over the limit of %d ([limits] search_query_bytes): %w", n, s.limits.SearchQueryBytes, ErrTooLarge)
 	}
-	match := ftsQuery(q.Query)
+	match := s.d.match(q.Query)
 	if match == "" {
 		return nil
 	}
-	if n := strings.Count(match, `" "`) + 1; n > s.limits.SearchQueryTerms {
+	if n := len(queryWords(q.Query)); n > s.limits.SearchQueryTerms {
 		return fmt.Errorf("store: search: the query has %d words, over the limit of %d ([limits] search_query_terms): %w", n, s.limits.SearchQueryTerms, ErrTooLarge)
 	}
 	// Matches are ranked by BM25 (rank.go) within windows of the
@@ -90,8 +90,7 @@ var rankWindow = 1000
 // upper, or 0 when fewer remain (the window reaches the oldest message).
 func (s *Store) windowBound(ctx context.Context, match string, upper int64) (int64, error) {
 	var bound int64
-	err := s.readRow(ctx, `SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? AND rowid < ?
-		ORDER BY rowid DESC LIMIT 1 OFFSET ?`, match, upper, rankWindow-1).Scan(&bound)
+	err := s.readRow(ctx, s.d.windowSQL, match, upper, rankWindow-1).Scan(&bound)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}
@@ -112,6 +111,18 @@ func (s *Store) hit(ctx context.Context, match string, terms []string, id int64,
 	}
 	if err != nil || h.Key == exclude || archived != 0 {
 		return h, false, err
+	}
+	if s.d.goSnippet && size <= s.limits.SearchScoreBytes {
+		// No snippet() in SQL: cut it from the text here, marked the same way.
+		var body string
+		if err := s.readRow(ctx, `SELECT body FROM messages WHERE id = ?`, id).Scan(&body); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return h, false, nil
+			}
+			return h, false, err
+		}
+		h.Snippet = bodySnippet(body, terms)
+		return h, true, nil
 	}
 	if size > s.limits.SearchScoreBytes {
 		// FTS5's snippet() would tokenize the whole message: build the
@@ -138,9 +149,7 @@ func (s *Store) hit(ctx context.Context, match string, terms []string, id int64,
 // ftsQuery turns free text into an FTS5 MATCH expression: every token
 // quoted, so operators and punctuation are literal.
 func ftsQuery(text string) string {
-	words := strings.FieldsFunc(text, func(r rune) bool {
-		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_'
-	})
+	words := queryWords(text)
 	if len(words) == 0 {
 		return ""
 	}
@@ -148,6 +157,14 @@ func ftsQuery(text string) string {
 		words[i] = `"` + w + `"`
 	}
 	return strings.Join(words, " ")
+}
+
+// queryWords are the words of a free-text query, as typed (the query
+// word limit counts these).
+func queryWords(text string) []string {
+	return strings.FieldsFunc(text, func(r rune) bool {
+		return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_'
+	})
 }
 
 // prefixSnippet is a snippet of a long message cut from its first bytes:

@@ -5,7 +5,8 @@ import (
 	"database/sql"
 )
 
-// stmt returns the prepared statement for q, preparing it once (nil, nil
+// stmt returns the prepared statement for q (its placeholders rebound
+// for the backend once, here), preparing it once (nil, nil
 // when the cache is full or the store closed: run q unprepared). Used
 // through tx.StmtContext, database/sql reuses the statement already
 // prepared on the transaction's connection, and used on its own it reuses
@@ -23,7 +24,7 @@ func (s *Store) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	if s.closed || s.nStmts >= maxStmts {
 		return nil, nil
 	}
-	st, err := s.db.PrepareContext(ctx, q)
+	st, err := s.db.PrepareContext(ctx, s.d.rebind(q))
 	if err != nil {
 		return nil, err
 	}
@@ -36,7 +37,7 @@ func (s *Store) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 func (s *Store) readRow(ctx context.Context, q string, args ...any) *sql.Row {
 	st, err := s.stmt(ctx, q)
 	if err != nil || st == nil {
-		return s.db.QueryRowContext(ctx, q, args...) // reports a prepare error the usual way
+		return s.db.QueryRowContext(ctx, s.d.rebind(q), args...) // reports a prepare error the usual way
 	}
 	return st.QueryRowContext(ctx, args...)
 }
@@ -54,7 +55,7 @@ func (s *Store) readRows(ctx context.Context, q string, args ...any) (*sql.Rows,
 		return nil, err
 	}
 	if st == nil {
-		return s.db.QueryContext(ctx, q, args...)
+		return s.db.QueryContext(ctx, s.d.rebind(q), args...)
 	}
 	return st.QueryContext(ctx, args...)
 }
@@ -66,7 +67,7 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sq
 		return nil, err
 	}
 	if st == nil {
-		return tx.ExecContext(ctx, q, args...)
+		return tx.ExecContext(ctx, s.d.rebind(q), args...)
 	}
 	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
 }
@@ -78,7 +79,7 @@ func (s *Store) txQuery(ctx context.Context, tx *sql.Tx, q string, args ...any) 
 		return nil, err
 	}
 	if st == nil {
-		return tx.QueryContext(ctx, q, args...)
+		return tx.QueryContext(ctx, s.d.rebind(q), args...)
 	}
 	return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 }
@@ -87,7 +88,7 @@ func (s *Store) txQuery(ctx context.Context, tx *sql.Tx, q string, args ...any) 
 func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
 	st, err := s.stmt(ctx, q)
 	if err != nil || st == nil {
-		return tx.QueryRowContext(ctx, q, args...) // reports the prepare error the usual way
+		return tx.QueryRowContext(ctx, s.d.rebind(q), args...) // reports the prepare error the usual way
 	}
 	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 }

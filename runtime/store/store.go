@@ -25,12 +25,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations/sqlite/*.sql migrations/postgres/*.sql
 var migrationFS embed.FS
 
 // ErrNotFound is returned when a session (or other row) does not exist.
@@ -49,7 +46,8 @@ type Options struct {
 // Store is an open sessionplane database. It is safe for concurrent use.
 type Store struct {
 	db     *sql.DB
-	path   string
+	d      *dialect
+	path   string // the SQLite file, or the PostgreSQL URL without its password
 	log    *slog.Logger
 	now    func() time.Time
 	schema int
@@ -130,6 +128,9 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("store: empty database path (set [store] path or --db)")
 	}
+	if IsPostgresURL(path) {
+		return openPostgres(ctx, path, opts, log, now, busy)
+	}
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, fmt.Errorf("store: %s is a directory: name the database file inside it, e.g. %s", path, filepath.Join(path, "sessionplane.db"))
 	}
@@ -155,19 +156,24 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	// run lanes and concurrent tool calls do not queue for a connection.
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
-	s := &Store{db: db, path: path, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{}), exited: make(chan struct{}),
+	s := &Store{db: db, d: sqliteDialect, path: path, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{}), exited: make(chan struct{}),
 		limits: opts.Limits.effective()}
 	// Processes opening a new file at once race to switch it to WAL, and
 	// SQLite answers a loser SQLITE_BUSY at once, busy_timeout or not:
 	// retry (each attempt opens a fresh connection) for up to busy_timeout.
 	err = s.verify(ctx)
-	for deadline := time.Now().Add(busy); err != nil && isBusy(err) && time.Now().Before(deadline); err = s.verify(ctx) {
+	for deadline := time.Now().Add(busy); err != nil && isSQLiteBusy(err) && time.Now().Before(deadline); err = s.verify(ctx) {
 		time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
 	}
 	if err != nil {
 		db.Close()
 		return nil, s.fault(err)
 	}
+	return s.start(ctx)
+}
+
+// start runs the writer and applies pending migrations.
+func (s *Store) start(ctx context.Context) (*Store, error) {
 	s.writerWG.Add(1)
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
@@ -195,7 +201,8 @@ func (s *Store) verify(ctx context.Context) error {
 // SchemaVersion is the newest migration applied.
 func (s *Store) SchemaVersion() int { return s.schema }
 
-// Path is the database file.
+// Path is the database file, or for PostgreSQL its URL without the
+// password.
 func (s *Store) Path() string { return s.path }
 
 // DB exposes the handle for packages that own their own tables (runs, cron, tasks).
@@ -220,7 +227,9 @@ func (s *Store) Close() error {
 		})
 		s.stmts.Clear()
 		s.stmtMu.Unlock()
-		_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		if s.d == sqliteDialect {
+			_, _ = s.db.Exec("PRAGMA wal_checkpoint(TRUNCATE)")
+		}
 		err = s.db.Close()
 	})
 	return err
@@ -340,17 +349,17 @@ func (s *Store) commitBatch(batch []*txReq) {
 	}
 	var errs []error
 	var err error
-	for attempt := 0; attempt < 8; attempt++ {
+	for attempt := 0; ; attempt++ {
 		errs, err = s.runBatch(live)
-		if err == nil || !isBusy(err) {
+		if err == nil || !s.d.retryable(err) || s.retryOver(attempt) {
 			break
 		}
-		d := time.Duration(10<<attempt)*time.Millisecond + time.Duration(rand.IntN(20))*time.Millisecond
+		d := s.retryWait(attempt)
 		s.log.Debug("store busy, retrying", "attempt", attempt+1, "wait", d)
 		time.Sleep(d)
 	}
-	if err != nil && isBusy(err) {
-		err = fmt.Errorf("store: database stayed locked by another process: %w", err)
+	if err != nil && s.d.retryable(err) {
+		err = fmt.Errorf("store: database stayed locked by another process (or, on PostgreSQL, its transactions kept conflicting): %w", err)
 	} else if err != nil && len(live) > 1 {
 		// A failure of the shared transaction (say, one caller's context was
 		// cancelled mid-statement, which makes SQLite roll everything back)
@@ -360,6 +369,13 @@ func (s *Store) commitBatch(batch []*txReq) {
 		}
 		return
 	}
+	if err == nil && s.d == postgresDialect {
+		// After the commit, never inside it: a watcher that sees the
+		// counter move must find the change committed (dashboard.go).
+		if _, cerr := s.db.Exec("SELECT nextval('changes')"); cerr != nil {
+			s.log.Debug("store: advance the change counter", "err", cerr)
+		}
+	}
 	for i, r := range live {
 		if err != nil {
 			r.answer(err)
@@ -367,6 +383,27 @@ func (s *Store) commitBatch(batch []*txReq) {
 			r.answer(errs[i])
 		}
 	}
+}
+
+// retryOver reports that a batch failed with a retryable error attempt+1
+// times and is not tried again: SQLite's attempts each waited up to
+// busy_timeout for the lock already; PostgreSQL's serialization failures
+// come at once, so more (shorter) attempts are made.
+func (s *Store) retryOver(attempt int) bool {
+	if s.d == sqliteDialect {
+		return attempt >= 7
+	}
+	return attempt >= 40
+}
+
+// retryWait is the pause before attempt+2: exponential from 10 ms (capped
+// at 320 ms on PostgreSQL) with jitter, so conflicting writers spread out.
+func (s *Store) retryWait(attempt int) time.Duration {
+	shift := attempt
+	if s.d != sqliteDialect {
+		shift = min(attempt, 5)
+	}
+	return time.Duration(10<<shift)*time.Millisecond + time.Duration(rand.IntN(20))*time.Millisecond
 }
 
 // call runs one write closure, turning a panic into that write's error so
@@ -385,7 +422,7 @@ func call(fn func(tx *sql.Tx) error, tx *sql.Tx) (err error) {
 // failure (begin or commit), which fails the whole batch.
 func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 	bg := context.Background()
-	tx, err := s.db.BeginTx(bg, nil)
+	tx, err := s.beginWrite(bg)
 	if err != nil {
 		return nil, err
 	}
@@ -399,7 +436,7 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 		}
 		if ferr := call(r.fn, tx); ferr != nil {
 			_ = tx.Rollback()
-			if isBusy(ferr) {
+			if s.d.retryable(ferr) {
 				return nil, ferr
 			}
 			return []error{ferr}, nil
@@ -423,7 +460,7 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 		}
 		if ferr := call(r.fn, tx); ferr != nil {
 			_ = tx.Rollback()
-			if isBusy(ferr) {
+			if s.d.retryable(ferr) {
 				return nil, ferr
 			}
 			plain = false
@@ -436,7 +473,7 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 		}
 		return errs, nil
 	}
-	if tx, err = s.db.BeginTx(bg, nil); err != nil {
+	if tx, err = s.beginWrite(bg); err != nil {
 		return nil, err
 	}
 	errs = make([]error, len(batch))
@@ -450,7 +487,7 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 			return nil, err
 		}
 		if ferr := call(r.fn, tx); ferr != nil {
-			if isBusy(ferr) {
+			if s.d.retryable(ferr) {
 				_ = tx.Rollback()
 				return nil, ferr
 			}
@@ -469,15 +506,6 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 		return nil, err
 	}
 	return errs, nil
-}
-
-func isBusy(err error) bool {
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		c := se.Code() & 0xff
-		return c == sqlite3.SQLITE_BUSY || c == sqlite3.SQLITE_LOCKED
-	}
-	return false
 }
 
 // maxStmts bounds the statement cache: queries built with a variable

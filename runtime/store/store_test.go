@@ -10,12 +10,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
 func openTest(t *testing.T, path string) *Store {
 	t.Helper()
 	if path == "" {
-		path = filepath.Join(t.TempDir(), "sp.db")
+		path = testdb.DSN(t, "sp.db")
 	}
 	s, err := Open(context.Background(), path, nil)
 	if err != nil {
@@ -28,15 +30,22 @@ func openTest(t *testing.T, path string) *Store {
 func TestMigrationsEmptyAndReopen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "sp.db")
+	if testdb.Postgres() {
+		path = testdb.DSN(t, "")
+	}
 	s := openTest(t, path)
 	if s.SchemaVersion() < 1 {
 		t.Fatalf("schema version %d", s.SchemaVersion())
 	}
 	var n int
-	if err := s.DB().QueryRow("SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != s.SchemaVersion() {
-		t.Fatalf("schema_migrations rows = %d (%v)", n, err)
+	if err := s.DB().QueryRow("SELECT max(version) FROM schema_migrations").Scan(&n); err != nil || n != s.SchemaVersion() {
+		t.Fatalf("schema_migrations newest = %d (%v), want %d", n, err, s.SchemaVersion())
 	}
-	for _, table := range []string{"sessions", "messages", "messages_fts", "runs", "announces", "cron_jobs", "task_lists", "tasks", "task_events"} {
+	tables := []string{"sessions", "messages", "runs", "announces", "cron_jobs", "task_lists", "tasks", "task_events", "instances", "budget_usage", "approvals"}
+	if s.Backend() == BackendSQLite {
+		tables = append(tables, "messages_fts")
+	}
+	for _, table := range tables {
 		if err := s.DB().QueryRow("SELECT count(*) FROM " + table).Scan(&n); err != nil {
 			t.Errorf("table %s: %v", table, err)
 		}
@@ -47,8 +56,15 @@ func TestMigrationsEmptyAndReopen(t *testing.T) {
 	s.Close()
 	// Reopen: nothing re-applied, data intact.
 	s2 := openTest(t, path)
-	if err := s2.DB().QueryRow("SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n != s2.SchemaVersion() {
-		t.Fatalf("after reopen schema_migrations rows = %d (%v)", n, err)
+	var rows int
+	if err := s2.DB().QueryRow("SELECT max(version), count(*) FROM schema_migrations").Scan(&n, &rows); err != nil || n != s2.SchemaVersion() || n != s.SchemaVersion() {
+		t.Fatalf("after reopen schema_migrations newest = %d (%v), want %d", n, err, s.SchemaVersion())
+	}
+	if want, _ := loadMigrations(s2.d.migrations); rows != len(want) {
+		t.Fatalf("after reopen schema_migrations has %d rows, want one per migration (%d)", rows, len(want))
+	}
+	if testdb.Postgres() {
+		return // the rest is about the SQLite file
 	}
 	if _, err := s2.GetSession(context.Background(), "agent:main:main"); err != nil {
 		t.Fatalf("session lost on reopen: %v", err)
@@ -200,7 +216,7 @@ func TestSearchRankingAndSnippet(t *testing.T) {
 
 // Two handles on one file writing at once: every write lands, none fails.
 func TestConcurrentWritersTwoHandles(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	a := openTest(t, path)
 	b := openTest(t, path)
 	ctx := context.Background()

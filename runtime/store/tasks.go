@@ -92,8 +92,8 @@ func scanTask(row interface{ Scan(...any) error }) (*Task, error) {
 	return &t, nil
 }
 
-func insertTaskList(ctx context.Context, tx *sql.Tx, name, actor string, now int64) (bool, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO task_lists (name, created_by, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`,
+func (s *Store) insertTaskList(ctx context.Context, tx *sql.Tx, name, actor string, now int64) (bool, error) {
+	res, err := s.exec(ctx, tx, `INSERT INTO task_lists (name, created_by, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`,
 		name, actor, now)
 	if err != nil {
 		return false, err
@@ -102,8 +102,8 @@ func insertTaskList(ctx context.Context, tx *sql.Tx, name, actor string, now int
 	return n == 1, err
 }
 
-func insertTaskEvent(ctx context.Context, tx *sql.Tx, taskID int64, actor, change string, now int64) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO task_events (task_id, actor, change, created_at) VALUES (?, ?, ?, ?)`, taskID, actor, change, now)
+func (s *Store) insertTaskEvent(ctx context.Context, tx *sql.Tx, taskID int64, actor, change string, now int64) error {
+	_, err := s.exec(ctx, tx, `INSERT INTO task_events (task_id, actor, change, created_at) VALUES (?, ?, ?, ?)`, taskID, actor, change, now)
 	return err
 }
 
@@ -111,7 +111,7 @@ func insertTaskEvent(ctx context.Context, tx *sql.Tx, taskID int64, actor, chang
 // the list already existed (which is not an error).
 func (s *Store) CreateTaskList(ctx context.Context, name, actor string) (created bool, err error) {
 	err = s.Tx(ctx, func(tx *sql.Tx) error {
-		created, err = insertTaskList(ctx, tx, name, actor, s.nowMS())
+		created, err = s.insertTaskList(ctx, tx, name, actor, s.nowMS())
 		return err
 	})
 	if err != nil {
@@ -133,7 +133,7 @@ func (s *Store) CreateTask(ctx context.Context, t *Task, actor string) (listCrea
 	}
 	err = s.Tx(ctx, func(tx *sql.Tx) error {
 		now := s.nowMS()
-		if listCreated, err = insertTaskList(ctx, tx, t.List, actor, now); err != nil {
+		if listCreated, err = s.insertTaskList(ctx, tx, t.List, actor, now); err != nil {
 			return err
 		}
 		if err := s.queryRow(ctx, tx, `INSERT INTO tasks (list, title, status, owner, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id`,
@@ -142,7 +142,7 @@ func (s *Store) CreateTask(ctx context.Context, t *Task, actor string) (listCrea
 		}
 		t.CreatedAt, t.UpdatedAt = now, now
 		change := fmt.Sprintf("created %q (status %s, owner %s)", t.Title, t.Status, ownerText(t.Owner))
-		return insertTaskEvent(ctx, tx, t.ID, actor, change, now)
+		return s.insertTaskEvent(ctx, tx, t.ID, actor, change, now)
 	})
 	if err != nil {
 		return false, fmt.Errorf("store: create task in %q: %w", t.List, err)
@@ -233,13 +233,19 @@ func (s *Store) ListTasks(ctx context.Context, f TaskFilter) ([]*Task, error) {
 
 // GetTask returns a task, or ErrNotFound.
 func (s *Store) GetTask(ctx context.Context, id int64) (*Task, error) {
-	return getTask(ctx, s.db, id)
+	return s.getTask(ctx, nil, id)
 }
 
-func getTask(ctx context.Context, q interface {
-	QueryRowContext(context.Context, string, ...any) *sql.Row
-}, id int64) (*Task, error) {
-	t, err := scanTask(q.QueryRowContext(ctx, "SELECT "+taskCols+" FROM tasks WHERE id = ?", id))
+// getTask reads a task inside tx, or on the pool when tx is nil.
+func (s *Store) getTask(ctx context.Context, tx *sql.Tx, id int64) (*Task, error) {
+	const q = "SELECT " + taskCols + " FROM tasks WHERE id = ?"
+	var row *sql.Row
+	if tx == nil {
+		row = s.readRow(ctx, q, id)
+	} else {
+		row = s.queryRow(ctx, tx, q, id)
+	}
+	t, err := scanTask(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("task %d: %w", id, ErrNotFound)
 	}
@@ -278,7 +284,7 @@ func (s *Store) UpdateTask(ctx context.Context, id int64, ch TaskChange, actor s
 	var changes []string
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		changes = nil
-		t, err := getTask(ctx, tx, id)
+		t, err := s.getTask(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -305,7 +311,7 @@ func (s *Store) UpdateTask(ctx context.Context, id int64, ch TaskChange, actor s
 			return err
 		}
 		for _, c := range changes {
-			if err := insertTaskEvent(ctx, tx, id, actor, c, now); err != nil {
+			if err := s.insertTaskEvent(ctx, tx, id, actor, c, now); err != nil {
 				return err
 			}
 		}
@@ -338,7 +344,7 @@ func (s *Store) ClaimTask(ctx context.Context, id int64, owner, actor string) (*
 		if err != nil {
 			return err
 		}
-		t, err := getTask(ctx, tx, id)
+		t, err := s.getTask(ctx, tx, id)
 		if err != nil {
 			return err
 		}
@@ -346,7 +352,7 @@ func (s *Store) ClaimTask(ctx context.Context, id int64, owner, actor string) (*
 			return &ClaimError{TaskID: id, Owner: t.Owner, Status: t.Status}
 		}
 		out = t
-		return insertTaskEvent(ctx, tx, id, actor, fmt.Sprintf("claimed by %s (status pending → in_progress)", owner), now)
+		return s.insertTaskEvent(ctx, tx, id, actor, fmt.Sprintf("claimed by %s (status pending → in_progress)", owner), now)
 	})
 	if err != nil {
 		return nil, err

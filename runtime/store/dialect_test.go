@@ -1,0 +1,92 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRebindDollar(t *testing.T) {
+	for in, want := range map[string]string{
+		"SELECT 1":     "SELECT 1",
+		"SELECT ? , ?": "SELECT $1 , $2",
+		"UPDATE t SET a = '?', b = ? WHERE c = 'it''s?'": "UPDATE t SET a = '?', b = $1 WHERE c = 'it''s?'",
+		`SELECT "we?ird" FROM t WHERE x = ?`:             `SELECT "we?ird" FROM t WHERE x = $1`,
+		"SELECT ? -- why?\n, ?":                          "SELECT $1 -- why?\n, $2",
+		"SELECT /* ? */ ?":                               "SELECT /* ? */ $1",
+		"DO $$ SELECT '?' $$; SELECT ?":                  "DO $$ SELECT '?' $$; SELECT $1",
+		"SELECT $tag$ ? $tag$, ?":                        "SELECT $tag$ ? $tag$, $1",
+		"UPDATE t SET a = a - ?1, b = ?2, c = ?1":        "UPDATE t SET a = a - $1, b = $2, c = $1",
+		"SELECT x$1 FROM t WHERE y = ?":                  "SELECT x$1 FROM t WHERE y = $1",
+		"SELECT 'unterminated ?":                         "SELECT 'unterminated ?",
+	} {
+		if got := rebindDollar(in); got != want {
+			t.Errorf("rebindDollar(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPostgresQueryAndLexemesAreLiteral(t *testing.T) {
+	if got, want := pgQuery(`Café AND "x" | !y:* it's`), `'cafe' & 'and' & 'x' & 'y' & 'it' & 's'`; got != want {
+		t.Errorf("pgQuery = %q, want %q", got, want)
+	}
+	if got := pgQuery(" -- ;; "); got != "" {
+		t.Errorf("pgQuery of no words = %q, want empty", got)
+	}
+	if got := lexemes(""); got != nil {
+		t.Errorf("lexemes of an empty body = %v, want nil (not indexed)", got)
+	}
+	if got, want := lexemes("Über über UBER a_b"), `'uber' 'a_b'`; got != want {
+		t.Errorf("lexemes = %v, want %q", got, want)
+	}
+	long := strings.Repeat("x", pgMaxLexeme+1)
+	if got, want := lexemes("short "+long), `'short'`; got != want {
+		t.Errorf("lexemes with an over-long word = %v, want %q", got, want)
+	}
+}
+
+func TestBodySnippetLikeFTS5(t *testing.T) {
+	terms := []string{"fox", "dog"}
+	if got, want := bodySnippet("The quick brown fox jumps over the lazy dog.", terms), "The quick brown [fox] jumps over the lazy [dog]."; got != want {
+		t.Errorf("short body: %q, want %q", got, want)
+	}
+	body := "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen fox seventeen eighteen nineteen twenty twentyone twentytwo twentythree twentyfour"
+	got := bodySnippet(body, terms)
+	if !strings.HasPrefix(got, "…") || !strings.HasSuffix(got, "…") || !strings.Contains(got, "[fox]") || len(strings.Fields(got)) != snippetWords {
+		t.Errorf("long body: %q, want 12 words around [fox] cut on both sides", got)
+	}
+	got = bodySnippet("Fox "+strings.Repeat("filler ", 30)+"fox dog end", terms)
+	if !strings.Contains(got, "[fox]") || !strings.Contains(got, "[dog]") {
+		t.Errorf("the window with both words should win: %q", got)
+	}
+	if got := bodySnippet("Café au lait", []string{"cafe"}); got != "[Café] au lait" {
+		t.Errorf("folded match: %q", got)
+	}
+}
+
+// An unreachable PostgreSQL server is named (without the password) with
+// what to check.
+func TestPostgresUnreachableNamedWithFix(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := Open(ctx, "postgres://sp:s3cret@127.0.0.1:1/spdb?sslmode=disable&connect_timeout=5", nil)
+	if err == nil {
+		t.Fatal("open of a closed port succeeded")
+	}
+	msg := err.Error()
+	if !errors.Is(err, ErrUnreachable) || strings.Contains(msg, "s3cret") || !strings.Contains(msg, "127.0.0.1:1") || !strings.Contains(msg, "check that the server runs") {
+		t.Fatalf("err = %v; want ErrUnreachable naming the URL without the password and what to check", err)
+	}
+}
+
+func TestCheckAndBackupRefusePostgres(t *testing.T) {
+	ctx := context.Background()
+	if _, err := Check(ctx, "postgres://u:pw@h/db"); err == nil || !strings.Contains(err.Error(), "pg_amcheck") || strings.Contains(err.Error(), ":pw@") {
+		t.Errorf("Check(postgres URL) = %v, want a refusal naming pg_amcheck, without the password", err)
+	}
+	if _, err := Backup(ctx, "postgresql://u:pw@h/db", filepath.Join(t.TempDir(), "b.db")); err == nil || !strings.Contains(err.Error(), "pg_dump") || strings.Contains(err.Error(), ":pw@") {
+		t.Errorf("Backup(postgres URL) = %v, want a refusal naming pg_dump, without the password", err)
+	}
+}
