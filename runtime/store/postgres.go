@@ -69,6 +69,9 @@ var ErrUnreachable = errors.New("the PostgreSQL server cannot be reached")
 // pgFault names the URL (without its password) and what to check for an
 // error that means the server cannot be used; nil when err is none of those.
 func (s *Store) pgFault(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil // the caller gave up: not the server's fault
+	}
 	var ce *pgconn.ConnectError
 	var ne net.Error
 	switch code := pgCode(err); {
