@@ -90,12 +90,13 @@ func (m *Manager) kill(ctx context.Context, id, note string, announce bool) (boo
 func (m *Manager) Wait(ctx context.Context, id string, d time.Duration) (*store.Run, error) {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := time.NewTicker(remotePoll)
 	defer tick.Stop()
 	for {
 		m.mu.Lock()
 		ar := m.active[id]
 		m.mu.Unlock()
+		woke := m.st.Wake(store.TopicRuns) // a run ended in another process (PostgreSQL)
 		run, err := m.st.GetRun(ctx, id)
 		if err != nil || store.Terminal(run.State) {
 			return run, err
@@ -106,6 +107,7 @@ func (m *Manager) Wait(ctx context.Context, id string, d time.Duration) (*store.
 		}
 		select {
 		case <-done:
+		case <-woke:
 		case <-tick.C: // runs owned by another process: poll the store
 		case <-deadline.C:
 			return m.st.GetRun(context.WithoutCancel(ctx), id)

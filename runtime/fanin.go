@@ -10,18 +10,20 @@ import (
 // WaitRuns blocks until every run in ids has ended (first false) or at least
 // one has (first true), d passes, or ctx ends, and returns the runs' current
 // records in the order of ids either way. A run ending in this process
-// wakes it at once; runs of other processes are polled every 250 ms.
+// wakes it at once, one ending in another process on PostgreSQL too
+// (LISTEN/NOTIFY); runs of other processes are polled every remotePoll.
 // progress, when set, is told how many have ended each time that grows.
 func (m *Manager) WaitRuns(ctx context.Context, ids []string, first bool, d time.Duration, progress func(ended, total int)) ([]*store.Run, error) {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := time.NewTicker(remotePoll)
 	defer tick.Stop()
 	last := -1
 	for {
 		m.mu.Lock()
 		freed := m.freed // closed when a local run ends
 		m.mu.Unlock()
+		woke := m.st.Wake(store.TopicRuns) // closed when a run ends anywhere (PostgreSQL)
 		states, err := m.st.RunStates(ctx, ids)
 		if err != nil {
 			return nil, err
@@ -41,6 +43,7 @@ func (m *Manager) WaitRuns(ctx context.Context, ids []string, first bool, d time
 		}
 		select {
 		case <-freed:
+		case <-woke:
 		case <-tick.C:
 		case <-deadline.C:
 			return m.st.GetRuns(context.WithoutCancel(ctx), ids)

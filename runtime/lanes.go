@@ -70,6 +70,7 @@ func (m *Manager) scheduleKind(id, kind string) {
 			m.mu.Lock()
 			freed := m.freed
 			m.mu.Unlock()
+			woke := m.st.Wake(store.TopicRuns) // the session's turn may end in another process
 			ok, err := m.st.ClaimRunWith(context.WithoutCancel(runCtx), id, m.instance, m.pid, startInput)
 			m.claimMu.RUnlock()
 			if err == nil && ok {
@@ -92,10 +93,11 @@ func (m *Manager) scheduleKind(id, kind string) {
 				return // killed before it started, or claimed elsewhere: never run twice
 			}
 			// Its session is busy with another turn: wait for a local run to
-			// end, or poll (the other turn may run in another process).
+			// end, a run's end in another process (PostgreSQL), or poll.
 			select {
 			case <-freed:
-			case <-time.After(250 * time.Millisecond):
+			case <-woke:
+			case <-time.After(remotePoll):
 			case <-runCtx.Done():
 				return
 			}

@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
 
 	"github.com/sessionplane/sessionplane/policy"
 	"github.com/sessionplane/sessionplane/runtime/config"
@@ -82,7 +83,7 @@ max_iterations = 5
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	st, err := store.Open(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)

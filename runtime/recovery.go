@@ -47,6 +47,50 @@ func (m *Manager) heartbeat() {
 	}
 }
 
+// watchRemote reacts at once to what other processes commit (PostgreSQL
+// LISTEN/NOTIFY) instead of at the next heartbeat: a run of this process
+// killed elsewhere is cancelled, and an announce written elsewhere is
+// looked for. The heartbeat still does both, as the fallback.
+func (m *Manager) watchRemote() {
+	defer m.wg.Done()
+	for {
+		runs, anns := m.st.Wake(store.TopicRuns), m.st.Wake(store.TopicAnnounces)
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-runs:
+		case <-anns:
+		}
+		// One commit often wakes both: handle each that woke.
+		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+		if isClosed(runs) {
+			m.noticeRemoteKills(ctx)
+		}
+		if isClosed(anns) {
+			if err := m.st.PollAnnounces(ctx); err != nil {
+				m.rt.log.Warn("poll announces", "err", err)
+			} else {
+				m.mu.Lock()
+				n := m.notify
+				m.mu.Unlock()
+				if n != nil {
+					n("") // announces written by other processes
+				}
+			}
+		}
+		cancel()
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 func (m *Manager) noticeRemoteKills(ctx context.Context) {
 	m.mu.Lock()
 	ids := make([]string, 0, len(m.active))

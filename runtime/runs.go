@@ -30,6 +30,12 @@ const (
 	staleAfter     = 15 * time.Second
 )
 
+// remotePoll is how often a waiter reads the store for what another
+// process may have done (a run's end, a busy session freed). On PostgreSQL
+// a notification wakes it sooner; the poll is the fallback. A variable so
+// tests can prove the wake-up by making the poll never come.
+var remotePoll = 250 * time.Millisecond
+
 // runOptions is everything needed to execute a run, stored with it so that
 // a queued run can be executed by any process (after a restart, say).
 type runOptions struct {
@@ -157,6 +163,10 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	m.wg.Add(1)
 	go m.heartbeat()
+	if m.st.Backend() == store.BackendPostgres {
+		m.wg.Add(1)
+		go m.watchRemote()
+	}
 	return nil
 }
 

@@ -238,6 +238,7 @@ func subagentSend(ctx context.Context, call *Call, out SubagentsOut, r *store.Ru
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
 		for {
+			woke := st.Wake(store.TopicMessages) // a reply committed by another process (PostgreSQL)
 			msgs, err := st.MessagesAfter(wctx, r.ChildKey, seq)
 			if err == nil {
 				for _, m := range msgs {
@@ -251,6 +252,7 @@ func subagentSend(ctx context.Context, call *Call, out SubagentsOut, r *store.Ru
 			case <-wctx.Done():
 				out.Status = "timeout"
 				return out, fmt.Sprintf("Message delivered to %s; no reply within 30 s (it is still working; its result will be announced).", r.ChildKey), nil
+			case <-woke:
 			case <-tick.C:
 			}
 		}

@@ -9,10 +9,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
 
 	"github.com/sessionplane/sessionplane/policy"
 	"github.com/sessionplane/sessionplane/runtime/config"
@@ -45,7 +46,7 @@ type fixture struct {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "ui.db")
+	path := testdb.DSN(t, "ui.db")
 	st, err := store.Open(ctx, path, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
 
 	"github.com/sessionplane/sessionplane/policy"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -218,7 +219,7 @@ func runDue(t *testing.T, s *Scheduler) int {
 }
 
 func TestSchedulerEveryAndCronExpression(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "sp.db"))
+	st := openStore(t, testdb.DSN(t, "sp.db"))
 	c := newClock(t0) // 2026-03-07 15:00Z = 10:00 in New York
 	f := &firings{}
 	s := newScheduler(t, st, c, f)
@@ -270,7 +271,7 @@ func TestSchedulerEveryAndCronExpression(t *testing.T) {
 }
 
 func TestSchedulerAtIsOneShot(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "sp.db"))
+	st := openStore(t, testdb.DSN(t, "sp.db"))
 	c := newClock(t0)
 	f := &firings{}
 	s := newScheduler(t, st, c, f)
@@ -303,7 +304,7 @@ func TestSchedulerAtIsOneShot(t *testing.T) {
 // Downtime: occurrences missed while no process ran fire once, at start,
 // and the next run is the next future occurrence: never a burst.
 func TestSchedulerMissedRunsFireOnce(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	st := openStore(t, path)
 	c := newClock(t0)
 	ctx := context.Background()
@@ -352,7 +353,7 @@ func TestSchedulerMissedRunsFireOnce(t *testing.T) {
 // Two schedulers (two store handles: two processes) on one database with
 // the same clock fire each occurrence exactly once.
 func TestTwoSchedulersFireEachOccurrenceOnce(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	st1, st2 := openStore(t, path), openStore(t, path)
 	c := newClock(t0)
 	type occ struct {
@@ -416,7 +417,7 @@ func TestTwoSchedulersFireEachOccurrenceOnce(t *testing.T) {
 // An occurrence that comes while the previous run is still active is
 // skipped (noted), and run-now is refused; once the run ended it fires.
 func TestSchedulerSkipsWhilePreviousRunActive(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "sp.db"))
+	st := openStore(t, testdb.DSN(t, "sp.db"))
 	c := newClock(t0)
 	ctx := context.Background()
 	f := &firings{onRun: func(j Job) string {
@@ -457,7 +458,7 @@ func TestSchedulerSkipsWhilePreviousRunActive(t *testing.T) {
 }
 
 func TestRunNowKeepsSchedule(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "sp.db"))
+	st := openStore(t, testdb.DSN(t, "sp.db"))
 	c := newClock(t0)
 	f := &firings{}
 	s := newScheduler(t, st, c, f)
@@ -491,7 +492,7 @@ func TestRunNowKeepsSchedule(t *testing.T) {
 }
 
 func TestStoredJobThatCannotBeReadIsDisabled(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "sp.db"))
+	st := openStore(t, testdb.DSN(t, "sp.db"))
 	c := newClock(t0)
 	s := newScheduler(t, st, c, &firings{})
 	ctx := context.Background()
@@ -509,7 +510,7 @@ func TestStoredJobThatCannotBeReadIsDisabled(t *testing.T) {
 }
 
 func TestCloseBeforeStartAndTwice(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "sp.db"))
+	st := openStore(t, testdb.DSN(t, "sp.db"))
 	s := New(st, (&firings{}).fire, nil)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

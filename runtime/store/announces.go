@@ -80,6 +80,9 @@ func (s *Store) FinishRun(ctx context.Context, id string, o Outcome, announce *A
 			return nil
 		}
 		done = true
+		if err := s.Notify(ctx, tx, TopicRuns); err != nil {
+			return err
+		}
 		if o.ModelServed != "" {
 			if err := s.recordModelServedTx(ctx, tx, id, o.ModelServed); err != nil {
 				return err
@@ -115,6 +118,9 @@ func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a 
 	}
 	if _, err := s.exec(ctx, tx, `INSERT INTO announces (run_id, requester_key, status, body, silent, created_at)
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`, runID, a.RequesterKey, a.Status, a.Body, silent, now); err != nil {
+		return err
+	}
+	if err := s.Notify(ctx, tx, TopicAnnounces); err != nil {
 		return err
 	}
 	// The announce also lands in the requester's transcript (when it exists).

@@ -68,6 +68,10 @@ func (s *Store) ParkRun(ctx context.Context, o Outcome, timeoutLeftMS int64, a *
 			return nil
 		}
 		done = true
+		// A parked run no longer holds its session: a queued turn may start.
+		if err := s.Notify(ctx, tx, TopicRuns); err != nil {
+			return err
+		}
 		if o.ModelServed != "" {
 			if err := s.recordModelServedTx(ctx, tx, a.RunID, o.ModelServed); err != nil {
 				return err

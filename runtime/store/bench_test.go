@@ -3,17 +3,17 @@ package store
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/sessionplane/sessionplane/internal/benchcorpus"
+	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
 // BenchmarkAppendMessages appends in batches of 100 (one transaction each).
 func BenchmarkAppendMessages(b *testing.B) {
-	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "b.db"), nil)
+	s, err := Open(context.Background(), testdb.DSN(b, "b.db"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func seedMessages(b *testing.B, s *Store, n int) {
 // BenchmarkSearch100k measures sessions_search's query (first 5 hits, best
 // first) over 100,000 messages and reports p50/p95 latency.
 func BenchmarkSearch100k(b *testing.B) {
-	s, err := Open(context.Background(), filepath.Join(b.TempDir(), "b.db"), nil)
+	s, err := Open(context.Background(), testdb.DSN(b, "b.db"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,9 +3,12 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 func TestRebindDollar(t *testing.T) {
@@ -88,5 +91,21 @@ func TestCheckAndBackupRefusePostgres(t *testing.T) {
 	}
 	if _, err := Backup(ctx, "postgresql://u:pw@h/db", filepath.Join(t.TempDir(), "b.db")); err == nil || !strings.Contains(err.Error(), "pg_dump") || strings.Contains(err.Error(), ":pw@") {
 		t.Errorf("Backup(postgres URL) = %v, want a refusal naming pg_dump, without the password", err)
+	}
+}
+
+func TestPostgresFaultLeavesCancellationAlone(t *testing.T) {
+	s := &Store{d: postgresDialect, path: "postgres://h/db"}
+	for _, err := range []error{context.Canceled, context.DeadlineExceeded, fmt.Errorf("query: %w", context.DeadlineExceeded)} {
+		if got := s.fault(err); got != err {
+			t.Errorf("fault(%v) = %v, want it unchanged", err, got)
+		}
+	}
+	login := &pgconn.PgError{Code: "28P01", Message: "password authentication failed"}
+	if got := s.fault(login); !errors.Is(got, ErrUnreachable) || !strings.Contains(got.Error(), "password") {
+		t.Errorf("fault(bad login) = %v, want ErrUnreachable naming the password to check", got)
+	}
+	if got := s.fault(&pgconn.PgError{Code: "25006"}); !errors.Is(got, ErrReadOnly) {
+		t.Errorf("fault(read-only transaction) = %v, want ErrReadOnly", got)
 	}
 }

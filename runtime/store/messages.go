@@ -150,6 +150,15 @@ func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message
 		}
 		next[key] = last - sp.count + 1
 	}
+	for i := range msgs {
+		if msgs[i].Role == RoleAssistant && msgs[i].Content.Text != "" {
+			// A reply: someone may be waiting for it (subagents send).
+			if err := s.Notify(ctx, tx, TopicMessages); err != nil {
+				return err
+			}
+			break
+		}
+	}
 	cached, err := s.stmt(ctx, s.d.insertMessage)
 	if err != nil {
 		return err

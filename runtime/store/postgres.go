@@ -38,11 +38,27 @@ func openPostgres(ctx context.Context, url string, opts *Options, log *slog.Logg
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{db: db, d: postgresDialect, path: red, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{}), exited: make(chan struct{}),
 		limits: opts.Limits.effective()}
-	var one int
-	if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+	var schema string
+	if err := db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
 		db.Close()
 		return nil, s.fault(err)
 	}
+	if schema == "" {
+		db.Close()
+		return nil, fmt.Errorf("store: %s: no schema to create tables in (the search_path names none that exists): create it, or set search_path in the URL", red)
+	}
+	s.channel = notifyChannel(schema)
+	// The listener's first LISTEN is in place before Open returns, so no
+	// notification committed after Open is missed.
+	conn, err := s.listenConn(ctx, cfg)
+	if err != nil {
+		db.Close()
+		return nil, s.fault(err)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	s.listenCancel = cancel
+	s.listenWG.Add(1)
+	go s.listen(lctx, cfg, conn)
 	return s.start(ctx)
 }
 
@@ -53,6 +69,9 @@ var ErrUnreachable = errors.New("the PostgreSQL server cannot be reached")
 // pgFault names the URL (without its password) and what to check for an
 // error that means the server cannot be used; nil when err is none of those.
 func (s *Store) pgFault(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil // the caller gave up: not the server's fault
+	}
 	var ce *pgconn.ConnectError
 	var ne net.Error
 	switch code := pgCode(err); {

@@ -77,6 +77,13 @@ type Store struct {
 
 	ann announceSignal // may a requester have announces to claim (record.go)
 
+	// PostgreSQL wake-ups (notify.go): the channel of this database's
+	// schema, the waiters per topic, and the listener goroutine.
+	channel      string
+	wakes        wakeBus
+	listenWG     sync.WaitGroup
+	listenCancel context.CancelFunc
+
 	// recLast is, per session, the newest record handed to the writer
 	// without waiting (RecordCall); Flush waits for it.
 	recMu   sync.Mutex
@@ -216,6 +223,10 @@ func (s *Store) Close() error {
 	}
 	var err error
 	s.closeOnce.Do(func() {
+		if s.listenCancel != nil {
+			s.listenCancel()
+			s.listenWG.Wait()
+		}
 		close(s.stop)
 		s.writerWG.Wait()
 		// Fold the WAL back into the main file so a clean shutdown leaves one file.

@@ -55,7 +55,11 @@ CREATE TABLE messages (
     tsv         TSVECTOR,
     UNIQUE (session_key, seq)
 );
-CREATE INDEX messages_tsv ON messages USING GIN (tsv) WHERE tsv IS NOT NULL;
+-- fastupdate off: with it, appended messages wait in a pending list that
+-- every search scans linearly until a vacuum merges it (a rare word took
+-- 60 ms instead of 0.3 ms at 100,000 messages); each append updates the
+-- index at once instead.
+CREATE INDEX messages_tsv ON messages USING GIN (tsv) WITH (fastupdate = off) WHERE tsv IS NOT NULL;
 
 CREATE TABLE runs (
     id              TEXT PRIMARY KEY,

@@ -1,0 +1,125 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
+)
+
+// bounded waits for ch; the bound only turns a hang into a failure.
+func bounded(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no wake-up: %s", what)
+	}
+}
+
+func finishRun(t *testing.T, s *Store, id string) {
+	t.Helper()
+	ctx := context.Background()
+	r := &Run{ID: id, ChildKey: "agent:w:subagent:" + id, RequesterKey: "agent:main:main", AgentID: "w"}
+	if err := s.CreateRun(ctx, &Session{Key: r.ChildKey}, nil, r); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.FinishRun(ctx, id, Outcome{State: RunOK}, &Announce{RequesterKey: "agent:main:main", Status: "ok", Body: "done"}); err != nil || !ok {
+		t.Fatalf("finish %s: %v %v", id, ok, err)
+	}
+}
+
+func TestWakeIsNilOnSQLite(t *testing.T) {
+	if testdb.Postgres() {
+		t.Skip("this test is about the SQLite backend; the suite runs on PostgreSQL")
+	}
+	s := openTest(t, "")
+	if s.Wake(TopicRuns) != nil {
+		t.Fatal("Wake on SQLite should be nil: no cross-process wake-ups there, waiters poll")
+	}
+	if err := s.Tx(context.Background(), func(tx *sql.Tx) error { return s.Notify(context.Background(), tx, TopicRuns) }); err != nil {
+		t.Fatalf("Notify on SQLite is a no-op, got %v", err)
+	}
+}
+
+// A commit in one Store wakes the waiters of another Store on the same
+// database (another host), by topic.
+func TestNotifyWakesOtherHost(t *testing.T) {
+	if !testdb.Postgres() {
+		t.Skip("LISTEN/NOTIFY is PostgreSQL's: set " + testdb.Env + " to run it")
+	}
+	a, b := twoHosts(t)
+	runs, anns, msgs := b.Wake(TopicRuns), b.Wake(TopicAnnounces), b.Wake(TopicMessages)
+	finishRun(t, a, "r1")
+	bounded(t, runs, "B waiting for runs after A finished one")
+	bounded(t, anns, "B waiting for announces after A wrote one")
+	select {
+	case <-msgs:
+		t.Fatal("B's messages waiter woke, but no reply was appended")
+	default:
+	}
+	// A reply wakes the messages topic.
+	ctx := context.Background()
+	msgs = b.Wake(TopicMessages)
+	if _, err := a.AppendMessage(ctx, Message{SessionKey: "agent:w:subagent:r1", Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "the reply"}}); err != nil {
+		t.Fatal(err)
+	}
+	bounded(t, msgs, "B waiting for a reply appended by A")
+}
+
+// Schemas do not share wake-ups.
+func TestNotifyStaysInItsSchema(t *testing.T) {
+	if !testdb.Postgres() {
+		t.Skip("LISTEN/NOTIFY is PostgreSQL's: set " + testdb.Env + " to run it")
+	}
+	a := openTest(t, testdb.DSN(t, "a.db"))
+	other := openTest(t, testdb.DSN(t, "b.db"))
+	if a.channel == other.channel {
+		t.Fatalf("two schemas share the channel %q", a.channel)
+	}
+	otherRuns := other.Wake(TopicRuns)
+	finishRun(t, a, "r1")
+	// A marker committed after A's run end, on other's own channel.
+	marker := other.Wake(TopicMessages)
+	if _, err := other.EnsureSession(context.Background(), Session{Key: "agent:x:main"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.AppendMessage(context.Background(), Message{SessionKey: "agent:x:main", Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "marker"}}); err != nil {
+		t.Fatal(err)
+	}
+	bounded(t, marker, "other's own marker")
+	select {
+	case <-otherRuns:
+		t.Fatal("a run ended in another schema woke this schema's waiters")
+	default:
+	}
+}
+
+// A lost listener connection wakes every waiter (something may have been
+// missed), reconnects, and delivers notifications again.
+func TestNotifyListenerReconnects(t *testing.T) {
+	if !testdb.Postgres() {
+		t.Skip("LISTEN/NOTIFY is PostgreSQL's: set " + testdb.Env + " to run it")
+	}
+	a, b := twoHosts(t)
+	ctx := context.Background()
+	old := b.wakes.pid.Load()
+	lost := b.Wake(TopicMessages)
+	var killed bool
+	if err := a.QueryRow(ctx, `SELECT pg_terminate_backend(CAST(? AS INTEGER))`, int64(old)).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate the listener's backend %d: %v %v", old, killed, err)
+	}
+	bounded(t, lost, "waiters after the listener's connection was lost")
+	for i := 0; b.wakes.pid.Load() == old || b.wakes.pid.Load() == 0; i++ {
+		if i > 100 {
+			t.Fatal("the listener did not reconnect")
+		}
+		bounded(t, b.Wake(TopicAnnounces), "a wake-up of the reconnect loop")
+	}
+	runs := b.Wake(TopicRuns)
+	finishRun(t, a, fmt.Sprintf("after-%d", old))
+	bounded(t, runs, "B waiting for runs after the listener reconnected")
+}

@@ -1,0 +1,114 @@
+package runtime
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
+	"github.com/sessionplane/sessionplane/runtime/config"
+	"github.com/sessionplane/sessionplane/runtime/store"
+)
+
+// hosts opens one database twice and a manager on the second Store: what
+// the first commits is "another host".
+func hosts(t *testing.T) (a *store.Store, m *Manager) {
+	t.Helper()
+	if !testdb.Postgres() {
+		t.Skip("cross-host wake-ups are PostgreSQL's LISTEN/NOTIFY: set " + testdb.Env + " to run it")
+	}
+	cfg, err := config.Parse([]byte(""), "wake.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn := testdb.DSN(t, "")
+	ctx := context.Background()
+	a, err = store.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	b, err := store.Open(ctx, dsn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return a, NewManager(New(cfg, b, nil))
+}
+
+// noPoll makes the fallback poll never come within the test, so a waiter
+// that returns was woken by the notification.
+func noPoll(t *testing.T) {
+	old := remotePoll
+	remotePoll = time.Hour
+	t.Cleanup(func() { remotePoll = old })
+}
+
+func queueRun(t *testing.T, st *store.Store, id string) {
+	t.Helper()
+	r := &store.Run{ID: id, ChildKey: "agent:w:subagent:" + id, RequesterKey: "agent:main:main", AgentID: "w"}
+	if err := st.CreateRun(context.Background(), &store.Session{Key: r.ChildKey}, nil, r); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A waiter in one process returns as soon as another process ends the
+// run, not at its next poll.
+func TestWaitRunsWokenByAnotherHost(t *testing.T) {
+	noPoll(t)
+	a, m := hosts(t)
+	queueRun(t, a, "r1")
+	queueRun(t, a, "r2")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second) // a bound, not the expectation
+	defer cancel()
+	type res struct {
+		runs []*store.Run
+		err  error
+	}
+	done := make(chan res, 1)
+	progress := make(chan int, 4)
+	go func() {
+		runs, err := m.WaitRuns(ctx, []string{"r1", "r2"}, false, time.Hour, func(ended, _ int) { progress <- ended })
+		done <- res{runs, err}
+	}()
+	if n := <-progress; n != 0 {
+		t.Fatalf("first progress %d, want 0 ended", n)
+	}
+	for _, id := range []string{"r1", "r2"} {
+		if ok, err := a.FinishRun(context.Background(), id, store.Outcome{State: store.RunOK}, nil); err != nil || !ok {
+			t.Fatalf("finish %s: %v %v", id, ok, err)
+		}
+	}
+	r := <-done
+	if r.err != nil || ctx.Err() != nil {
+		t.Fatalf("WaitRuns: %v (ctx %v): it was not woken by the other host's commits", r.err, ctx.Err())
+	}
+	for _, run := range r.runs {
+		if run.State != store.RunOK {
+			t.Fatalf("run %s is %s, want ok", run.ID, run.State)
+		}
+	}
+}
+
+// Wait (spawn_wait, sessions_send's wait) too.
+func TestWaitWokenByAnotherHost(t *testing.T) {
+	noPoll(t)
+	a, m := hosts(t)
+	queueRun(t, a, "r1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	woke := m.st.Wake(store.TopicRuns)
+	done := make(chan *store.Run, 1)
+	go func() {
+		run, _ := m.Wait(ctx, "r1", time.Hour)
+		done <- run
+	}()
+	if ok, err := a.KillRun(context.Background(), "r1", "killed elsewhere", nil); err != nil || !ok {
+		t.Fatalf("kill: %v %v", ok, err)
+	}
+	<-woke // the notification reached this process
+	run := <-done
+	if ctx.Err() != nil || run == nil || run.State != store.RunKilled {
+		t.Fatalf("Wait returned %+v (ctx %v), want the run killed by the other host", run, ctx.Err())
+	}
+}
