@@ -50,6 +50,9 @@ type Server struct {
 	ownersMu sync.Mutex
 	owners   map[string]*owner // own session key → its principal and connections
 	served   []*owner          // the principals requests may come from (def, or AddPrincipals')
+	// listening reports whether an HTTP session has a GET stream open on
+	// this instance (set by NewHTTPHandler; nil without HTTP).
+	listening func(id string) bool
 
 	runs *spruntime.Manager
 	cron *cron.Scheduler
@@ -147,6 +150,20 @@ func New(reg *tools.Registry, opts Options) (*Server, error) {
 			log.Error("create the MCP client's own session", "session", o.caller.Key, "err", err)
 		}
 		o.remember(ctx)
+		o.markSeen(ctx, s.reg.Env().Store)
+	})
+	// A GET stream opened on this instance for a session another instance
+	// initialized registers it here: its principal's notices reach it.
+	hooks.AddOnRegisterSession(func(ctx context.Context, sess server.ClientSession) {
+		p, ok := httpauth.FromContext(ctx)
+		if !ok {
+			return
+		}
+		o, err := s.addPrincipal(p)
+		if err != nil {
+			return
+		}
+		o.rememberSession(sess, true)
 		o.markSeen(ctx, s.reg.Env().Store)
 	})
 	hooks.AddOnUnregisterSession(func(_ context.Context, sess server.ClientSession) { s.forgetConn(sess.SessionID()) })
