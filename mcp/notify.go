@@ -48,6 +48,7 @@ func (s *Server) notifier() {
 			s.pushResourceUpdates(ctx, o)
 			cancel()
 		}
+		s.notifyPasses.Add(1)
 	}
 }
 

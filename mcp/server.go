@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -58,10 +59,12 @@ type Server struct {
 	cron *cron.Scheduler
 	down *downstream.Manager // tools of [[mcp_servers]] for children (nil = none)
 
-	wake     chan struct{} // an announce or a delivered message may be waiting for a notification
-	quit     chan struct{}
-	notifyWG sync.WaitGroup
-	stopOnce sync.Once
+	wake chan struct{} // an announce or a delivered message may be waiting for a notification
+	// notifyPasses counts the notifier's completed passes (tests wait on it).
+	notifyPasses atomic.Int64
+	quit         chan struct{}
+	notifyWG     sync.WaitGroup
+	stopOnce     sync.Once
 }
 
 // Start starts the announce notifier, the run manager (restart recovery,

@@ -38,23 +38,15 @@ func (s *Store) CreateHTTPSession(ctx context.Context, h HTTPSession, max int, l
 		if live >= max {
 			return nil
 		}
-		if _, err := s.exec(ctx, tx, `INSERT INTO http_sessions (id, principal, agent_id, preset, own_session, created_at, last_seen)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`, h.ID, h.Principal, h.AgentID, h.Preset, h.OwnSession, h.CreatedAt, h.LastSeen); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO http_sessions (id, principal, agent_id, preset, own_session,
+			protocol_version, client_info, capabilities, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			h.ID, h.Principal, h.AgentID, h.Preset, h.OwnSession, h.ProtocolVersion, h.ClientInfo, h.Capabilities, h.CreatedAt, h.LastSeen); err != nil {
 			return err
 		}
 		n = 1
 		return nil
 	})
 	return n == 1, err
-}
-
-// SetHTTPSessionClient records what initialize negotiated for session id.
-func (s *Store) SetHTTPSessionClient(ctx context.Context, id, protocolVersion, clientInfo, capabilities string) error {
-	return s.Tx(ctx, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `UPDATE http_sessions SET protocol_version = ?, client_info = ?, capabilities = ? WHERE id = ?`,
-			protocolVersion, clientInfo, capabilities, id)
-		return err
-	})
 }
 
 // HTTPSessionByID returns session id, or ErrNotFound.
