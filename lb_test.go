@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -188,6 +189,57 @@ name = "bob"
 token_env = "LB_BOB"
 `
 
+// lbCluster is two `sessionplane --http` processes on one database behind
+// a round-robin proxy, serving the tokens of lbTokens.
+type lbCluster struct {
+	ins   []*httpInstance
+	proxy *rrProxy
+	url   string // the proxy's /mcp
+	st    *store.Store
+}
+
+const lbAlice, lbBob = "alice-token-0123456789", "bob-token-0123456789"
+
+func newLBCluster(t *testing.T) *lbCluster {
+	t.Helper()
+	dir := t.TempDir()
+	db := testdb.DSN(t, "sp.db")
+	cfg := scriptedConfig(t, dir, `{"conversations": [
+		{"match": "slow", "turns": [{"delay_ms": 600000, "text": "never"}]},
+		{"turns": [{"text": "fine"}]}]}`, lbTokens)
+	env := []string{"LB_ALICE=" + lbAlice, "LB_BOB=" + lbBob}
+	cl := &lbCluster{ins: []*httpInstance{startHTTPInstance(t, db, cfg, env...), startHTTPInstance(t, db, cfg, env...)}}
+	cl.proxy, cl.url = newRRProxy(t, cl.ins[0].url, cl.ins[1].url)
+	st, err := store.Open(context.Background(), db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	cl.st = st
+	return cl
+}
+
+// killInflight waits for the tool call whose arguments contain task to
+// run on an instance, kills that instance with SIGKILL and takes it out of
+// the proxy (the load balancer's health check); it returns its index.
+// failed, when non-nil, reports the call ending early.
+func (cl *lbCluster) killInflight(t *testing.T, task string, failed func() string) int {
+	t.Helper()
+	victim := cl.proxy.waitHop(task)
+	lbWaitFor(t, "the blocking spawn's run to start", func() bool {
+		if msg := failed(); msg != "" {
+			t.Fatalf("the blocking spawn ended before the kill: %s", msg)
+		}
+		var n int
+		return cl.st.QueryRow(context.Background(), `SELECT count(*) FROM runs WHERE task = ? AND state = 'running'`, task).Scan(&n) == nil && n == 1
+	})
+	if err := cl.ins[victim].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	cl.proxy.markDown(victim)
+	return victim
+}
+
 // Two real `sessionplane --http` processes on one database behind a
 // round-robin proxy with no affinity: an mcp-go client initializes on one
 // and calls tools on the other; another token cannot use its session id on
@@ -196,16 +248,9 @@ token_env = "LB_BOB"
 // gets a transport error, the store says what committed (the spawn's
 // child exists), and the same session goes on through the survivor.
 func TestHTTPInstancesBehindALoadBalancer(t *testing.T) {
-	dir := t.TempDir()
-	db := testdb.DSN(t, "sp.db")
-	cfg := scriptedConfig(t, dir, `{"conversations": [
-		{"match": "slow", "turns": [{"delay_ms": 600000, "text": "never"}]},
-		{"turns": [{"text": "fine"}]}]}`, lbTokens)
-	const alice, bob = "alice-token-0123456789", "bob-token-0123456789"
-	env := []string{"LB_ALICE=" + alice, "LB_BOB=" + bob}
-	ins := []*httpInstance{startHTTPInstance(t, db, cfg, env...), startHTTPInstance(t, db, cfg, env...)}
-	proxy, lb := newRRProxy(t, ins[0].url, ins[1].url)
-
+	cl := newLBCluster(t)
+	ins, proxy, lb, st := cl.ins, cl.proxy, cl.url, cl.st
+	alice, bob := lbAlice, lbBob
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	connect := func() *client.Client {
@@ -262,11 +307,6 @@ func TestHTTPInstancesBehindALoadBalancer(t *testing.T) {
 	}
 
 	// SIGKILL the instance holding an in-flight call.
-	st, err := store.Open(ctx, db, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	type result struct {
 		res *mcp.CallToolResult
 		err error
@@ -276,20 +316,14 @@ func TestHTTPInstancesBehindALoadBalancer(t *testing.T) {
 		res, err := call(c, "spawn_agent", map[string]any{"task": "slow analysis victim"})
 		got <- result{res, err}
 	}()
-	victim := proxy.waitHop("slow analysis")
-	lbWaitFor(t, "the blocking spawn's run to start", func() bool {
+	victim := cl.killInflight(t, "slow analysis victim", func() string {
 		select {
 		case r := <-got:
-			t.Fatalf("the blocking spawn returned: %v %+v", r.err, r.res)
+			return fmt.Sprintf("%v %+v", r.err, r.res)
 		default:
+			return ""
 		}
-		var n int
-		return st.QueryRow(ctx, `SELECT count(*) FROM runs WHERE task = 'slow analysis victim' AND state = 'running'`).Scan(&n) == nil && n == 1
 	})
-	if err := ins[victim].cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	proxy.markDown(victim) // the load balancer's health check
 	r := <-got
 	if r.err == nil {
 		t.Fatalf("the call in flight on the killed instance returned %+v, want a transport error", r.res)
@@ -307,7 +341,7 @@ func TestHTTPInstancesBehindALoadBalancer(t *testing.T) {
 		}
 	}
 	var child string
-	if err := st.QueryRow(ctx, `SELECT child_key FROM runs WHERE task = 'slow analysis victim'`).Scan(&child); err != nil {
+	if err := st.QueryRow(ctx, `SELECT child_key FROM runs WHERE task = ?`, "slow analysis victim").Scan(&child); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(body.String(), child) {
