@@ -116,6 +116,23 @@ func TestHTTPSessionSharedAcrossInstances(t *testing.T) {
 			t.Errorf("another token's DELETE of alice's session on %s: %d %s, want 404", name, code, body)
 		}
 	}
+	// A GET stream on A ends when the session is DELETEd on B (at A's
+	// next sweep).
+	streamEnded := make(chan error, 1)
+	req, _ := http.NewRequest(http.MethodGet, a.url, nil)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET stream on A: %v %v", err, resp)
+	}
+	go func() {
+		_, err := io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		streamEnded <- err
+	}()
+	waitFor(t, "A's GET stream", func() bool { return a.h.sessions.listening(sid) })
 	if code, _, body := b.raw(http.MethodDelete, alice, sid, "", ""); code != http.StatusOK {
 		t.Fatalf("DELETE on B: %d %s", code, body)
 	}
@@ -127,6 +144,11 @@ func TestHTTPSessionSharedAcrossInstances(t *testing.T) {
 	a.h.Sweep()
 	if n := a.h.LocalSessions(); n != 0 {
 		t.Fatalf("A still holds %d sessions after one ended on B and a sweep", n)
+	}
+	select {
+	case <-streamEnded:
+	case <-time.After(20 * time.Second):
+		t.Fatal("A's GET stream of a session DELETEd on B is still open after A's sweep")
 	}
 
 	// The cap is one count over both instances.
