@@ -218,14 +218,21 @@ func (h *HTTPHandler) storeDown(w http.ResponseWriter, err error) {
 // capabilities, protocol version): it is mcp-go's HTTP context function,
 // run with the request's session in ctx.
 func restoreClient(ctx context.Context, r *http.Request) context.Context {
-	row, ok := r.Context().Value(checkedKey{}).(store.HTTPSession)
-	if !ok {
-		return ctx
+	restoreSession(r.Context(), server.ClientSessionFromContext(ctx))
+	return ctx
+}
+
+// restoreSession applies the session row the gate checked (in reqCtx) to
+// sess, unless sess knows its client already (initialized here, or
+// restored before).
+func restoreSession(reqCtx context.Context, sess server.ClientSession) {
+	row, ok := reqCtx.Value(checkedKey{}).(store.HTTPSession)
+	if !ok || sess == nil || sess.SessionID() != row.ID {
+		return
 	}
-	sess := server.ClientSessionFromContext(ctx)
 	ci, ok := sess.(server.SessionWithClientInfo)
 	if !ok || ci.GetClientInfo().Name != "" {
-		return ctx // initialized here, or restored already
+		return
 	}
 	var info mcp.Implementation
 	if row.ClientInfo != "" && json.Unmarshal([]byte(row.ClientInfo), &info) == nil {
@@ -238,7 +245,6 @@ func restoreClient(ctx context.Context, r *http.Request) context.Context {
 	if v, ok := sess.(interface{ SetProtocolVersion(string) }); ok && row.ProtocolVersion != "" {
 		v.SetProtocolVersion(row.ProtocolVersion)
 	}
-	return ctx
 }
 
 // expire ends a session idle past the limit: out of the table, then

@@ -15,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/mcp/httpauth"
@@ -312,6 +313,23 @@ func TestHTTPNoticeReachesTheInstanceThatListens(t *testing.T) {
 	}
 	if n := count(); n != 1 {
 		t.Fatalf("the announce was notified %d times over both instances' listeners, want 1", n)
+	}
+
+	// The session B registered for onB's GET stream has the client
+	// capabilities onB declared at initialize on A (the mcp-go client
+	// declares none but its name and version).
+	ob, _ := b.srv.owns("agent:main:main")
+	registered := false
+	for _, c := range ob.connList() {
+		if c.sess.SessionID() == onB.GetSessionId() {
+			registered = true
+			if ci, ok := c.sess.(server.SessionWithClientInfo); !ok || ci.GetClientInfo().Name != "onB" {
+				t.Fatalf("B's session for onB's GET stream does not know its client: %+v", c.sess)
+			}
+		}
+	}
+	if !registered {
+		t.Fatal("B did not register onB's GET stream as a connection of alice")
 	}
 
 	// What initialize negotiated on A is what B uses.

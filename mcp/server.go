@@ -156,12 +156,14 @@ func New(reg *tools.Registry, opts Options) (*Server, error) {
 		o.markSeen(ctx, s.reg.Env().Store)
 	})
 	// A GET stream opened on this instance for a session another instance
-	// initialized registers it here: its principal's notices reach it.
+	// initialized registers it here, with what that instance's initialize
+	// negotiated: its principal's notices (and elicitations) reach it.
 	hooks.AddOnRegisterSession(func(ctx context.Context, sess server.ClientSession) {
 		p, ok := httpauth.FromContext(ctx)
 		if !ok {
 			return
 		}
+		restoreSession(ctx, sess)
 		o, err := s.addPrincipal(p)
 		if err != nil {
 			return
