@@ -384,3 +384,82 @@ func between(s, from, to string) string {
 	}
 	return s
 }
+
+// BenchmarkHTTPSessionRequest: one tools/list on a live session through
+// the HTTP handler (session row read from the store on each request), and
+// the session check alone.
+func BenchmarkHTTPSessionRequest(b *testing.B) {
+	b.Run("tools_list", func(b *testing.B) {
+		e := newBenchHTTP(b)
+		sid := e.benchInit(b)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			req := httptest.NewRequest(http.MethodPost, "http://localhost/mcp", strings.NewReader(listBody))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			req.Header.Set("Authorization", "Bearer "+twoTokens["ALICE"])
+			req.Header.Set("Mcp-Session-Id", sid)
+			req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+			w := httptest.NewRecorder()
+			e.ServeHTTP(w, req)
+			if w.Code != http.StatusOK {
+				b.Fatalf("%d %s", w.Code, w.Body.String())
+			}
+		}
+	})
+	b.Run("check", func(b *testing.B) {
+		e := newBenchHTTP(b)
+		sid := e.benchInit(b)
+		p := httpauth.Principal{Name: "alice", AgentID: "main", SessionKey: "agent:main:main"}
+		ctx := context.Background()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := e.sessions.check(ctx, sid, p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func newBenchHTTP(b *testing.B) *HTTPHandler {
+	b.Helper()
+	cfg, err := config.Parse([]byte(twoTokenConfig), "test.toml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, testdb.DSN(b, "sp.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	srv, err := Build(cfg, st, &BuildOptions{Version: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { srv.Close() })
+	auth, _, err := httpauth.FromConfig(cfg, &httpauth.Options{Getenv: func(k string) string { return twoTokens[k] }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := srv.NewHTTPHandler(HTTPOptions{Auth: auth}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Shutdown(context.Background()) })
+	return h
+}
+
+func (h *HTTPHandler) benchInit(b *testing.B) string {
+	b.Helper()
+	req := httptest.NewRequest(http.MethodPost, "http://localhost/mcp", strings.NewReader(initBody))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+twoTokens["ALICE"])
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != http.StatusOK {
+		b.Fatalf("initialize: %d %s", w.Code, w.Body.String())
+	}
+	return w.Header().Get("Mcp-Session-Id")
+}
