@@ -206,11 +206,12 @@ func (h *HTTPHandler) gate(w http.ResponseWriter, r *http.Request) {
 }
 
 // storeDown answers a request the session table could not be read or
-// written for: the database is unreachable or failing (503, retry).
+// written for: the database is unreachable or failing (503, retry). The
+// error is logged, not sent: it may name the database's host.
 func (h *HTTPHandler) storeDown(w http.ResponseWriter, err error) {
-	h.s.log.Error("HTTP session table", "err", err)
+	h.s.log.Error("HTTP session table: the database failed", "err", err)
 	w.Header().Set("Retry-After", "5")
-	http.Error(w, fmt.Sprintf("503 the session table is unavailable (database: %v): retry", err), http.StatusServiceUnavailable)
+	http.Error(w, "503 the MCP session table is unavailable (a database error, logged by the server): retry shortly", http.StatusServiceUnavailable)
 }
 
 // restoreClient gives a session this instance did not initialize what
