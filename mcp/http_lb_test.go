@@ -463,3 +463,20 @@ func (h *HTTPHandler) benchInit(b *testing.B) string {
 	}
 	return w.Header().Get("Mcp-Session-Id")
 }
+
+// When the database cannot be read, a request on a session gets 503 with
+// Retry-After (not 404: the session may well be alive), and the database
+// error stays in the server's log.
+func TestHTTPSessionTableDownGets503(t *testing.T) {
+	in, _ := newHTTPInstances(t, 1, twoTokenConfig, twoTokens, HTTPOptions{})
+	e := in[0]
+	sid := e.initSession(twoTokens["ALICE"])
+	e.st.DB().Close() // every statement now fails ("sql: database is closed")
+	code, h, body := e.raw(http.MethodPost, twoTokens["ALICE"], sid, "", listBody)
+	if code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" || strings.Contains(body, "closed") {
+		t.Fatalf("a session request with the database closed: %d %q %s; want 503 with Retry-After and no database error", code, h.Get("Retry-After"), body)
+	}
+	if code, _, _ := e.raw(http.MethodPost, twoTokens["ALICE"], "", "", initBody); code != http.StatusServiceUnavailable {
+		t.Fatalf("initialize with the database closed: %d, want 503", code)
+	}
+}
