@@ -13,9 +13,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
 
 	"github.com/sessionplane/sessionplane/mcp/httpauth"
+	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
 // HTTPOptions configure the Streamable HTTP transport.
@@ -78,10 +80,12 @@ func (s *Server) NewHTTPHandler(opts HTTPOptions, httpSrv *http.Server) (*HTTPHa
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = 16 << 20
 	}
-	h := &HTTPHandler{s: s, sessions: newHTTPSessions(opts.IdleTimeout, opts.MaxSessions, opts.Now), maxBody: opts.MaxBodyBytes, stop: make(chan struct{})}
+	h := &HTTPHandler{s: s, sessions: newHTTPSessions(s.reg.Env().Store, opts.IdleTimeout, opts.MaxSessions, opts.Now), maxBody: opts.MaxBodyBytes, stop: make(chan struct{})}
+	s.setListening(h.sessions.listening)
 	mopts := []server.StreamableHTTPOption{
 		server.WithStreamableHTTPLogger(s.log),
 		server.WithSessionIdManagerResolver(h.sessions),
+		server.WithHTTPContextFunc(restoreClient),
 	}
 	if httpSrv != nil {
 		mopts = append(mopts, server.WithStreamableHTTPServer(httpSrv))
@@ -101,8 +105,20 @@ func (s *Server) NewHTTPHandler(opts HTTPOptions, httpSrv *http.Server) (*HTTPHa
 // ServeHTTP implements http.Handler.
 func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.handler.ServeHTTP(w, r) }
 
-// Sessions is the number of live HTTP sessions.
-func (h *HTTPHandler) Sessions() int { return h.sessions.count() }
+// Sessions is the number of live HTTP sessions, on every instance on the
+// database (-1 when the database cannot be read).
+func (h *HTTPHandler) Sessions() int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := h.sessions.count(ctx)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// LocalSessions is the number of sessions this instance holds state for.
+func (h *HTTPHandler) LocalSessions() int { return h.sessions.local() }
 
 // Shutdown closes every session's streams and shuts the HTTP server down:
 // requests in flight finish, bounded by ctx. It stops the sweeper and may
@@ -117,16 +133,19 @@ func (h *HTTPHandler) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// gate serves an authenticated request: an initialize takes a slot under
-// the cap, any other request must name a live session of its principal
+// gate serves an authenticated request: an initialize is issued a session
+// under the cap, any other request must name a live session of its
+// principal — issued by this instance or by another on the same database
 // (404 otherwise, as the Streamable HTTP transport specifies for an
 // unknown or ended session).
 func (h *HTTPHandler) gate(w http.ResponseWriter, r *http.Request) {
 	p, _ := httpauth.FromContext(r.Context())
 	sid := r.Header.Get(server.HeaderKeySessionID)
 	init := false
+	var body []byte
 	if r.Method == http.MethodPost {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
 		if err != nil {
 			http.Error(w, fmt.Sprintf("413 request body too large or unreadable: %v (limit %d bytes)", err, h.maxBody), http.StatusRequestEntityTooLarge)
 			return
@@ -139,25 +158,46 @@ func (h *HTTPHandler) gate(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case init:
-		if !h.sessions.reserve() {
+		id, err := h.sessions.create(r.Context(), p, body)
+		switch {
+		case errors.Is(err, errSessionCap):
 			w.Header().Set("Retry-After", "60")
-			http.Error(w, fmt.Sprintf("503 too many MCP sessions: the limit is %d live sessions ([mcp.http] max_sessions); end unused ones with DELETE or wait for idle ones to expire ([mcp.http] session_idle_minutes)", h.sessions.max), http.StatusServiceUnavailable)
+			http.Error(w, fmt.Sprintf("503 too many MCP sessions: the limit is %d live sessions across every instance on this database ([mcp.http] max_sessions); end unused ones with DELETE or wait for idle ones to expire ([mcp.http] session_idle_minutes)", h.sessions.max), http.StatusServiceUnavailable)
+			return
+		case err != nil:
+			h.storeDown(w, err)
 			return
 		}
-		defer h.sessions.release()
+		is := &issued{id: id}
+		r = r.WithContext(context.WithValue(r.Context(), issuedKey{}, is))
+		defer func() {
+			if !is.used { // refused before a session began: it was never handed out
+				_ = h.sessions.end(r.Context(), id)
+			}
+		}()
 	case sid != "":
-		switch err := h.sessions.check(sid, p); {
+		row, err := h.sessions.check(r.Context(), sid, p)
+		switch {
 		case errors.Is(err, errSessionExpired):
 			h.expire(sid)
 			http.Error(w, "404 session expired (idle past [mcp.http] session_idle_minutes): initialize a new one", http.StatusNotFound)
 			return
-		case err != nil:
+		case errors.Is(err, errSessionUnknown):
 			http.Error(w, "404 session not found: it was never issued, was deleted or expired; initialize a new one", http.StatusNotFound)
 			return
+		case err != nil:
+			h.storeDown(w, err)
+			return
 		}
+		ctx := context.WithValue(r.Context(), checkedKey{}, row)
 		if r.Method == http.MethodGet {
-			defer h.sessions.stream(sid)()
+			// The stream ends when the session does, on whichever
+			// instance it is deleted or expires.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithCancel(ctx)
+			defer h.sessions.stream(sid, cancel)()
 		}
+		r = r.WithContext(ctx)
 	case r.Method == http.MethodGet || r.Method == http.MethodDelete:
 		http.Error(w, "400 Mcp-Session-Id header required: initialize first", http.StatusBadRequest)
 		return
@@ -165,14 +205,67 @@ func (h *HTTPHandler) gate(w http.ResponseWriter, r *http.Request) {
 	h.mcp.ServeHTTP(w, r)
 }
 
-// expire ends a session idle past the limit: out of the table, then a
-// DELETE through mcp-go so that its own per-session state goes too.
-func (h *HTTPHandler) expire(id string) {
-	if !h.sessions.remove(id) {
+// storeDown answers a request the session table could not be read or
+// written for: the database is unreachable or failing (503, retry). The
+// error is logged, not sent: it may name the database's host.
+func (h *HTTPHandler) storeDown(w http.ResponseWriter, err error) {
+	h.s.log.Error("HTTP session table: the database failed", "err", err)
+	w.Header().Set("Retry-After", "5")
+	http.Error(w, "503 the MCP session table is unavailable (a database error, logged by the server): retry shortly", http.StatusServiceUnavailable)
+}
+
+// restoreClient gives a session this instance did not initialize what
+// initialize negotiated on the instance that did (client info,
+// capabilities, protocol version): it is mcp-go's HTTP context function,
+// run with the request's session in ctx.
+func restoreClient(ctx context.Context, r *http.Request) context.Context {
+	restoreSession(r.Context(), server.ClientSessionFromContext(ctx))
+	return ctx
+}
+
+// restoreSession applies the session row the gate checked (in reqCtx) to
+// sess, unless sess knows its client already (initialized here, or
+// restored before).
+func restoreSession(reqCtx context.Context, sess server.ClientSession) {
+	row, ok := reqCtx.Value(checkedKey{}).(store.HTTPSession)
+	if !ok || sess == nil || sess.SessionID() != row.ID {
 		return
 	}
+	ci, ok := sess.(server.SessionWithClientInfo)
+	if !ok || ci.GetClientInfo().Name != "" {
+		return
+	}
+	var info mcp.Implementation
+	if row.ClientInfo != "" && json.Unmarshal([]byte(row.ClientInfo), &info) == nil {
+		ci.SetClientInfo(info)
+	}
+	var caps mcp.ClientCapabilities
+	if row.Capabilities != "" && json.Unmarshal([]byte(row.Capabilities), &caps) == nil {
+		ci.SetClientCapabilities(caps)
+	}
+	if v, ok := sess.(interface{ SetProtocolVersion(string) }); ok && row.ProtocolVersion != "" {
+		v.SetProtocolVersion(row.ProtocolVersion)
+	}
+}
+
+// expire ends a session idle past the limit: out of the table, then
+// forgotten here.
+func (h *HTTPHandler) expire(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.sessions.end(ctx, id); err != nil {
+		h.s.log.Warn("HTTP session expiry", "session", id, "err", err)
+	}
 	h.s.log.Info("HTTP session expired", "session", id)
-	req := httptest.NewRequest(http.MethodDelete, "http://localhost/mcp", nil)
+	h.dropLocal(id)
+}
+
+// dropLocal removes what this instance holds for a session that ended
+// (here or on another instance): mcp-go's per-session state, through its
+// DELETE path with a manager that only forgets, and the connection.
+func (h *HTTPHandler) dropLocal(id string) {
+	h.sessions.forget(id)
+	req := httptest.NewRequestWithContext(context.WithValue(context.Background(), forgetOnlyKey{}, true), http.MethodDelete, "http://localhost/mcp", nil)
 	req.Header.Set(server.HeaderKeySessionID, id)
 	h.mcp.ServeHTTP(httptest.NewRecorder(), req)
 	h.s.forgetConn(id)
@@ -193,11 +286,18 @@ func (h *HTTPHandler) sweeper(every time.Duration) {
 	}
 }
 
-// Sweep expires every session idle past the limit now (the sweeper calls
-// it; tests too, after moving the clock).
+// Sweep keeps the sessions listening here alive, expires every session
+// idle past the limit, and drops this instance's state of sessions that
+// ended anywhere (the sweeper calls it; tests too, after moving the clock).
 func (h *HTTPHandler) Sweep() {
-	for _, id := range h.sessions.expired() {
-		h.expire(id)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gone, err := h.sessions.sweep(ctx)
+	if err != nil {
+		h.s.log.Warn("HTTP session sweep", "err", err)
+	}
+	for _, id := range gone {
+		h.dropLocal(id)
 	}
 }
 

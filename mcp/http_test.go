@@ -508,7 +508,7 @@ func TestHTTPListeningSessionIsNotIdle(t *testing.T) {
 		e.h.sessions.mu.Lock()
 		defer e.h.sessions.mu.Unlock()
 		for _, s := range e.h.sessions.byID {
-			if s.streams > 0 {
+			if len(s.streams) > 0 {
 				return true
 			}
 		}

@@ -48,6 +48,7 @@ func (s *Server) notifier() {
 			s.pushResourceUpdates(ctx, o)
 			cancel()
 		}
+		s.notifyPasses.Add(1)
 	}
 }
 
@@ -55,7 +56,7 @@ func (s *Server) notifier() {
 // sends them to o's connections (only when it has one: otherwise they wait
 // for the next tool result, here or in another process).
 func (s *Server) pushAnnounces(ctx context.Context, o *owner) {
-	conns := o.connList()
+	conns := s.pushConns(o)
 	if len(conns) == 0 {
 		return
 	}
@@ -106,7 +107,7 @@ func (s *Server) delivered(key string) {
 // notifier every 2 s): a notifications/message and a resource update for
 // session://<key>.
 func (s *Server) pushDeliveries(ctx context.Context, o *owner) {
-	conns := o.connList()
+	conns := s.pushConns(o)
 	if len(conns) == 0 {
 		return
 	}
@@ -164,7 +165,7 @@ func (s *Server) parked(requester, approvalID, text string) {
 		return
 	}
 	asked := false
-	for _, c := range o.connList() {
+	for _, c := range s.pushConns(o) {
 		s.notice(c.sess, "sessionplane.approval", map[string]any{"text": text, "approval": approvalID})
 		if !asked && approvalID != "" && canElicit(c.sess) {
 			asked = true

@@ -37,6 +37,9 @@ type owner struct {
 type conn struct {
 	sess server.ClientSession
 	subs map[string]string // resources/subscribe: uri → state fingerprint
+	// http: an HTTP session, which hears notifications between requests
+	// only through a GET stream open on this instance.
+	http bool
 }
 
 // addPrincipal registers p (idempotent); a principal whose own session is
@@ -192,10 +195,16 @@ func (o *owner) remember(ctx context.Context) {
 	if sess == nil || sess.SessionID() == "" { // a 2026-07-28 HTTP request: no session to notify
 		return
 	}
+	_, http := httpauth.FromContext(ctx)
+	o.rememberSession(sess, http)
+}
+
+// rememberSession records sess as one of o's connections.
+func (o *owner) rememberSession(sess server.ClientSession, http bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if _, ok := o.conns[sess.SessionID()]; !ok {
-		o.conns[sess.SessionID()] = &conn{sess: sess, subs: map[string]string{}}
+		o.conns[sess.SessionID()] = &conn{sess: sess, subs: map[string]string{}, http: http}
 	}
 	o.last = sess
 }
@@ -209,6 +218,36 @@ func (o *owner) connList() []*conn {
 		out = append(out, c)
 	}
 	return out
+}
+
+// pushConns returns the connections of o that hear a notification sent
+// now: every stdio or in-process one, and the HTTP sessions with a GET
+// stream open on this instance (listening, nil when this process serves
+// no HTTP). A notice for an HTTP client listening on another instance is
+// left to that instance, which finds the same durable rows.
+func (s *Server) pushConns(o *owner) []*conn {
+	listening := s.listeningFunc()
+	all := o.connList()
+	out := all[:0]
+	for _, c := range all {
+		if !c.http || (listening != nil && listening(c.sess.SessionID())) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// setListening tells the notifier which HTTP sessions listen here.
+func (s *Server) setListening(f func(id string) bool) {
+	s.ownersMu.Lock()
+	s.listening = f
+	s.ownersMu.Unlock()
+}
+
+func (s *Server) listeningFunc() func(string) bool {
+	s.ownersMu.Lock()
+	defer s.ownersMu.Unlock()
+	return s.listening
 }
 
 func (o *owner) lastSession() server.ClientSession {

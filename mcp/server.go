@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -50,15 +51,20 @@ type Server struct {
 	ownersMu sync.Mutex
 	owners   map[string]*owner // own session key → its principal and connections
 	served   []*owner          // the principals requests may come from (def, or AddPrincipals')
+	// listening reports whether an HTTP session has a GET stream open on
+	// this instance (set by NewHTTPHandler; nil without HTTP).
+	listening func(id string) bool
 
 	runs *spruntime.Manager
 	cron *cron.Scheduler
 	down *downstream.Manager // tools of [[mcp_servers]] for children (nil = none)
 
-	wake     chan struct{} // an announce or a delivered message may be waiting for a notification
-	quit     chan struct{}
-	notifyWG sync.WaitGroup
-	stopOnce sync.Once
+	wake chan struct{} // an announce or a delivered message may be waiting for a notification
+	// notifyPasses counts the notifier's completed passes (tests wait on it).
+	notifyPasses atomic.Int64
+	quit         chan struct{}
+	notifyWG     sync.WaitGroup
+	stopOnce     sync.Once
 }
 
 // Start starts the announce notifier, the run manager (restart recovery,
@@ -147,6 +153,22 @@ func New(reg *tools.Registry, opts Options) (*Server, error) {
 			log.Error("create the MCP client's own session", "session", o.caller.Key, "err", err)
 		}
 		o.remember(ctx)
+		o.markSeen(ctx, s.reg.Env().Store)
+	})
+	// A GET stream opened on this instance for a session another instance
+	// initialized registers it here, with what that instance's initialize
+	// negotiated: its principal's notices (and elicitations) reach it.
+	hooks.AddOnRegisterSession(func(ctx context.Context, sess server.ClientSession) {
+		p, ok := httpauth.FromContext(ctx)
+		if !ok {
+			return
+		}
+		restoreSession(ctx, sess)
+		o, err := s.addPrincipal(p)
+		if err != nil {
+			return
+		}
+		o.rememberSession(sess, true)
 		o.markSeen(ctx, s.reg.Env().Store)
 	})
 	hooks.AddOnUnregisterSession(func(_ context.Context, sess server.ClientSession) { s.forgetConn(sess.SessionID()) })

@@ -65,7 +65,8 @@ type HTTP struct {
 	Tokens []HTTPToken `toml:"tokens" json:"tokens,omitempty"`
 	// SessionIdleMinutes ends an HTTP session (Mcp-Session-Id) idle this long.
 	SessionIdleMinutes int `toml:"session_idle_minutes" json:"session_idle_minutes"`
-	// MaxSessions caps the live HTTP sessions; an initialize beyond it gets 503.
+	// MaxSessions caps the live HTTP sessions of every instance on the
+	// database together; an initialize beyond it gets 503.
 	MaxSessions int `toml:"max_sessions" json:"max_sessions"`
 	// AllowedOrigins are the browser origins served (e.g. "http://localhost:3000");
 	// a request with any other Origin header gets 403, one without is served.
