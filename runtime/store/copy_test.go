@@ -249,3 +249,25 @@ func TestCopyKnowsEveryTable(t *testing.T) {
 		}
 	}
 }
+
+// A row the target refuses fails the copy with the table and the row's
+// key named, and pages stay bounded by bytes as well as rows.
+func TestCopyNamesTheRowAtFault(t *testing.T) {
+	ctx := context.Background()
+	src := openTest(t, filepath.Join(t.TempDir(), "source.db"))
+	seedPlane(t, src)
+	dst := openTest(t, filepath.Join(t.TempDir(), "target.db"))
+	if _, err := dst.db.Exec(`CREATE TRIGGER refuse BEFORE INSERT ON tasks WHEN new.title = 'task 5'
+		BEGIN SELECT RAISE(ABORT, 'no task 5 here'); END`); err != nil {
+		t.Fatal(err)
+	}
+	pages := map[string]int{}
+	_, err := Copy(ctx, src, dst, &CopyOptions{BatchBytes: 1, Progress: func(table string, done, total int64) { pages[table]++ }})
+	if err == nil || !strings.Contains(err.Error(), "table tasks, row id = 6") || !strings.Contains(err.Error(), "no task 5 here") ||
+		!strings.Contains(err.Error(), "partial copy") {
+		t.Fatalf("copy with a refused row: %v", err)
+	}
+	if pages["sessions"] != 3 || pages["tasks"] != 5 {
+		t.Fatalf("pages of one row each (BatchBytes 1): %v", pages)
+	}
+}
