@@ -409,7 +409,11 @@ func (s *Store) insertPage(ctx context.Context, t copyTable, cols []string, keyA
 		bad = nil
 		for _, r := range page {
 			if _, err := tx.ExecContext(ctx, s.insertSQL(t.name, cols, 1), r...); err != nil {
-				bad = fmt.Errorf("store: copy: table %s, row %s = %v: %w (the target now holds a partial copy: empty it before trying again)", t.name, t.key, r[keyAt], err)
+				hint := ""
+				if pgCode(err) == "22021" {
+					hint = "; PostgreSQL cannot store a NUL character in text: remove it from that row in the source first"
+				}
+				bad = fmt.Errorf("store: copy: table %s, row %s = %v: %w%s (the target now holds a partial copy: empty it before trying again)", t.name, t.key, r[keyAt], err, hint)
 				return err
 			}
 		}

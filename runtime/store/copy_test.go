@@ -271,3 +271,28 @@ func TestCopyNamesTheRowAtFault(t *testing.T) {
 		t.Fatalf("pages of one row each (BatchBytes 1): %v", pages)
 	}
 }
+
+// A text PostgreSQL cannot hold (a NUL character, which SQLite stores) is
+// named with its row and what to do; between SQLite files it copies as is.
+func TestCopyNULNamesTheRowOnPostgres(t *testing.T) {
+	ctx := context.Background()
+	src := openTest(t, filepath.Join(t.TempDir(), "source.db"))
+	if _, err := src.EnsureSession(ctx, Session{Key: "agent:main:main"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.AppendMessage(ctx, Message{SessionKey: "agent:main:main", Role: RoleUser, Trust: TrustUser, Content: Content{Text: "a\x00b"}}); err != nil {
+		t.Fatal(err)
+	}
+	dst := openTest(t, copyTarget(t))
+	_, err := Copy(ctx, src, dst, nil)
+	if dst.Backend() == BackendPostgres {
+		if err == nil || !strings.Contains(err.Error(), "table messages, row id = 1") || !strings.Contains(err.Error(), "NUL character") {
+			t.Fatalf("copy of a NUL to PostgreSQL: %v", err)
+		}
+		return
+	}
+	var body string
+	if err != nil || dst.db.QueryRow("SELECT body FROM messages WHERE id = 1").Scan(&body) != nil || body != "a\x00b" {
+		t.Fatalf("copy of a NUL between SQLite files: %q %v", body, err)
+	}
+}
