@@ -236,3 +236,29 @@ func TestDBMigrateMovesAPlane(t *testing.T) {
 	}
 	q.stop()
 }
+
+// Usage errors exit 2 before anything is opened or created.
+func TestDBMigrateUsage(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.db")
+	to := filepath.Join(dir, "to.db")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"db", "migrate", "--from", "sqlite:" + missing}, "--to is required"},
+		{[]string{"db", "migrate", "--from", "sqlite:" + missing, "--to", to}, "name the existing SQLite database"},
+		{[]string{"db", "migrate", "--from", "sqlite:" + to, "--to", "sqlite://" + to}, "the same database"},
+		{[]string{"db", "migrate", "--to", to, "extra"}, `unexpected argument "extra"`},
+	} {
+		code, _, stderr := runCLI(t, c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q, want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+	for _, p := range []string{missing, to} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s was created (%v)", p, err)
+		}
+	}
+}
