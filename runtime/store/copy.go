@@ -503,8 +503,10 @@ func verifyCopy(ctx context.Context, from, to *Store, res *CopyResult) error {
 	return nil
 }
 
-// sampleWords picks the longest word of the oldest, middle and newest
-// indexed messages.
+// sampleWords picks, from the oldest, middle and newest indexed messages,
+// the word found in the fewest messages (counted up to sampleDFCap; the
+// longer on a tie): a rare word's hit set is small enough to compare in
+// full, where a common one would rank the whole corpus.
 func (s *Store) sampleWords(ctx context.Context) ([]string, error) {
 	var lo, hi int64
 	if err := s.db.QueryRowContext(ctx, "SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM messages WHERE body != ''").Scan(&lo, &hi); err != nil {
@@ -521,13 +523,22 @@ func (s *Store) sampleWords(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		best := ""
-		for _, w := range tokens(body) {
-			if len(w) > len(best) && len(w) <= 64 {
-				best = w
+		best, bestDF := "", int64(-1)
+		tried := 0
+		for _, w := range queryTerms(body) {
+			if len(w) > 64 || len(w) > pgMaxLexeme || seen[w] || tried >= 32 {
+				continue
+			}
+			tried++
+			var df int64
+			if err := s.readRow(ctx, s.d.dfSQL, s.d.termMatch(w), sampleDFCap).Scan(&df); err != nil {
+				return nil, err
+			}
+			if bestDF < 0 || df < bestDF || df == bestDF && len(w) > len(best) {
+				best, bestDF = w, df
 			}
 		}
-		if best != "" && !seen[best] && len(out) < sampleSearches {
+		if best != "" && len(out) < sampleSearches {
 			seen[best] = true
 			out = append(out, best)
 		}
@@ -535,8 +546,11 @@ func (s *Store) sampleWords(ctx context.Context) ([]string, error) {
 	return out, nil
 }
 
+// sampleDFCap bounds the count of a sample word's messages.
+const sampleDFCap = 1000
+
 // maxSampleHits bounds the hits compared per sample search.
-const maxSampleHits = 10000
+const maxSampleHits = 2000
 
 // hitSet is the sorted "key#seq" of a search's hits.
 func hitSet(ctx context.Context, s *Store, q string) ([]string, error) {
