@@ -87,6 +87,9 @@ func runDBMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "sessionplane db migrate:", err)
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintf(stderr, "sessionplane db migrate: interrupted: %s may hold a partial copy: empty it before trying again\n", toSt.Path())
+		}
 		return 1
 	}
 	fmt.Fprintf(stdout, "ok: migrated %s (%s) to %s (%s), schema version %d\n", fromSt.Path(), fromSt.Backend(), toSt.Path(), toSt.Backend(), toSt.SchemaVersion())
