@@ -14,11 +14,16 @@ import (
 const dbUsage = `usage:
   sessionplane db check [--db PATH] [--config FILE]         integrity check (exit 0 healthy, 1 damaged)
   sessionplane db backup --to FILE [--db PATH] [--config FILE]  online, consistent copy (servers may keep running)
+  sessionplane db migrate --from sqlite:PATH --to postgres://...  copy a whole plane into another, empty database
+      [--ignore-running] [--config FILE]                         (--from default: --db or [store]; --to may be sqlite:PATH too)
 `
 
-// runDB runs the "db" subcommands: check and backup. Neither creates,
-// migrates or writes the database it reads.
+// runDB runs the "db" subcommands: check, backup (neither creates,
+// migrates or writes the database it reads) and migrate (dbmigrate.go).
 func runDB(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "migrate" {
+		return runDBMigrate(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "check" && args[0] != "backup") {
 		fmt.Fprint(stderr, dbUsage)
 		return 2

@@ -60,6 +60,7 @@ Usage:
   sessionplane demo [--db PATH]             run the coordinator flow offline and print what a client sees
   sessionplane db check [--db PATH]         check the database's integrity (exit 0 healthy, 1 corrupt)
   sessionplane db backup --to FILE          write an online, consistent copy of the database
+  sessionplane db migrate --from sqlite:PATH --to postgres://...  move a whole plane to another, empty database
   sessionplane policy explain [--tool T] [--key K] [--spawn JSON]  what the client may do, and why
 
 Flags:

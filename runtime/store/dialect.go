@@ -53,6 +53,15 @@ type dialect struct {
 	rankSQL   string                    // matches in [lower, upper) with their text to score
 	dfSQL     string                    // matching documents, counted up to a cap
 	goSnippet bool                      // no snippet() in SQL: hits' snippets are cut in Go (bodySnippet)
+	// For Copy (copy.go): tablesSQL lists the schema's tables; indexCol is
+	// the messages column holding the search index that Copy fills from
+	// body with indexValue ("" when triggers index the rows, as FTS5's do);
+	// resetIdentity moves a table's id identity past its largest id ("" when
+	// the backend does it itself, as SQLite's INTEGER PRIMARY KEY does).
+	tablesSQL     string
+	indexCol      string
+	indexValue    func(body string) any
+	resetIdentity func(table string) string
 }
 
 const sqliteInsertMessage = `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
@@ -76,7 +85,8 @@ var sqliteDialect = &dialect{
 	rankSQL: `SELECT m.id, CASE WHEN octet_length(m.body) <= ? THEN m.body END, octet_length(m.body)
 		FROM messages_fts f JOIN messages m ON m.id = f.rowid
 		WHERE messages_fts MATCH ? AND f.rowid >= ? AND f.rowid < ?`,
-	dfSQL: `SELECT count(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? LIMIT ?)`,
+	dfSQL:     `SELECT count(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? LIMIT ?)`,
+	tablesSQL: `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`,
 }
 
 var postgresDialect = &dialect{
@@ -99,6 +109,13 @@ var postgresDialect = &dialect{
 		FROM messages WHERE tsv @@ CAST(? AS tsquery) AND id >= ? AND id < ?`,
 	dfSQL:     `SELECT count(*) FROM (SELECT 1 FROM messages WHERE tsv @@ CAST(? AS tsquery) LIMIT ?) d`,
 	goSnippet: true,
+	tablesSQL: `SELECT table_name FROM information_schema.tables
+		WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name`,
+	indexCol:   "tsv",
+	indexValue: lexemes,
+	resetIdentity: func(table string) string {
+		return `SELECT setval(pg_get_serial_sequence('` + table + `', 'id'), (SELECT coalesce(max(id), 0) + 1 FROM ` + table + `), false)`
+	},
 }
 
 // IsPostgresURL reports whether a --db value names a PostgreSQL database
