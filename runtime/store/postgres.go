@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -113,6 +114,23 @@ func (c *rebindConn) Prepare(q string) (driver.Stmt, error) { return c.Conn.Prep
 
 func (c *rebindConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
 	return c.Conn.PrepareContext(ctx, rebindDollar(q))
+}
+
+// CheckNamedValue stores what PostgreSQL's text type cannot hold: a string
+// with a NUL character (U+0000), which SQLite stores and PostgreSQL
+// refuses (SQLSTATE 22021) whatever the column, gets each NUL replaced by
+// U+FFFD. database/sql asks the connection for every argument, prepared
+// statements included, so no write fails on it (docs/SPEC.md §9).
+func (c *rebindConn) CheckNamedValue(nv *driver.NamedValue) error {
+	switch v := nv.Value.(type) {
+	case string:
+		if strings.IndexByte(v, 0) >= 0 {
+			nv.Value = strings.ReplaceAll(v, "\x00", "\uFFFD")
+		}
+	case []byte:
+		// bytea keeps NUL; nothing to do.
+	}
+	return c.Conn.CheckNamedValue(nv)
 }
 
 func (c *rebindConn) ExecContext(ctx context.Context, q string, args []driver.NamedValue) (driver.Result, error) {

@@ -441,3 +441,28 @@ func TestTokensConcurrently(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A text with a NUL character is stored on both backends (PostgreSQL's
+// text type cannot hold NUL: there each becomes U+FFFD), in a message and
+// in any other text column, and the write is acknowledged.
+func TestNULCharacterIsStoredOnEitherBackend(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, testdb.DSN(t, "nul.db"))
+	if _, err := s.EnsureSession(ctx, Session{Key: "agent:main:x", Label: "l\x00l"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendMessage(ctx, Message{SessionKey: "agent:main:x", Role: RoleUser, Trust: TrustUser, Content: Content{Text: "find\x00me"}}); err != nil {
+		t.Fatalf("append with NUL on %s: %v", s.Backend(), err)
+	}
+	nul := "\x00"
+	if s.Backend() == BackendPostgres {
+		nul = "\uFFFD"
+	}
+	var body, label string
+	if err := s.db.QueryRow("SELECT body FROM messages WHERE session_key = ?", "agent:main:x").Scan(&body); err != nil || body != "find"+nul+"me" {
+		t.Fatalf("body %q %v", body, err)
+	}
+	if err := s.db.QueryRow("SELECT label FROM sessions WHERE key = ?", "agent:main:x").Scan(&label); err != nil || label != "l"+nul+"l" {
+		t.Fatalf("label %q %v", label, err)
+	}
+}
