@@ -146,3 +146,28 @@ func Load1() float64 {
 	l, _ := strconv.ParseFloat(f[0], 64)
 	return l
 }
+
+// ActiveWaits returns, for each active backend whose application_name is
+// app, what it is doing: "CPU" when it waits on nothing, else
+// "<wait_event_type>:<wait_event>". conn is the sampler's own connection
+// (one for all samples: a connection per sample would cost the server a
+// backend start each time).
+func ActiveWaits(ctx context.Context, conn *pgx.Conn, app string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rows, err := conn.Query(ctx, `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity
+		WHERE application_name = $1 AND state = 'active'`, app)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var w string
+		if err := rows.Scan(&w); err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
