@@ -88,6 +88,7 @@ type config struct {
 type result struct {
 	turns, spawns *phase
 	load          float64
+	tables        string // PostgreSQL: pg_stat_user_tables after the run
 }
 
 func run() error {
@@ -246,7 +247,38 @@ func runOne(ctx context.Context, bin, cfg, dir, backend string, n int) (*result,
 	if err != nil {
 		return nil, fmt.Errorf("spawns: %w", err)
 	}
+	if app != "" {
+		// The servers' backends report their table statistics when they
+		// exit: close the instances first.
+		for _, in := range ins {
+			in.close()
+		}
+		ins = nil
+		r.tables = tableStats(ctx, db)
+	}
 	return r, nil
+}
+
+// tableStats summarizes pg_stat_user_tables of the run's schema: the
+// tables read most by sequential scans, and the scan counts, which show a
+// query the indexes do not serve.
+func tableStats(ctx context.Context, db *store.Store) string {
+	rows, err := db.DB().QueryContext(ctx, `SELECT relname, seq_scan, seq_tup_read, coalesce(idx_scan, 0), n_tup_ins + n_tup_upd + n_tup_del
+		FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY seq_tup_read DESC, seq_scan DESC LIMIT 4`)
+	if err != nil {
+		return "pg_stat_user_tables: " + err.Error()
+	}
+	defer rows.Close()
+	var parts []string
+	for rows.Next() {
+		var name string
+		var seq, seqRead, idx, writes int64
+		if err := rows.Scan(&name, &seq, &seqRead, &idx, &writes); err != nil {
+			return err.Error()
+		}
+		parts = append(parts, fmt.Sprintf("%s seq_scan %d (rows read %d) idx_scan %d writes %d", name, seq, seqRead, idx, writes))
+	}
+	return strings.Join(parts, "; ")
 }
 
 // measure runs one phase between CPU and retry readings, sampling
@@ -416,6 +448,9 @@ func report(configs []*config) {
 				line += "; waits " + topWaits(waits, 6)
 			}
 			fmt.Println(line)
+		}
+		if len(c.reps) > 0 && c.reps[0].tables != "" {
+			fmt.Printf("  %-9s x%d tables (run 1, both phases): %s\n", c.backend, c.n, c.reps[0].tables)
 		}
 	}
 }
