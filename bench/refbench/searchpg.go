@@ -100,6 +100,7 @@ func searchPGBench(sizes []int, queries, runs int) error {
 		hits                 map[string]int
 		seedLoad, searchLoad float64
 		vacuum               time.Duration
+		cpuGo, cpuPG         time.Duration // CPU per search: this process (store, ranking, driver) and the PG backends
 	}
 	var rows []*row
 	for _, size := range sizes {
@@ -186,18 +187,37 @@ func searchPGBench(sizes []int, queries, runs int) error {
 				fmt.Printf("  pass %d at %d, %s: p50 %.2f ms, p95 %.2f ms, p99 %.2f ms (load %.2f)\n", pass+1, size, db.name, ms(s[len(s)/2]), ms(s[len(s)*95/100]), ms(s[len(s)*99/100]), load)
 			}
 		}
+		// CPU time per search, one backend at a time (so each process's
+		// CPU can be charged to one backend): the work, whatever the load.
+		for _, db := range dbs {
+			n := len(mix) * max(1, queries/len(mix)/2)
+			go0, _ := benchpg.ProcCPU(os.Getpid())
+			pg0 := backendsCPU(ctx)
+			for i := 0; i < n; i++ {
+				if _, _, err := search(db, mix[i%len(mix)]); err != nil {
+					return err
+				}
+			}
+			go1, _ := benchpg.ProcCPU(os.Getpid())
+			r := byName[db.name]
+			r.cpuGo = (go1 - go0) / time.Duration(n)
+			if db.name == "postgres" {
+				r.cpuPG = (backendsCPU(ctx) - pg0) / time.Duration(n)
+			}
+			fmt.Printf("  CPU per search at %d, %s (%d searches alone): %.2f ms here + %.2f ms PostgreSQL backends\n", size, db.name, n, ms(r.cpuGo), ms(r.cpuPG))
+		}
 	}
 
 	fmt.Printf("\n## sessions_search through the store on SQLite and PostgreSQL (runtime/store Search, first 5 hits), BenchmarkSearch100k's corpus and query mix\n\n")
 	fmt.Printf("%d passes of %d searches per backend and size, backends interleaved query by query; medians of the passes (min–max in brackets)\n\n", runs, queries)
-	fmt.Printf("%-9s %-9s %8s %10s %9s %20s %20s %20s %8s %6s %6s\n", "messages", "backend", "seed-s", "seed-msg/s", "db-MB", "p50-ms", "p95-ms", "p99-ms", "max-ms", "load", "seedld")
+	fmt.Printf("%-9s %-9s %8s %10s %9s %20s %20s %20s %8s %11s %6s %6s\n", "messages", "backend", "seed-s", "seed-msg/s", "db-MB", "p50-ms", "p95-ms", "p99-ms", "max-ms", "CPUms/srch", "load", "seedld")
 	rng := func(d []time.Duration) string {
 		s := sorted(d)
 		return fmt.Sprintf("%.2f [%.2f–%.2f]", ms(s[len(s)/2]), ms(s[0]), ms(s[len(s)-1]))
 	}
 	for _, r := range rows {
-		fmt.Printf("%-9d %-9s %8.1f %10.0f %9.1f %20s %20s %20s %8.2f %6.2f %6.2f\n", r.size, r.name, r.seed.Seconds(), r.rate, float64(r.bytes)/(1<<20),
-			rng(r.p50), rng(r.p95), rng(r.p99), ms(sorted(r.max)[len(r.max)-1]), r.searchLoad, r.seedLoad)
+		fmt.Printf("%-9d %-9s %8.1f %10.0f %9.1f %20s %20s %20s %8.2f %11.2f %6.2f %6.2f\n", r.size, r.name, r.seed.Seconds(), r.rate, float64(r.bytes)/(1<<20),
+			rng(r.p50), rng(r.p95), rng(r.p99), ms(sorted(r.max)[len(r.max)-1]), ms(r.cpuGo+r.cpuPG), r.searchLoad, r.seedLoad)
 	}
 	for _, size := range sizes {
 		fmt.Printf("\nper query at %d messages (all passes; p95 ms):\n  %-38s %6s %10s %10s %8s\n", size, "query", "hits", "sqlite", "postgres", "pg÷lite")
@@ -238,4 +258,15 @@ func searchSizes() ([]int, error) {
 		sizes = append(sizes, n)
 	}
 	return sizes, nil
+}
+
+// backendsCPU is the CPU time of the PostgreSQL backends serving this
+// program's store (application_name refbench-search).
+func backendsCPU(ctx context.Context) time.Duration {
+	pids, err := benchpg.BackendPIDs(ctx, *flagSearchPG, "refbench-search")
+	if err != nil {
+		return 0
+	}
+	d, _ := benchpg.CPUSum(pids)
+	return d
 }
