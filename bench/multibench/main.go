@@ -43,12 +43,14 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	goruntime "runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -72,7 +74,11 @@ var (
 
 func main() {
 	flag.Parse()
-	if err := run(); err != nil {
+	// Interrupted, the run still drops its schema and ends its servers
+	// (the deferred clean-up runs once the calls in flight return).
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "multibench:", err)
 		os.Exit(1)
 	}
@@ -91,7 +97,7 @@ type result struct {
 	tables        string // PostgreSQL: pg_stat_user_tables after the run
 }
 
-func run() error {
+func run(ctx context.Context) error {
 	backends := strings.Split(*flagBackends, ",")
 	var ns []int
 	for _, f := range strings.Split(*flagInstances, ",") {
@@ -151,7 +157,6 @@ func run() error {
 			configs = append(configs, &config{backend: b, n: n})
 		}
 	}
-	ctx := context.Background()
 	for rep := 0; rep < *flagRuns; rep++ {
 		for _, c := range configs {
 			dir := filepath.Join(tmp, fmt.Sprintf("%s-%d-%d", c.backend, c.n, rep))

@@ -11,9 +11,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/sessionplane/sessionplane/internal/benchpg"
@@ -39,7 +41,9 @@ type backendDB struct {
 // and at each size times -search-runs interleaved passes of queries
 // searches on each.
 func searchPGBench(sizes []int, queries, runs int) error {
-	ctx := context.Background()
+	// Interrupted, the run still drops its schema and removes its file.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	machine()
 	dir := *flagSearchDir
 	if dir == "" {
