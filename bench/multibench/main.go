@@ -70,6 +70,7 @@ var (
 	flagLane      = flag.Int("lane", 64, "[agents.defaults.subagents] max_concurrent of each instance")
 	flagRuns      = flag.Int("runs", 3, "runs of every configuration (interleaved); the table shows medians")
 	flagKeep      = flag.Bool("keep", false, "keep the temporary directory (binary, SQLite files, server logs)")
+	flagDrain     = flag.Duration("drain", 5*time.Minute, "longest wait, after the last call, for every run of a phase to end (then the run fails)")
 )
 
 func main() {
@@ -229,7 +230,7 @@ func runOne(ctx context.Context, bin, cfg, dir, backend string, n int) (*result,
 			return err
 		}
 		want := total * *flagTurns
-		if err := waitEnded(ctx, db, "send", want, 5*time.Minute); err != nil {
+		if err := waitEnded(ctx, db, "send", want, *flagDrain); err != nil {
 			return err
 		}
 		return check(ctx, db, "send", "bench reply: turn ", want, *flagTurns, start, p)
@@ -244,7 +245,7 @@ func runOne(ctx context.Context, bin, cfg, dir, backend string, n int) (*result,
 			return err
 		}
 		want := total * *flagSpawns
-		if err := waitEnded(ctx, db, "spawn", want, 5*time.Minute); err != nil {
+		if err := waitEnded(ctx, db, "spawn", want, *flagDrain); err != nil {
 			return err
 		}
 		return check(ctx, db, "spawn", "bench reply: spawn ", want, 1, start, p)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -154,7 +155,7 @@ func waitEnded(ctx context.Context, db *store.Store, kind string, want int, limi
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d %s runs ended after %s (%d still queued or running)", total-open, want, kind, limit, open)
+			return fmt.Errorf("%d of %d %s runs ended after %s (%d still queued or running: %s)", total-open, want, kind, limit, open, openRuns(ctx, db, kind))
 		}
 		select {
 		case <-ctx.Done():
@@ -228,4 +229,26 @@ func checkReplies(ctx context.Context, db *store.Store, prefix string, want, per
 		return fmt.Errorf("%d replies %q... in %d sessions, want %d in %d", replies, prefix, sessions, want, want/perSession)
 	}
 	return nil
+}
+
+// openRuns describes the runs of kind not ended yet, for the error of a
+// phase that did not drain: which instance holds each, since when.
+func openRuns(ctx context.Context, db *store.Store, kind string) string {
+	rows, err := db.DB().QueryContext(ctx, `SELECT id, state, owner_instance, created_at, coalesce(started_at, 0), heartbeat_at
+		FROM runs WHERE kind = ? AND state IN ('queued', 'running') ORDER BY created_at LIMIT 10`, kind)
+	if err != nil {
+		return err.Error()
+	}
+	defer rows.Close()
+	now := time.Now().UnixMilli()
+	var parts []string
+	for rows.Next() {
+		var id, state, owner string
+		var created, started, hb int64
+		if err := rows.Scan(&id, &state, &owner, &created, &started, &hb); err != nil {
+			return err.Error()
+		}
+		parts = append(parts, fmt.Sprintf("%s %s owner %q created %ds ago, started %d, heartbeat %d", id, state, owner, (now-created)/1000, started, hb))
+	}
+	return strings.Join(parts, "; ")
 }
