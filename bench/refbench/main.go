@@ -80,6 +80,17 @@ func main() {
 		}
 		return
 	}
+	if *flagSearchPG != "" {
+		sizes, err := searchSizes()
+		if err == nil {
+			err = searchPGBench(sizes, *flagQueries, *flagSearchRuns)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "refbench -search-pg:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "refbench:", err)
 		os.Exit(1)
