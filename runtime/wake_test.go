@@ -165,3 +165,62 @@ func TestQueuedTurnWokenWhenAnotherHostFreesItsSession(t *testing.T) {
 		t.Fatalf("t2 after t1 ended elsewhere: %+v %v (ctx %v): it was not woken", runs, err, ctx.Err())
 	}
 }
+
+// An announce written on another host reaches this process's notifier at
+// once, and a run of this process killed on another host is cancelled at
+// once, not at the next heartbeat.
+func TestWatchRemoteAnnounceAndKill(t *testing.T) {
+	noPoll(t)
+	old := heartbeatEvery
+	heartbeatEvery = time.Hour
+	t.Cleanup(func() { heartbeatEvery = old })
+	a, m := hosts(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const req = "agent:main:main"
+	if _, err := a.EnsureSession(ctx, store.Session{Key: req}); err != nil {
+		t.Fatal(err)
+	}
+	notified := make(chan string, 8)
+	m.SetNotifier(func(key string) { notified <- key })
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	// This process learns that req has nothing pending (the in-memory
+	// signal then hides announces until something moves it).
+	if anns, err := m.st.RecordCall(ctx, nil, req, false); err != nil || len(anns) != 0 {
+		t.Fatalf("nothing pending: %v %v", anns, err)
+	}
+	queueRun(t, a, "r1")
+	if ok, err := a.FinishRun(ctx, "r1", store.Outcome{State: store.RunOK}, &store.Announce{RequesterKey: req, Status: "ok", Body: "done"}); err != nil || !ok {
+		t.Fatalf("finish: %v %v", ok, err)
+	}
+	select {
+	case <-notified:
+	case <-ctx.Done():
+		t.Fatal("the announce written on host A did not reach this process's notifier")
+	}
+	anns, err := m.st.RecordCall(ctx, nil, req, false)
+	if err != nil || len(anns) != 1 || anns[0].RunID != "r1" {
+		t.Fatalf("after the wake-up: %v %v, want r1's announce", anns, err)
+	}
+
+	// A run active here, killed on host A.
+	queueRun(t, a, "r2")
+	runCtx, runCancel := context.WithCancelCause(ctx)
+	defer runCancel(nil)
+	m.mu.Lock()
+	m.active["r2"] = &activeRun{cancel: runCancel, done: make(chan struct{})}
+	m.mu.Unlock()
+	if ok, err := a.KillRun(ctx, "r2", "killed on host A", nil); err != nil || !ok {
+		t.Fatalf("kill: %v %v", ok, err)
+	}
+	<-runCtx.Done()
+	if ctx.Err() != nil || context.Cause(runCtx) != ErrKilled {
+		t.Fatalf("the run here ended with %v (ctx %v), want ErrKilled from the remote kill", context.Cause(runCtx), ctx.Err())
+	}
+	m.mu.Lock()
+	delete(m.active, "r2")
+	m.mu.Unlock()
+}
