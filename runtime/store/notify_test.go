@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +124,22 @@ func TestNotifyListenerReconnects(t *testing.T) {
 	runs := b.Wake(TopicRuns)
 	finishRun(t, a, fmt.Sprintf("after-%d", old))
 	bounded(t, runs, "B waiting for runs after the listener reconnected")
+}
+
+// A search_path naming no existing schema is refused with the fix.
+func TestPostgresMissingSchemaNamed(t *testing.T) {
+	if !testdb.Postgres() {
+		t.Skip("about PostgreSQL's search_path: set " + testdb.Env + " to run it")
+	}
+	u, err := url.Parse(testdb.DSN(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", "no_such_schema_here")
+	u.RawQuery = q.Encode()
+	_, err = Open(context.Background(), u.String(), nil)
+	if err == nil || !strings.Contains(err.Error(), "no schema") || !strings.Contains(err.Error(), "search_path") {
+		t.Fatalf("open with a missing schema: %v, want it named with the fix", err)
+	}
 }
