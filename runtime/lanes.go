@@ -22,6 +22,10 @@ func (m *Manager) laneFor(kind string) chan struct{} {
 	return m.nested
 }
 
+// busyWaitHook, when set (tests), is told each time a queued run finds its
+// session busy and starts waiting.
+var busyWaitHook func(id string)
+
 // released tells goroutines waiting for a busy session to try again.
 func (m *Manager) released() {
 	m.mu.Lock()
@@ -94,6 +98,9 @@ func (m *Manager) scheduleKind(id, kind string) {
 			}
 			// Its session is busy with another turn: wait for a local run to
 			// end, a run's end in another process (PostgreSQL), or poll.
+			if busyWaitHook != nil {
+				busyWaitHook(id)
+			}
 			select {
 			case <-freed:
 			case <-woke:

@@ -25,10 +25,11 @@ const (
 )
 
 // Timings of the run manager.
-const (
-	heartbeatEvery = 2 * time.Second
-	staleAfter     = 15 * time.Second
-)
+const staleAfter = 15 * time.Second
+
+// heartbeatEvery is the heartbeat's period (a variable so tests can prove
+// that something happens without it).
+var heartbeatEvery = 2 * time.Second
 
 // remotePoll is how often a waiter reads the store for what another
 // process may have done (a run's end, a busy session freed). On PostgreSQL

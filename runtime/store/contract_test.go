@@ -314,3 +314,32 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 		}
 	}
 }
+
+// Search means the same on both backends: every word must appear, whole
+// words, case- and accent-insensitive, '_' separates words, operators are
+// literal words.
+func TestSearchSemanticsOnEitherBackend(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	if _, err := s.EnsureSession(ctx, Session{Key: "agent:main:main"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, text := range []string{"deploy_now and Café crème", "rollback NEAR the end", ""} {
+		if _, err := s.AppendMessage(ctx, Message{SessionKey: "agent:main:main", Role: RoleUser, Trust: TrustUser, Content: Content{Text: text}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for q, want := range map[string]int{
+		"deploy": 1, "now": 1, "deploy_now": 1, "CAFE": 1, "creme café": 1, "deploy AND cafe": 1,
+		"deploy OR absent": 0, "deploy NOT": 0, "deplo": 0, "deploy*": 1, `"rollback" near`: 1,
+		"rollback NEAR end": 1, "rollback deploy": 0, "-- ;": 0, "": 0,
+	} {
+		n := 0
+		if err := s.Search(ctx, SearchQuery{Query: q}, func(Hit) bool { n++; return true }); err != nil {
+			t.Errorf("%s: search %q: %v", s.Backend(), q, err)
+		}
+		if n != want {
+			t.Errorf("%s: search %q found %d, want %d", s.Backend(), q, n, want)
+		}
+	}
+}

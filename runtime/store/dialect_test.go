@@ -41,7 +41,7 @@ func TestPostgresQueryAndLexemesAreLiteral(t *testing.T) {
 	if got := lexemes(""); got != nil {
 		t.Errorf("lexemes of an empty body = %v, want nil (not indexed)", got)
 	}
-	if got, want := lexemes("Über über UBER a_b"), `'uber' 'a_b'`; got != want {
+	if got, want := lexemes("Über über UBER a_b"), `'uber' 'a' 'b'`; got != want {
 		t.Errorf("lexemes = %v, want %q", got, want)
 	}
 	long := strings.Repeat("x", pgMaxLexeme+1)
@@ -66,6 +66,9 @@ func TestBodySnippetLikeFTS5(t *testing.T) {
 	}
 	if got := bodySnippet("Café au lait", []string{"cafe"}); got != "[Café] au lait" {
 		t.Errorf("folded match: %q", got)
+	}
+	if got := bodySnippet("run deploy_now then", []string{"deploy"}); got != "run [deploy]_now then" {
+		t.Errorf("a word joined by _: %q, want it marked like FTS5 does", got)
 	}
 }
 

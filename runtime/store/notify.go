@@ -130,7 +130,7 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig, conn *pgx.Conn)
 		for err == nil {
 			var n *pgconn.Notification
 			if n, err = conn.WaitForNotification(ctx); err == nil {
-				s.wakes.wake(n.Payload)
+				s.woke(n.Payload)
 				backoff = 100 * time.Millisecond
 			}
 		}
@@ -142,7 +142,7 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig, conn *pgx.Conn)
 		for {
 			// Notifications may be missed while not listening: wake every
 			// waiter so each reads the tables again.
-			s.wakes.wake("")
+			s.woke("")
 			t := time.NewTimer(backoff)
 			select {
 			case <-ctx.Done():
@@ -152,7 +152,7 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig, conn *pgx.Conn)
 			}
 			backoff = min(2*backoff, 5*time.Second)
 			if conn, err = s.listenConn(ctx, cfg); err == nil {
-				s.wakes.wake("") // what was committed before LISTEN took effect
+				s.woke("") // what was committed before LISTEN took effect
 				break
 			}
 			if ctx.Err() != nil {
@@ -161,4 +161,18 @@ func (s *Store) listen(ctx context.Context, cfg *pgx.ConnConfig, conn *pgx.Conn)
 			s.log.Warn("store: reconnect the PostgreSQL listener", "db", s.path, "err", err, "retry_in", backoff)
 		}
 	}
+}
+
+// woke handles a notification of topic ("" = maybe any): it wakes the
+// topic's waiters, and for announces also tells the in-memory announce
+// signal (record.go). That signal's poll compares the newest announce id,
+// which on SQLite grows in commit order; on PostgreSQL ids are handed out
+// at insert, so an announce can commit after one with a higher id and the
+// poll would not see it move. Notifications come in commit order, one for
+// every committed announce, so they close that gap.
+func (s *Store) woke(topic string) {
+	if topic == "" || topic == TopicAnnounces {
+		s.ann.announced()
+	}
+	s.wakes.wake(topic)
 }

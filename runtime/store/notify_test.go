@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,4 +124,88 @@ func TestNotifyListenerReconnects(t *testing.T) {
 	runs := b.Wake(TopicRuns)
 	finishRun(t, a, fmt.Sprintf("after-%d", old))
 	bounded(t, runs, "B waiting for runs after the listener reconnected")
+}
+
+// A search_path naming no existing schema is refused with the fix.
+func TestPostgresMissingSchemaNamed(t *testing.T) {
+	if !testdb.Postgres() {
+		t.Skip("about PostgreSQL's search_path: set " + testdb.Env + " to run it")
+	}
+	u, err := url.Parse(testdb.DSN(t, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("search_path", "no_such_schema_here")
+	u.RawQuery = q.Encode()
+	_, err = Open(context.Background(), u.String(), nil)
+	if err == nil || !strings.Contains(err.Error(), "no schema") || !strings.Contains(err.Error(), "search_path") {
+		t.Fatalf("open with a missing schema: %v, want it named with the fix", err)
+	}
+}
+
+// On PostgreSQL an announce can commit after one with a higher id (ids are
+// handed out at insert); the in-memory announce signal must still move, or
+// the requester's next call would not look for it.
+func TestAnnounceCommittedOutOfIdOrderIsSeen(t *testing.T) {
+	if !testdb.Postgres() {
+		t.Skip("ids are handed out in commit order on SQLite: set " + testdb.Env + " to run it")
+	}
+	for _, notify := range []bool{true, false} {
+		t.Run(map[bool]string{true: "notified", false: "polled"}[notify], func(t *testing.T) { outOfIdOrder(t, notify) })
+	}
+}
+
+func outOfIdOrder(t *testing.T, notify bool) {
+	a, b := twoHosts(t)
+	ctx := context.Background()
+	const req = "agent:main:main"
+	if _, err := a.EnsureSession(ctx, Session{Key: req}); err != nil {
+		t.Fatal(err)
+	}
+	if anns, err := b.RecordCall(ctx, nil, req, false); err != nil || len(anns) != 0 {
+		t.Fatalf("nothing pending: %v %v", anns, err)
+	}
+	// "low" takes its id first but commits last, as a slow writer would.
+	low, err := a.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer low.Rollback()
+	if _, err := low.ExecContext(ctx, `INSERT INTO announces (run_id, requester_key, status, body, created_at) VALUES ('low', ?, 'ok', 'low', 1)`, req); err != nil {
+		t.Fatal(err)
+	}
+	if notify {
+		if err := a.Notify(ctx, low, TopicAnnounces); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finishRun(t, a, "high")
+	if err := b.PollAnnounces(ctx); err != nil {
+		t.Fatal(err)
+	}
+	anns, err := b.RecordCall(ctx, nil, req, false)
+	if err != nil || len(anns) != 1 || anns[0].RunID != "high" {
+		t.Fatalf("first claim: %v %v, want high", anns, err)
+	}
+	woke := b.Wake(TopicAnnounces)
+	if err := low.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if notify {
+		bounded(t, woke, "B after the lower-id announce committed")
+	} else {
+		// No notification (a listener that is down): the writer's advance of
+		// the change counter after its commit, then the heartbeat's poll.
+		if _, err := a.DB().ExecContext(ctx, "SELECT nextval('changes')"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.PollAnnounces(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	anns, err = b.RecordCall(ctx, nil, req, false)
+	if err != nil || len(anns) != 1 || anns[0].RunID != "low" {
+		t.Fatalf("after the late commit: %v %v, want low (hidden by the in-memory signal?)", anns, err)
+	}
 }

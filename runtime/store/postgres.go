@@ -39,16 +39,16 @@ func openPostgres(ctx context.Context, url string, opts *Options, log *slog.Logg
 	db.SetConnMaxIdleTime(5 * time.Minute)
 	s := &Store{db: db, d: postgresDialect, path: red, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{}), exited: make(chan struct{}),
 		limits: opts.Limits.effective()}
-	var schema string
+	var schema sql.NullString
 	if err := db.QueryRowContext(ctx, "SELECT current_schema()").Scan(&schema); err != nil {
 		db.Close()
 		return nil, s.fault(err)
 	}
-	if schema == "" {
+	if !schema.Valid || schema.String == "" {
 		db.Close()
 		return nil, fmt.Errorf("store: %s: no schema to create tables in (the search_path names none that exists): create it, or set search_path in the URL", red)
 	}
-	s.channel = notifyChannel(schema)
+	s.channel = notifyChannel(schema.String)
 	// The listener's first LISTEN is in place before Open returns, so no
 	// notification committed after Open is missed.
 	conn, err := s.listenConn(ctx, cfg)

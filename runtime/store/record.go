@@ -43,9 +43,18 @@ func (a *announceSignal) announced() { a.gen.Add(1) }
 // PollAnnounces notices announces written by other processes on this
 // database (the run manager calls it with its heartbeat): afterwards the
 // next tool call of any requester looks for undelivered announces again.
+// On SQLite it watches the newest announce id (ids grow in commit order
+// there). On PostgreSQL ids are handed out at insert, so it watches the
+// change counter instead (dashboard.go: advanced after every commit of
+// every Store): any commit since the last poll makes each requester look
+// once more, an indexed count of its pending announces.
 func (s *Store) PollAnnounces(ctx context.Context) error {
+	q := `SELECT COALESCE(max(id), 0) FROM announces`
+	if s.d == postgresDialect {
+		q = `SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM changes`
+	}
 	var max int64
-	if err := s.readRow(ctx, `SELECT COALESCE(max(id), 0) FROM announces`).Scan(&max); err != nil {
+	if err := s.readRow(ctx, q).Scan(&max); err != nil {
 		return err
 	}
 	s.ann.mu.Lock()

@@ -19,6 +19,25 @@ const pgMaxLexeme = 2046
 // past 1 MB): words past it are left out of the index.
 const pgMaxTSVector = 1000000
 
+// pgTokens are the words the index holds for text: tokens (rank.go) cut
+// at '_' too, as SQLite's unicode61 tokenizer cuts there (so "deploy"
+// finds "deploy_now" on both backends).
+func pgTokens(text string) []string {
+	var out []string
+	for _, t := range tokens(text) {
+		if !strings.Contains(t, "_") {
+			out = append(out, t)
+			continue
+		}
+		for _, p := range strings.Split(t, "_") {
+			if p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
 // lexemes is a message text's index value, as tsvector input: its distinct
 // folded words, each quoted. nil (SQL NULL: not indexed) for an empty text.
 func lexemes(body string) any {
@@ -28,7 +47,7 @@ func lexemes(body string) any {
 	seen := map[string]bool{}
 	var b strings.Builder
 	size := 0
-	for _, t := range tokens(body) {
+	for _, t := range pgTokens(body) {
 		if seen[t] || len(t) > pgMaxLexeme {
 			continue
 		}
@@ -53,12 +72,13 @@ func pgLexeme(t string) string {
 // pgQuery turns free text into a tsquery that needs every word: the
 // folded words, quoted, joined by &.
 func pgQuery(text string) string {
-	terms := queryTerms(text)
-	if len(terms) == 0 {
-		return ""
-	}
-	for i, t := range terms {
-		terms[i] = pgLexeme(t)
+	seen := map[string]bool{}
+	var terms []string
+	for _, t := range pgTokens(text) {
+		if !seen[t] {
+			seen[t] = true
+			terms = append(terms, pgLexeme(t))
+		}
 	}
 	return strings.Join(terms, " & ")
 }
@@ -72,7 +92,7 @@ const snippetWords = 12
 // where text was cut.
 func bodySnippet(body string, terms []string) string {
 	want := make(map[string]bool, len(terms))
-	for _, t := range terms {
+	for _, t := range pgTokens(strings.Join(terms, " ")) {
 		want[t] = true
 	}
 	type word struct {
@@ -80,7 +100,7 @@ func bodySnippet(body string, terms []string) string {
 		term       string // the query word it is ("" = none)
 	}
 	var words []word
-	isTok := func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_' }
+	isTok := func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
 	start := -1
 	add := func(a, b int) {
 		w := word{start: a, end: b}

@@ -383,7 +383,10 @@ func (s *Store) commitBatch(batch []*txReq) {
 	if err == nil && s.d == postgresDialect {
 		// After the commit, never inside it: a watcher that sees the
 		// counter move must find the change committed (dashboard.go).
-		if _, cerr := s.db.Exec("SELECT nextval('changes')"); cerr != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, cerr := s.db.ExecContext(ctx, "SELECT nextval('changes')")
+		cancel()
+		if cerr != nil {
 			s.log.Debug("store: advance the change counter", "err", cerr)
 		}
 	}
