@@ -26,7 +26,7 @@ func TestHTTPInstancesBehindALoadBalancerSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	e2eEnsureNodeModules(t, filepath.Join(root, "e2e"))
-	cl := newLBCluster(t)
+	cl := newLBCluster(t, 2)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -189,8 +189,8 @@ name = "bob"
 token_env = "LB_BOB"
 `
 
-// lbCluster is two `sessionplane --http` processes on one database behind
-// a round-robin proxy, serving the tokens of lbTokens.
+// lbCluster is n `sessionplane --http` processes on one database behind a
+// round-robin proxy, serving the tokens of lbTokens.
 type lbCluster struct {
 	ins   []*httpInstance
 	proxy *rrProxy
@@ -200,7 +200,7 @@ type lbCluster struct {
 
 const lbAlice, lbBob = "alice-token-0123456789", "bob-token-0123456789"
 
-func newLBCluster(t *testing.T) *lbCluster {
+func newLBCluster(t *testing.T, n int) *lbCluster {
 	t.Helper()
 	dir := t.TempDir()
 	db := testdb.DSN(t, "sp.db")
@@ -208,8 +208,13 @@ func newLBCluster(t *testing.T) *lbCluster {
 		{"match": "slow", "turns": [{"delay_ms": 600000, "text": "never"}]},
 		{"turns": [{"text": "fine"}]}]}`, lbTokens)
 	env := []string{"LB_ALICE=" + lbAlice, "LB_BOB=" + lbBob}
-	cl := &lbCluster{ins: []*httpInstance{startHTTPInstance(t, db, cfg, env...), startHTTPInstance(t, db, cfg, env...)}}
-	cl.proxy, cl.url = newRRProxy(t, cl.ins[0].url, cl.ins[1].url)
+	cl := &lbCluster{}
+	var urls []string
+	for i := 0; i < n; i++ {
+		in := startHTTPInstance(t, db, cfg, env...)
+		cl.ins, urls = append(cl.ins, in), append(urls, in.url)
+	}
+	cl.proxy, cl.url = newRRProxy(t, urls...)
 	st, err := store.Open(context.Background(), db, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -240,15 +245,15 @@ func (cl *lbCluster) killInflight(t *testing.T, task string, failed func() strin
 	return victim
 }
 
-// Two real `sessionplane --http` processes on one database behind a
+// Three real `sessionplane --http` processes on one database behind a
 // round-robin proxy with no affinity: an mcp-go client initializes on one
-// and calls tools on the other; another token cannot use its session id on
-// either; a DELETE through the proxy ends the session on both. Then the
+// and its tool calls reach every one; another token cannot use its session
+// id on any; a DELETE through the proxy ends the session on all. Then the
 // instance holding an in-flight call is killed with SIGKILL: the client
 // gets a transport error, the store says what committed (the spawn's
 // child exists), and the same session goes on through the survivor.
 func TestHTTPInstancesBehindALoadBalancer(t *testing.T) {
-	cl := newLBCluster(t)
+	cl := newLBCluster(t, 3) // the README's recipe runs three
 	ins, proxy, lb, st := cl.ins, cl.proxy, cl.url, cl.st
 	alice, bob := lbAlice, lbBob
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -279,14 +284,14 @@ func TestHTTPInstancesBehindALoadBalancer(t *testing.T) {
 
 	c := connect()
 	sid := c.GetSessionId()
-	for i := 0; i < 4 && len(proxy.backendsOf("tools/call")) < 2; i++ {
+	for i := 0; i < 6 && len(proxy.backendsOf("tools/call")) < len(ins); i++ {
 		res, err := call(c, "session_status", map[string]any{})
 		if err != nil || res.IsError {
 			t.Fatalf("tools/call through the proxy: %v %+v", err, res)
 		}
 	}
-	if init, calls := proxy.backendsOf("initialize"), proxy.backendsOf("tools/call"); len(init) != 1 || len(calls) != 2 {
-		t.Fatalf("initialize went to %v and tools/call to %v: want one and both", init, calls)
+	if init, calls := proxy.backendsOf("initialize"), proxy.backendsOf("tools/call"); len(init) != 1 || len(calls) != len(ins) {
+		t.Fatalf("initialize went to %v and tools/call to %v: want one and every instance", init, calls)
 	}
 	for i, in := range ins {
 		if code := rawStatus(t, http.MethodPost, in.url, bob, sid, `{"jsonrpc":"2.0","id":9,"method":"tools/list","params":{}}`); code != http.StatusNotFound {

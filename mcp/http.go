@@ -271,17 +271,23 @@ func (h *HTTPHandler) dropLocal(id string) {
 	h.s.forgetConn(id)
 }
 
-// sweeper expires idle sessions every tick until Shutdown.
+// sweeper expires idle sessions every tick until Shutdown; on PostgreSQL
+// a session ended on another instance also wakes it at once, to drop
+// this instance's state of it (its GET streams end).
 func (h *HTTPHandler) sweeper(every time.Duration) {
 	defer h.wg.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
+	st := h.s.reg.Env().Store
 	for {
+		ended := st.Wake(store.TopicHTTPSessions) // nil (never ready) on SQLite
 		select {
 		case <-h.stop:
 			return
 		case <-t.C:
 			h.Sweep()
+		case <-ended:
+			h.dropGone()
 		}
 	}
 }
@@ -295,6 +301,19 @@ func (h *HTTPHandler) Sweep() {
 	gone, err := h.sessions.sweep(ctx)
 	if err != nil {
 		h.s.log.Warn("HTTP session sweep", "err", err)
+	}
+	for _, id := range gone {
+		h.dropLocal(id)
+	}
+}
+
+// dropGone drops this instance's state of sessions that ended elsewhere.
+func (h *HTTPHandler) dropGone() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	gone, err := h.sessions.gone(ctx)
+	if err != nil {
+		h.s.log.Warn("HTTP sessions ended elsewhere", "err", err)
 	}
 	for _, id := range gone {
 		h.dropLocal(id)

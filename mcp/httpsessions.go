@@ -199,6 +199,13 @@ func (g *httpSessions) sweep(ctx context.Context) ([]string, error) {
 	if err := g.st.ExpireHTTPSessions(ctx, g.liveAfter()); err != nil {
 		return nil, err
 	}
+	return g.gone(ctx)
+}
+
+// gone forgets, and returns, the sessions this instance served that no
+// longer exist (deleted or expired by any instance), ending their GET
+// streams here. It only reads the table.
+func (g *httpSessions) gone(ctx context.Context) ([]string, error) {
 	live, err := g.st.LiveHTTPSessions(ctx, g.liveAfter())
 	if err != nil {
 		return nil, err

@@ -6,6 +6,11 @@ import (
 	"errors"
 )
 
+// TopicHTTPSessions wakes (PostgreSQL) the instances holding state of an
+// HTTP session that was deleted: they drop it at once, not at their next
+// sweep.
+const TopicHTTPSessions = "http_sessions"
+
 // HTTPSession is an MCP Streamable HTTP session (Mcp-Session-Id) as every
 // HTTP instance on the database sees it: who it belongs to (the token's
 // principal, never the token), what initialize negotiated, and when it was
@@ -86,8 +91,10 @@ func (s *Store) DeleteHTTPSession(ctx context.Context, id string) (bool, error) 
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
-		return err
+		if n, err = res.RowsAffected(); err != nil || n == 0 {
+			return err
+		}
+		return s.Notify(ctx, tx, TopicHTTPSessions)
 	})
 	return n == 1, err
 }
