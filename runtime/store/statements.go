@@ -42,6 +42,12 @@ func (s *Store) readRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return st.QueryRowContext(ctx, args...)
 }
 
+// QueryRow runs a single-row read with a cached prepared statement: for
+// callers outside the store that read its tables directly.
+func (s *Store) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return s.readRow(ctx, q, args...)
+}
+
 // readRows runs a read on the pool with a cached statement.
 func (s *Store) readRows(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	st, err := s.stmt(ctx, q)
