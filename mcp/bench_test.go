@@ -159,7 +159,7 @@ spawn-subagent = "none"
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		next := make(chan int)
-		start, cpu0 := time.Now(), cpuTime()
+		start, cpu0, w0 := time.Now(), cpuTime(), st.WriteStats()
 		for w := 0; w < inflight; w++ {
 			wg.Add(1)
 			go func() {
@@ -212,6 +212,12 @@ spawn-subagent = "none"
 		// loaded 2-core machine, where wall time follows the load, this
 		// still says how much work a spawn is.
 		b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/n, "cpu-µs/spawn")
+		// The writer's work per spawn, as counts: waited writes (a caller
+		// blocked on the commit), all writes, and transactions committed.
+		w1 := st.WriteStats()
+		b.ReportMetric(float64(w1.Waited-w0.Waited)/n, "waited-writes/spawn")
+		b.ReportMetric(float64(w1.Waited+w1.Async-w0.Waited-w0.Async)/n, "writes/spawn")
+		b.ReportMetric(float64(w1.Commits-w0.Commits)/n, "commits/spawn")
 		ideal := time.Duration((n+lane-1)/lane) * model
 		sort.Slice(lat, func(a, c int) bool { return lat[a] < lat[c] })
 		b.ReportMetric(wall.Seconds(), "wall-s")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -61,11 +62,79 @@ func (s *Server) handler(name string) server.ToolHandlerFunc {
 		if err != nil || req.Params.Arguments == nil {
 			raw = json.RawMessage("{}")
 		}
-		res := s.reg.Call(ctx, o.caller, &elicitApprover{srv: s.srv}, name, raw, s.progress(ctx, req))
+		fold := &foldedRecord{own: o.caller.Key, name: name, args: raw}
+		res := s.reg.Call(tools.WithRecorder(ctx, fold), o.caller, &elicitApprover{srv: s.srv}, name, raw, s.progress(ctx, req))
 		out := toMCP(res)
-		s.recordAndDeliver(ctx, o.caller.Key, name, raw, res, out)
+		if anns, ok := fold.done(res, s.log); ok {
+			prependAnnounces(out, anns)
+		} else {
+			s.recordAndDeliver(ctx, o.caller.Key, name, raw, res, out)
+		}
 		return out, nil
 	}
+}
+
+// foldedRecord lets the tool's own write carry the call's transcript
+// record (tools.Recorder): taken at most once, for this call's tool only.
+type foldedRecord struct {
+	own, name string
+	args      json.RawMessage
+	rec       *store.CallRecord
+	res       tools.Result // the result the record was made for
+}
+
+// Record implements tools.Recorder.
+func (f *foldedRecord) Record(tool string, res tools.Result) *store.CallRecord {
+	if tool != f.name || f.rec != nil {
+		return nil
+	}
+	f.rec = &store.CallRecord{Messages: callMessages(f.own, f.name, f.args, res), Requester: f.own}
+	f.res = res
+	return f.rec
+}
+
+// done reports whether the record was committed for exactly the result
+// the call returned, with the announces claimed with it.
+func (f *foldedRecord) done(res tools.Result, log *slog.Logger) ([]store.Announce, bool) {
+	if f.rec == nil || !f.rec.Committed {
+		return nil, false
+	}
+	if res.Text != f.res.Text || res.IsError != f.res.IsError {
+		// Never expected: the call is recorded again below, as it returned.
+		log.Error("a tool call's folded record differs from its result; recording it again", "tool", f.name)
+		return nil, false
+	}
+	return f.rec.Claimed, true
+}
+
+// callMessages is a client's tool call and its result as recorded in its
+// own session's transcript.
+func callMessages(own, name string, args json.RawMessage, res tools.Result) []store.Message {
+	callID := fmt.Sprintf("mcp_%d", time.Now().UnixNano())
+	text := res.Text
+	if len(text) > 4000 {
+		text = text[:4000] + " …[cut]"
+	}
+	return []store.Message{
+		{SessionKey: own, Role: store.RoleAssistant, Trust: store.TrustUser,
+			Content: store.Content{ToolCalls: []store.ToolCall{{ID: callID, Name: name, Args: tools.RecordedArgs(args, res)}}}},
+		{SessionKey: own, Role: store.RoleTool, Trust: store.TrustExternal,
+			Content: store.Content{ToolResults: []store.ToolResult{{CallID: callID, Name: name, Content: text, IsError: res.IsError}}}},
+	}
+}
+
+// prependAnnounces puts announce bodies in front of a tool result.
+func prependAnnounces(out *mcp.CallToolResult, anns []store.Announce) {
+	if len(anns) == 0 {
+		return
+	}
+	var b strings.Builder
+	for _, a := range anns {
+		b.WriteString(a.Body)
+		b.WriteString("\n\n")
+	}
+	b.WriteString("---\n")
+	out.Content = append([]mcp.Content{mcp.NewTextContent(b.String())}, out.Content...)
 }
 
 func toMCP(res tools.Result) *mcp.CallToolResult {
@@ -106,34 +175,15 @@ func (s *Server) progress(ctx context.Context, req mcp.CallToolRequest) func(p, 
 func (s *Server) recordAndDeliver(ctx context.Context, own, name string, args json.RawMessage, res tools.Result, out *mcp.CallToolResult) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	callID := fmt.Sprintf("mcp_%d", time.Now().UnixNano())
-	text := res.Text
-	if len(text) > 4000 {
-		text = text[:4000] + " …[cut]"
-	}
 	// A read-only call's record need not commit before the reply (the
 	// durability rule in the README); a call that may have changed
 	// something is recorded before its result goes out.
 	def, ok := s.reg.Get(name)
 	durable := !ok || !def.Annotations.ReadOnly
-	anns, err := s.reg.Env().Store.RecordCall(ctx, []store.Message{
-		{SessionKey: own, Role: store.RoleAssistant, Trust: store.TrustUser,
-			Content: store.Content{ToolCalls: []store.ToolCall{{ID: callID, Name: name, Args: tools.RecordedArgs(args, res)}}}},
-		{SessionKey: own, Role: store.RoleTool, Trust: store.TrustExternal,
-			Content: store.Content{ToolResults: []store.ToolResult{{CallID: callID, Name: name, Content: text, IsError: res.IsError}}}},
-	}, own, durable)
+	anns, err := s.reg.Env().Store.RecordCall(ctx, callMessages(own, name, args, res), own, durable)
 	if err != nil {
 		s.log.Error("record the tool call and deliver announces", "tool", name, "err", err)
 		return
 	}
-	if len(anns) == 0 {
-		return
-	}
-	var b strings.Builder
-	for _, a := range anns {
-		b.WriteString(a.Body)
-		b.WriteString("\n\n")
-	}
-	b.WriteString("---\n")
-	out.Content = append([]mcp.Content{mcp.NewTextContent(b.String())}, out.Content...)
+	prependAnnounces(out, anns)
 }

@@ -148,6 +148,31 @@ func (c *stdioConn) Write(p []byte) (int, error) {
 	c.outMu.Lock()
 	n, err := c.out.Write(p)
 	c.outMu.Unlock()
+	if id, ok, isResp := responseID(p); isResp {
+		c.answered(idKey(id), ok)
+	}
+	return n, err
+}
+
+// responsePrefix is how mcp-go starts every response it encodes
+// (JSONRPCResponse and JSONRPCError put jsonrpc, then id, first).
+var responsePrefix = []byte(`{"jsonrpc":"2.0","id":`)
+
+// responseID tells whether p is a JSON-RPC response, with its id and
+// whether it carries a result (not an error). mcp-go's own encoding is
+// read from its head, without decoding the result (the bulk of a tool
+// call's bytes); anything else is decoded whole.
+func responseID(p []byte) (id json.RawMessage, ok, isResp bool) {
+	if rest, found := bytes.CutPrefix(p, responsePrefix); found {
+		if end := idEnd(rest); end > 0 {
+			switch after := rest[end:]; {
+			case bytes.HasPrefix(after, []byte(`,"result":`)):
+				return json.RawMessage(rest[:end]), true, true
+			case bytes.HasPrefix(after, []byte(`,"error":`)):
+				return json.RawMessage(rest[:end]), false, true
+			}
+		}
+	}
 	var m struct {
 		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
@@ -155,9 +180,33 @@ func (c *stdioConn) Write(p []byte) (int, error) {
 		Error  json.RawMessage `json:"error"`
 	}
 	if json.Unmarshal(p, &m) == nil && m.Method == "" && len(m.ID) > 0 && (m.Result != nil || m.Error != nil) {
-		c.answered(idKey(m.ID), m.Result != nil)
+		return m.ID, m.Result != nil, true
 	}
-	return n, err
+	return nil, false, false
+}
+
+// idEnd returns the length of the simple id (digits, or a string without
+// escapes) at the start of b, or 0 when it is not one.
+func idEnd(b []byte) int {
+	if len(b) == 0 {
+		return 0
+	}
+	if b[0] == '"' {
+		for i := 1; i < len(b); i++ {
+			switch c := b[i]; {
+			case c == '"':
+				return i + 1
+			case c == '\\' || c < 0x20:
+				return 0
+			}
+		}
+		return 0
+	}
+	i := 0
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	return i
 }
 
 func (c *stdioConn) answered(key string, ok bool) {
@@ -331,12 +380,45 @@ func exactArgs(params json.RawMessage) string {
 // idKey is a request id as mcp-go echoes it: numbers pass through a
 // float64, so 1 and 1.0 are the same id.
 func idKey(id json.RawMessage) string {
+	if simpleID(id) {
+		return string(id) // what the round trip below would give
+	}
 	var v any
 	if json.Unmarshal(id, &v) != nil {
 		return string(id)
 	}
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// simpleID reports whether id reads back unchanged through any and
+// json.Marshal: an integer of at most 15 digits without a leading zero
+// (exact in a float64), or a string of printable ASCII that Marshal does
+// not escape.
+func simpleID(id []byte) bool {
+	n := len(id)
+	switch {
+	case n == 0:
+		return false
+	case id[0] == '"':
+		if n < 2 || id[n-1] != '"' {
+			return false
+		}
+		for _, c := range id[1 : n-1] {
+			if c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return false
+			}
+		}
+		return true
+	case n > 15 || (id[0] == '0' && n > 1):
+		return false
+	}
+	for _, c := range id {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // readLine reads one line of at most max bytes. A longer line is consumed

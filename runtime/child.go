@@ -36,6 +36,10 @@ type ChildSpec struct {
 	ContextMode string
 	// Budget is the spawn's own spending limit (zero = none).
 	Budget config.Budget
+	// Record, when set, gives the transcript record of the tool call that
+	// spawns (nil: none) for the ticket it will return; it is written in
+	// the run's own transaction.
+	Record func(*Ticket) *store.CallRecord
 }
 
 // Child is a prepared child run: its identity, model, prompt and controls

@@ -34,22 +34,63 @@ func (m *Manager) released() {
 	m.mu.Unlock()
 }
 
-func (m *Manager) scheduleKind(id, kind string) {
+// takeSlot takes a free slot of kind's lane without waiting, under
+// claimMu (held for reading on success: the caller releases it once the
+// run it claims is in m.active). ok is false when the lane is full or the
+// manager is closing.
+func (m *Manager) takeSlot(kind string) (release func(), ok bool) {
+	lane := m.laneFor(kind)
+	m.claimMu.RLock()
+	if m.closing.Load() {
+		m.claimMu.RUnlock()
+		return nil, false
+	}
+	select {
+	case lane <- struct{}{}:
+	default:
+		m.claimMu.RUnlock()
+		return nil, false
+	}
+	var once sync.Once
+	return func() { once.Do(func() { <-lane }) }, true
+}
+
+// startClaimed runs a run already claimed for this process (CreateRun in
+// state running), tracked by m.track, holding the lane slot release gives
+// back.
+func (m *Manager) startClaimed(runCtx context.Context, ar *activeRun, done func(), id string, release func()) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer done()
+		m.execute(runCtx, id, ar, release)
+		release()
+		m.released()
+	}()
+}
+
+// track registers id as active in this process; done unregisters it.
+func (m *Manager) track(id string) (context.Context, *activeRun, func()) {
 	runCtx, cancel := context.WithCancelCause(m.ctx)
 	ar := &activeRun{cancel: cancel, done: make(chan struct{})}
 	m.mu.Lock()
 	m.active[id] = ar
 	m.mu.Unlock()
+	return runCtx, ar, func() {
+		cancel(nil)
+		m.mu.Lock()
+		delete(m.active, id)
+		m.mu.Unlock()
+		close(ar.done)
+	}
+}
+
+func (m *Manager) scheduleKind(id, kind string) {
+	runCtx, ar, done := m.track(id)
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		defer func() {
-			cancel(nil)
-			m.mu.Lock()
-			delete(m.active, id)
-			m.mu.Unlock()
-			close(ar.done)
-		}()
+		defer done()
 		if kind == "" {
 			if r, err := m.st.GetRun(runCtx, id); err == nil {
 				kind = r.Kind

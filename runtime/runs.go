@@ -229,6 +229,32 @@ func (m *Manager) submitWith(ctx context.Context, sess *store.Session, msgs []st
 		}
 		r.ID = id.String()
 	}
+	// A new child's run that finds a lane slot free is claimed by the
+	// transaction that creates it (one write fewer per spawn; nothing else
+	// can hold its brand-new session): it says running from that commit
+	// and its turn starts right after. A run that finds the lane full is
+	// created queued, says so, and waits for a slot as before.
+	if sess != nil && r.Kind == KindSpawn && opts.Input == "" {
+		if release, ok := m.takeSlot(r.Kind); ok {
+			defer m.claimMu.RUnlock() // taken by takeSlot: Close waits for this claim to be in m.active
+			// Tracked before it can say running, so a kill finds it.
+			runCtx, ar, done := m.track(r.ID)
+			r.State = store.RunRunning
+			if err := m.st.CreateRun(ctx, sess, msgs, r); err != nil {
+				done()
+				release()
+				return fmt.Errorf("record the run: %w", err)
+			}
+			if r.State != store.RunRunning { // its session was busy after all: queued
+				done()
+				release()
+				m.scheduleKind(r.ID, r.Kind)
+				return nil
+			}
+			m.startClaimed(runCtx, ar, done, r.ID, release)
+			return nil
+		}
+	}
 	if err := m.st.CreateRun(ctx, sess, msgs, r); err != nil {
 		return fmt.Errorf("record the run: %w", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/sessionplane/sessionplane/policy"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
@@ -63,13 +64,23 @@ func (m *Manager) Spawn(ctx context.Context, gate *policy.Engine, spec ChildSpec
 		Label: spec.Label, Task: spec.Task, Preset: child.Preset, Model: t.Model.ID, Thinking: child.Thinking, Cleanup: cleanup,
 		TimeoutMS: child.Timeout.Milliseconds(), Depth: child.Caller.Depth, Role: role,
 		MaxActiveSiblings: m.rt.cfg.Agents.Defaults.Subagents.MaxChildrenPerAgent}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	run.ID = id.String()
+	tk := &Ticket{RunID: run.ID, ChildKey: child.Key, SessionID: child.SessionID, Model: t.Model.ID, Thinking: child.Thinking,
+		Preset: child.Preset, Depth: child.Caller.Depth, Role: role, Warnings: child.Warnings,
+		Timeout: child.Timeout, Orchestrator: child.Orchestrator}
+	if spec.Record != nil {
+		run.Record = spec.Record(tk)
+	}
 	sess := child.Session
 	if err := m.submitWith(ctx, &sess, []store.Message{task}, run, opts); err != nil {
 		return nil, err
 	}
-	return &Ticket{RunID: run.ID, ChildKey: child.Key, SessionID: child.SessionID, Model: t.Model.ID, Thinking: child.Thinking,
-		Preset: child.Preset, Depth: child.Caller.Depth, Role: role, Warnings: child.Warnings, CreatedAt: run.CreatedAt,
-		Timeout: child.Timeout, Orchestrator: child.Orchestrator}, nil
+	tk.CreatedAt = run.CreatedAt
+	return tk, nil
 }
 
 // Continue queues another run on an existing child session (subagents

@@ -211,8 +211,14 @@ func (r *Registry) Call(ctx context.Context, c policy.Caller, approver Approver,
 		}
 		return errorResult(t.Name, err.Error())
 	}
-	if len(call.Notes) > 0 {
-		text = strings.TrimSpace(text + "\n\n" + strings.Join(call.Notes, "\n"))
+	return call.result(out, text)
+}
+
+// result is the Result of a handler's output and text: its notes appended,
+// an output that says it failed marked as an error.
+func (c *Call) result(out any, text string) Result {
+	if len(c.Notes) > 0 {
+		text = strings.TrimSpace(text + "\n\n" + strings.Join(c.Notes, "\n"))
 	}
 	failed := false
 	if f, ok := out.(failer); ok {

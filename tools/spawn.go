@@ -131,23 +131,33 @@ func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, strin
 	if err := spawnGuards(ctx, call, in.AgentID, in.Thinking, in.ApprovalSummary()); err != nil {
 		return SpawnOut{}, "", err
 	}
+	// The result depends on the ticket alone, so the call's own transcript
+	// record can be written with the run (ChildSpec.Record).
+	render := func(tk *spruntime.Ticket) (SpawnOut, string) {
+		out := SpawnOut{Status: "accepted", RunID: tk.RunID, ChildSessionKey: tk.ChildKey, ModelApplied: tk.Model, Warnings: tk.Warnings,
+			Note: "The sub-agent runs in the background; its result is announced to you when it finishes (also via spawn_status/spawn_result with this runId)."}
+		if out.Warnings == nil {
+			out.Warnings = []string{}
+		}
+		text := fmt.Sprintf("Sub-agent accepted.\nRun: %s\nSession: %s\nModel: %s\n%sTask: %s\n%s", tk.RunID, tk.ChildKey, tk.Model, labelLine(in.Label), firstN(in.Task, 200), out.Note)
+		for _, w := range out.Warnings {
+			text += "\nWarning: " + w
+		}
+		return out, text
+	}
 	tk, err := runs.Spawn(ctx, call.Env.Policy, spruntime.ChildSpec{
 		Parent: call.Caller, Task: in.Task, Label: in.Label, AgentID: in.AgentID, Model: in.Model, Thinking: in.Thinking,
 		Preset: in.Preset, ActiveTools: in.ActiveTools, ToolChoice: in.ToolChoice.choice(), Timeout: time.Duration(timeout) * time.Second,
 		ContextMode: in.Context, Budget: budget,
+		Record: func(tk *spruntime.Ticket) *store.CallRecord {
+			out, text := render(tk)
+			return call.record(ctx, out, text)
+		},
 	}, in.Cleanup)
 	if err != nil {
 		return SpawnOut{}, "", spawnErr(err)
 	}
-	out := SpawnOut{Status: "accepted", RunID: tk.RunID, ChildSessionKey: tk.ChildKey, ModelApplied: tk.Model, Warnings: tk.Warnings,
-		Note: "The sub-agent runs in the background; its result is announced to you when it finishes (also via spawn_status/spawn_result with this runId)."}
-	if out.Warnings == nil {
-		out.Warnings = []string{}
-	}
-	text := fmt.Sprintf("Sub-agent accepted.\nRun: %s\nSession: %s\nModel: %s\n%sTask: %s\n%s", tk.RunID, tk.ChildKey, tk.Model, labelLine(in.Label), firstN(in.Task, 200), out.Note)
-	for _, w := range out.Warnings {
-		text += "\nWarning: " + w
-	}
+	out, text := render(tk)
 	return out, text, nil
 }
 

@@ -2,8 +2,6 @@ package tools
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -96,41 +94,26 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 		out.Role = "leaf"
 	}
 	out.RiskLevel = riskLevel(call, s.Depth, s.Preset, out.Role)
-	kids, err := call.Env.Store.Children(ctx, s.Key)
+	// One query for the children, the active run and the latest run.
+	sr, err := call.Env.Store.SessionRuns(ctx, s.Key)
 	if err != nil {
 		return StatusOut{}, "", err
 	}
 	out.Children = []string{}
-	for _, k := range kids { // only the children the caller may see
+	for _, k := range sr.Children { // only the children the caller may see
 		if call.Env.Policy.Access(ctx, call.Caller, k).Allowed() {
 			out.Children = append(out.Children, k)
 		}
 	}
-	db := call.Env.Store // its QueryRow reuses prepared statements
-	var ar ActiveRun
-	var started sql.NullInt64
-	err = db.QueryRow(ctx, `SELECT id, state, started_at FROM runs WHERE child_key = ? AND state IN ('queued','running')
-		ORDER BY created_at DESC LIMIT 1`, s.Key).Scan(&ar.RunID, &ar.State, &started)
-	switch {
-	case err == nil:
-		ar.StartedAt = started.Int64
-		out.ActiveRun = &ar
-	case !errors.Is(err, sql.ErrNoRows):
-		return StatusOut{}, "", err
+	if a := sr.Active; a != nil {
+		out.ActiveRun = &ActiveRun{RunID: a.ID, State: a.State, StartedAt: a.StartedAt}
 	}
-	if s.ArchivedAt == 0 && out.ActiveRun == nil && s.Depth > 0 {
-		var ended sql.NullInt64
-		var cleanup string
-		err = db.QueryRow(ctx, `SELECT ended_at, cleanup FROM runs WHERE child_key = ? ORDER BY created_at DESC LIMIT 1`, s.Key).Scan(&ended, &cleanup)
-		if err == nil && ended.Valid && cleanup != "delete" && cfg.Agents.Defaults.Subagents.ArchiveAfterMinutes > 0 {
-			out.ExpiresAt = ended.Int64 + int64(cfg.Agents.Defaults.Subagents.ArchiveAfterMinutes)*60_000
+	if last := sr.Last; last != nil {
+		if s.ArchivedAt == 0 && out.ActiveRun == nil && s.Depth > 0 && last.EndedAt != 0 &&
+			last.Cleanup != "delete" && cfg.Agents.Defaults.Subagents.ArchiveAfterMinutes > 0 {
+			out.ExpiresAt = last.EndedAt + int64(cfg.Agents.Defaults.Subagents.ArchiveAfterMinutes)*60_000
 		}
-	}
-	var lastRun string
-	if err := db.QueryRow(ctx, `SELECT id FROM runs WHERE child_key = ? ORDER BY created_at DESC, id DESC LIMIT 1`, s.Key).Scan(&lastRun); err == nil {
-		if r, err := call.Env.Store.GetRun(ctx, lastRun); err == nil {
-			out.Budget = runBudget(ctx, call, r)
-		}
+		out.Budget = runBudget(ctx, call, last)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "Session %s (%s, agent %s)\nStatus: %s · role %s · depth %d · risk %s\n", out.Key, out.Kind, out.AgentID, out.Status, out.Role, out.Depth, out.RiskLevel)

@@ -91,6 +91,13 @@ func main() {
 		}
 		return
 	}
+	if *flagSearchDB != "" {
+		if err := searchDB(*flagSearchDB, *flagQueries); err != nil {
+			fmt.Fprintln(os.Stderr, "refbench -searchdb:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "refbench:", err)
 		os.Exit(1)

@@ -185,23 +185,32 @@ func (s *Store) recordAndClaimTx(ctx context.Context, msgs []Message, requester 
 		if !claim {
 			return nil
 		}
-		rows, err := s.txQuery(ctx, tx, `UPDATE announces SET delivered_at = ? WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0
-			RETURNING id, run_id, requester_key, status, body, created_at`, now, requester)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			a := Announce{DeliveredAt: now}
-			if err := rows.Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &a.CreatedAt); err != nil {
-				return err
-			}
-			out = append(out, a)
-		}
-		return rows.Err()
+		var err error
+		out, err = s.claimTx(ctx, tx, requester, now)
+		return err
 	})
 	sortAnnounces(out)
 	return out, err
+}
+
+// claimTx marks requester's undelivered announces delivered inside tx and
+// returns them.
+func (s *Store) claimTx(ctx context.Context, tx *sql.Tx, requester string, now int64) ([]Announce, error) {
+	rows, err := s.txQuery(ctx, tx, `UPDATE announces SET delivered_at = ? WHERE requester_key = ? AND delivered_at IS NULL AND silent = 0
+		RETURNING id, run_id, requester_key, status, body, created_at`, now, requester)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Announce
+	for rows.Next() {
+		a := Announce{DeliveredAt: now}
+		if err := rows.Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &a.CreatedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }
 
 func sortAnnounces(a []Announce) {

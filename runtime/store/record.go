@@ -111,6 +111,7 @@ func (s *Store) appendAsync(msgs []Message) error {
 	bg := context.Background()
 	req := &txReq{ctx: bg, done: make(chan error, 1), committed: make(chan struct{})}
 	req.fn = func(tx *sql.Tx) error { return s.appendMessagesTx(bg, tx, msgs, now) }
+	s.wstats.async.Add(1)
 	req.after = func(err error) {
 		if err != nil {
 			s.log.Error("store: a tool call's transcript record was not written", "session", msgs[0].SessionKey, "err", err)

@@ -71,6 +71,9 @@ type Run struct {
 	// run's own transaction: CreateRun fails with a *LimitError when the
 	// requester already has that many queued or running spawns. Not stored.
 	MaxActiveSiblings int
+	// Record, when set on a new run, is the tool call's own transcript
+	// record, written in CreateRun's transaction. Not stored as a column.
+	Record *CallRecord
 }
 
 // LimitError is returned when recording a run would exceed a limit that is
@@ -131,6 +134,13 @@ func (s *Store) insertRunTx(ctx context.Context, tx *sql.Tx, r *Run) error {
 // CreateRun writes, in one transaction, the session the run works in (when
 // sess is non-nil and it does not exist yet), the messages that start it
 // (its task), and the queued run: a spawn is recorded whole or not at all.
+//
+// A run created in state running (its caller holds a lane slot and starts
+// the turn as soon as this returns) is claimed in the same transaction:
+// it starts now, and its session says running. When another run of its
+// session is queued or running it is created queued instead (r.State
+// says which), as ClaimRun would refuse it. r.Record, when set, is written
+// in the same transaction too.
 func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r *Run) error {
 	if r.State == "" {
 		r.State = RunQueued
@@ -142,7 +152,10 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 	if len(r.Options) == 0 {
 		r.Options = json.RawMessage("{}")
 	}
-	return s.Tx(ctx, func(tx *sql.Tx) error {
+	want := r.State
+	gen := s.ann.gen.Load()
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		r.State = want // the closure may run again: start over
 		if sess != nil {
 			if err := s.ensureSessionTx(ctx, tx, sess, now); err != nil {
 				return err
@@ -165,8 +178,40 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 				return err
 			}
 		}
-		return s.insertRunTx(ctx, tx, r)
+		if r.State == RunRunning {
+			var busy int
+			if err := s.queryRow(ctx, tx, `SELECT count(*) FROM runs WHERE child_key = ? AND state IN ('queued','running')`, r.ChildKey).Scan(&busy); err != nil {
+				return err
+			}
+			if busy > 0 {
+				r.State = RunQueued
+			}
+		}
+		if err := s.insertRunTx(ctx, tx, r); err != nil {
+			return err
+		}
+		if r.State == RunRunning {
+			if _, err := s.exec(ctx, tx, `UPDATE runs SET started_at = ? WHERE id = ?`, now, r.ID); err != nil {
+				return err
+			}
+			if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = ?`, now, r.ChildKey); err != nil {
+				return err
+			}
+		}
+		if r.Record != nil {
+			return s.recordTx(ctx, tx, r.Record, gen, now)
+		}
+		return nil
 	})
+	if err == nil {
+		if r.State == RunRunning {
+			r.StartedAt = now
+		}
+		if r.Record != nil {
+			s.recorded(r.Record, gen)
+		}
+	}
+	return err
 }
 
 // GetRun returns a run, or ErrNotFound.

@@ -88,6 +88,8 @@ type Store struct {
 	// without waiting (RecordCall); Flush waits for it.
 	recMu   sync.Mutex
 	recLast map[string]*txReq
+
+	wstats writeCounters // WriteStats (callrecord.go)
 }
 
 type txReq struct {
@@ -261,6 +263,7 @@ func (s *Store) nowMS() int64 { return s.now().UnixMilli() }
 // lock past busy_timeout, so fn must be safe to run more than once.
 func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	req := &txReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	s.wstats.waited.Add(1)
 	select {
 	case s.writes <- req:
 	case <-s.stop:
@@ -368,6 +371,9 @@ func (s *Store) commitBatch(batch []*txReq) {
 		d := s.retryWait(attempt)
 		s.log.Debug("store busy, retrying", "attempt", attempt+1, "wait", d)
 		time.Sleep(d)
+	}
+	if err == nil {
+		s.wstats.commits.Add(1)
 	}
 	if err != nil && s.d.retryable(err) {
 		err = fmt.Errorf("store: database stayed locked by another process (or, on PostgreSQL, its transactions kept conflicting): %w", err)

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"syscall"
+	"time"
+
+	"github.com/sessionplane/sessionplane/runtime/store"
+)
+
+var (
+	flagSearchDB   = flag.String("searchdb", "", "measure sessions_search on this already seeded database (search.db kept by an earlier run with -keep) and exit: wall and CPU time per query")
+	flagSearchProf = flag.String("searchprof", "", "with -searchdb: write a CPU profile of the timed queries to this file")
+)
+
+// threadCPU is the CPU time of the calling OS thread so far.
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// searchDB times the query mix on an existing corpus. Besides wall time it
+// reports each query's CPU time on its own OS thread (the search runs on
+// the calling goroutine: the SQLite driver is Go), which a loaded machine
+// inflates far less than wall time: on a shared 2-core machine it is the
+// figure that says whether a change made the search cheaper.
+func searchDB(path string, queries int) error {
+	ctx := context.Background()
+	s, err := store.Open(ctx, path, nil)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	var n int
+	if err := s.DB().QueryRow(`SELECT count(*) FROM messages`).Scan(&n); err != nil {
+		return err
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	mix := searchQueries()
+	one := func(q string) (wall, cpu time.Duration, err error) {
+		hits := 0
+		c0, t0 := threadCPU(), time.Now()
+		err = s.Search(ctx, store.SearchQuery{Query: q}, func(store.Hit) bool { hits++; return hits < 5 })
+		return time.Since(t0), threadCPU() - c0, err
+	}
+	for _, q := range mix { // warm-up pass
+		if _, _, err := one(q); err != nil {
+			return fmt.Errorf("search %q: %w", q, err)
+		}
+	}
+	if *flagSearchProf != "" {
+		f, err := os.Create(*flagSearchProf)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	load0 := loadavg()
+	var wall, cpu []time.Duration
+	perQ := map[string][]time.Duration{}
+	for i := 0; i < queries; i++ {
+		q := mix[i%len(mix)]
+		w, c, err := one(q)
+		if err != nil {
+			return fmt.Errorf("search %q: %w", q, err)
+		}
+		wall, cpu = append(wall, w), append(cpu, c)
+		perQ[q] = append(perQ[q], c)
+	}
+	fmt.Printf("sessions_search on %s (%d messages), %d queries of the mix after one warm-up pass; load average %.2f → %.2f\n", path, n, queries, load0, loadavg())
+	fmt.Printf("%-10s %9s %9s %9s\n", "", "p50-ms", "p95-ms", "mean-ms")
+	fmt.Printf("%-10s %9.2f %9.2f %9.2f\n", "wall", ms(p50(wall)), ms(p95(wall)), ms(mean(wall)))
+	fmt.Printf("%-10s %9.2f %9.2f %9.2f\n", "thread-cpu", ms(p50(cpu)), ms(p95(cpu)), ms(mean(cpu)))
+	fmt.Printf("\nper query, thread CPU:\n  %-36s %9s %9s\n", "query", "p50-ms", "p95-ms")
+	for _, q := range mix {
+		fmt.Printf("  %-36s %9.2f %9.2f\n", q, ms(p50(perQ[q])), ms(p95(perQ[q])))
+	}
+	return nil
+}
