@@ -272,8 +272,20 @@ func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return ctx.Err()
 	}
 	// Once queued the write is not abandoned: waiting for its result keeps
-	// "returned nil" meaning "committed".
-	return s.fault(<-req.done)
+	// "returned nil" meaning "committed". A send that raced Close may land
+	// after the writer's last drain: once the writer has exited, a request
+	// it did not answer never ran.
+	select {
+	case err := <-req.done:
+		return s.fault(err)
+	case <-s.exited:
+		select {
+		case err := <-req.done:
+			return s.fault(err)
+		default:
+			return ErrClosed
+		}
+	}
 }
 
 // maxBatch bounds how many queued writes share one transaction.

@@ -466,3 +466,20 @@ func TestNULCharacterIsStoredOnEitherBackend(t *testing.T) {
 		t.Fatalf("label %q %v", label, err)
 	}
 }
+
+// Writes after Close return ErrClosed, never hang: a send into the write
+// queue may win the race against the closed stop channel after the writer
+// has drained the queue and exited.
+func TestTxAfterCloseNeverHangs(t *testing.T) {
+	s := openTest(t, "")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 2000; i++ {
+		err := s.Tx(ctx, func(*sql.Tx) error { return nil })
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("write %d after Close: %v, want ErrClosed", i, err)
+		}
+	}
+}
