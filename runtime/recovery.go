@@ -113,8 +113,10 @@ func (m *Manager) noticeRemoteKills(ctx context.Context) {
 	}
 }
 
-// recover handles runs owned by processes that are gone (pid dead on this
-// host, or heartbeat older than staleAfter): a running run becomes unknown
+// recover handles runs owned by processes that are gone: a heartbeat older
+// than [cluster] stale_seconds, or (for a process of this host id, which
+// shares this pid space) a pid that is gone. Across host ids a pid says
+// nothing, so only heartbeats count there. A running run becomes unknown
 // (it may have done part of its work; running it again could repeat side
 // effects) and is announced; a queued run never started, so it is adopted
 // and run here, exactly once.
@@ -128,9 +130,11 @@ func (m *Manager) recover(ctx context.Context) error {
 		return err
 	}
 	alive := map[string]bool{}
+	hosts := map[string]string{}
 	now := m.st.NowMS()
 	for _, in := range insts {
-		ok := now-in.HeartbeatAt < staleAfter.Milliseconds()
+		hosts[in.ID] = in.Host
+		ok := now-in.HeartbeatAt < m.stale.Milliseconds()
 		if ok && in.Host == m.host && !pidAlive(in.PID) {
 			ok = false
 		}
@@ -145,6 +149,9 @@ func (m *Manager) recover(ctx context.Context) error {
 			var opts runOptions
 			_ = json.Unmarshal(r.Options, &opts)
 			note := fmt.Sprintf("the process running it (pid %d) stopped before it finished; its outcome is unknown (the transcript keeps what it did)", r.OwnerPID)
+			if h := hosts[r.OwnerInstance]; h != "" && h != m.host {
+				note = fmt.Sprintf("the process running it (host %s, pid %d) stopped before it finished; its outcome is unknown (the transcript keeps what it did)", h, r.OwnerPID)
+			}
 			r.State, r.Note = store.RunUnknown, note
 			if r.EndedAt == 0 {
 				r.EndedAt = now
@@ -158,7 +165,7 @@ func (m *Manager) recover(ctx context.Context) error {
 				return err
 			}
 			if ok {
-				m.rt.log.Info("run left running by a stopped process marked unknown", "run", r.ID, "pid", r.OwnerPID)
+				m.rt.log.Info("run left running by a stopped process marked unknown", "run", r.ID, "pid", r.OwnerPID, "host", hosts[r.OwnerInstance])
 				m.afterFinish(ctx, r, ann)
 			}
 		case store.RunQueued:
