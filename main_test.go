@@ -61,6 +61,13 @@ func startServer(t *testing.T, args ...string) *stdioProc {
 	t.Helper()
 	cmd := exec.Command(buildBinary(t), args...)
 	cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+t.TempDir())
+	return startProc(t, cmd)
+}
+
+// startProc starts cmd (a server, perhaps behind a wrapper that execs it)
+// with JSON-RPC over its stdin/stdout; it is killed when the test ends.
+func startProc(t *testing.T, cmd *exec.Cmd) *stdioProc {
+	t.Helper()
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
 	p := &stdioProc{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 100), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
