@@ -42,11 +42,6 @@ import (
 // host's runs wait for recovery.
 const mhStale = 10 * time.Second
 
-// mhBackend is the database the hosts share: "postgres" (a server in the
-// lab's pg namespace, reached over the lab's network) or "sqlite" (one
-// file, which the namespaces share through the filesystem).
-const mhBackend = "sqlite"
-
 // multiHostConfig writes the hosts' config: a scripted provider whose
 // "slow" turns take 4 s (so a kill lands mid-run), lanes of 2 (so a burst
 // of slow spawns leaves runs queued), a short stale interval and a 1 s cron
@@ -275,14 +270,13 @@ func TestMultiHostKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := multiHostConfig(t, dir)
-	hostDB, testDB := filepath.Join(dir, "sp.db"), filepath.Join(dir, "sp.db")
-	if mhBackend == "postgres" {
-		pg := lab.startPostgres("pg")
-		hostDB, testDB = pg.hostURL, pg.testURL
-	}
+	// The hosts reach the database over the lab's network; the test reads
+	// it through the server's Unix socket.
+	pg := lab.startPostgres("pg")
+	hostDB, testDB := pg.hostURL, pg.testURL
 	ctx := context.Background()
 	seed := testSeed(t)
-	t.Logf("seed %d (replay with SESSIONPLANE_SEED=%d), backend %s", seed, seed, mhBackend)
+	t.Logf("seed %d (replay with SESSIONPLANE_SEED=%d)", seed, seed)
 
 	led := newMHLedger()
 	hosts := map[string]*mhHost{}
@@ -484,12 +478,10 @@ func TestMultiHostKill(t *testing.T) {
 		}
 	}
 
-	var snap *dbSnapshot
-	if mhBackend == "sqlite" {
-		snap = checkStoreInvariants(t, st)
-	} else {
-		snap = checkRunInvariants(t, st)
+	if st.Backend() != "postgres" {
+		t.Fatalf("the test reads a %s store, want the hosts' PostgreSQL", st.Backend())
 	}
+	snap := checkRunInvariants(t, st)
 	led.check(t, snap)
 	checkRecovered(t, snap, running, queued, inst2, hostOf)
 	checkCronOnce(t, snap, led.cronJob, recoveredAt, hostOf)

@@ -3,10 +3,10 @@ package runtime
 import (
 	"context"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
@@ -25,7 +25,7 @@ stale_seconds = 6
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "sp.db"), nil)
+	st, err := store.Open(ctx, testdb.DSN(t, "sp.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
