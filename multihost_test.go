@@ -32,6 +32,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,6 +42,9 @@ import (
 // mhStale is the hosts' [cluster] stale_seconds: how long a SIGKILLed
 // host's runs wait for recovery.
 const mhStale = 10 * time.Second
+
+// mhToken is the bearer token of h3's HTTP client (principal agent:main:h3).
+const mhToken = "multihost-test-token-h3"
 
 // multiHostConfig writes the hosts' config: a scripted provider whose
 // "slow" turns take 4 s (so a kill lands mid-run), lanes of 2 (so a burst
@@ -72,6 +76,10 @@ max_concurrent = 2
 stale_seconds = %d
 [cron]
 min_every_seconds = 1
+[[mcp.http.tokens]]
+name = "h3"
+token_env = "SP_MH_TOKEN"
+session = "agent:main:h3"
 `, script, int(mhStale/time.Second))), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -80,9 +88,10 @@ min_every_seconds = 1
 
 // mhHost is one sessionplane host of the lab and its client.
 type mhHost struct {
-	name string // host id and lab node: h1, h2, h3
-	key  string // its client's own session: agent:main:<name>
-	p    *stdioProc
+	name string     // host id and lab node: h1, h2, h3
+	key  string     // its client's own session: agent:main:<name>
+	p    *stdioProc // the client's process: the server itself over stdio, or the HTTP bridge
+	srv  *stdioProc // the server over HTTP (nil: over stdio, that is p)
 	c    *rpcClient
 }
 
@@ -98,11 +107,11 @@ type mhLedger struct {
 	announced map[string]map[string]int // principal → run → times put in front of a tool result
 	notified  map[string]map[string]int // principal → run → times notified
 	cronJob   string
-	acked     int
+	acked     map[string]int // principal → calls acknowledged
 }
 
 func newMHLedger() *mhLedger {
-	return &mhLedger{tasks: map[int64]string{}, won: map[int64][]string{}, calls: map[string]map[string]int{},
+	return &mhLedger{tasks: map[int64]string{}, won: map[int64][]string{}, calls: map[string]map[string]int{}, acked: map[string]int{},
 		announced: map[string]map[string]int{}, notified: map[string]map[string]int{}}
 }
 
@@ -118,7 +127,7 @@ func (led *mhLedger) record(t *testing.T, principal string, call *toolCall) {
 	t.Helper()
 	led.mu.Lock()
 	defer led.mu.Unlock()
-	led.acked++
+	led.acked[principal]++
 	if call.Tool != "sessions_list" { // a read's record may be lost to a kill (README: durability)
 		inc(led.calls, principal, argsKey(call.Tool, call.Args))
 	}
@@ -264,7 +273,7 @@ func mhWait(t *testing.T, what string, d time.Duration, cond func() bool) time.D
 }
 
 func TestMultiHostKill(t *testing.T) {
-	lab := newNetLab(t, "pg", "h1", "h2", "h3")
+	lab := newNetLab(t, "pg", "h1", "h2", "h3", "c3")
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil { // the scripted provider's file, read by every host
 		t.Fatal(err)
@@ -282,7 +291,17 @@ func TestMultiHostKill(t *testing.T) {
 	hosts := map[string]*mhHost{}
 	start := func(name string) *mhHost {
 		h := &mhHost{name: name, key: "agent:main:" + name}
-		h.p = lab.startHost(name, name, "--db", hostDB, "--config", cfg, "--session", h.key, "--log-level", "warn")
+		if name == "h3" {
+			// h3 serves Streamable HTTP on its lab address, to a client
+			// in namespace c3 (the test binary in bridge mode).
+			addr := lab.addr["h3"] + ":8765"
+			h.srv = lab.startHost(name, name, "--db", hostDB, "--config", cfg, "--http", addr, "--log-level", "warn")
+			cmd := lab.command("c3", os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), envBridgeURL+"=http://"+addr+"/mcp", envBridgeToken+"="+mhToken)
+			h.p = startProc(t, cmd)
+		} else {
+			h.p = lab.startHost(name, name, "--db", hostDB, "--config", cfg, "--session", h.key, "--log-level", "warn")
+		}
 		h.c = newRPCClient(h.p)
 		h.c.initialize(t)
 		hosts[name] = h
@@ -469,11 +488,19 @@ func TestMultiHostKill(t *testing.T) {
 		h := hosts[name]
 		h.p.stdin.Close()
 		if code := h.p.wait(); code != 0 {
-			t.Errorf("%s exit %d; stderr:\n%s", name, code, h.p.stderr)
+			t.Errorf("%s's client exit %d; stderr:\n%s", name, code, h.p.stderr)
 		}
 		<-h.c.eof
 		led.notes(h)
-		if s := h.p.stderr.String(); strings.Contains(s, "panic") {
+		srv := h.p
+		if h.srv != nil {
+			srv = h.srv
+			srv.cmd.Process.Signal(syscall.SIGTERM)
+			if code := srv.wait(); code != 0 {
+				t.Errorf("%s exit %d after SIGTERM; stderr:\n%s", name, code, srv.stderr)
+			}
+		}
+		if s := srv.stderr.String(); strings.Contains(s, "panic") {
 			t.Errorf("%s panicked:\n%s", name, s)
 		}
 	}
@@ -489,7 +516,7 @@ func TestMultiHostKill(t *testing.T) {
 	for _, r := range snap.Runs {
 		states[r.Kind+"/"+r.State]++
 	}
-	t.Logf("%d calls acknowledged; %d runs %v; %d announces; settled in %v", led.acked, len(snap.Runs), states,
+	t.Logf("calls acknowledged %v; %d runs %v; %d announces; settled in %v", led.acked, len(snap.Runs), states,
 		len(snap.Announces), settled.Round(time.Millisecond))
 }
 

@@ -246,6 +246,6 @@ func (l *netLab) startHost(node, hostID string, args ...string) *stdioProc {
 	t := l.t
 	t.Helper()
 	cmd := l.command(node, append([]string{buildBinary(t)}, args...)...)
-	cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+t.TempDir(), "SESSIONPLANE_HOST_ID="+hostID)
+	cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+t.TempDir(), "SESSIONPLANE_HOST_ID="+hostID, "SP_MH_TOKEN="+mhToken)
 	return startProc(t, cmd)
 }
