@@ -3,8 +3,9 @@ package main
 // The multi-host kill test (issue 14): three sessionplane hosts and one
 // PostgreSQL host, each in a network namespace of its own on one bridged
 // /24 (netlab_test.go). Each host serves its own client (a principal of its
-// own, agent:main:h<N>, over stdio inside the host's namespace) a mixed
-// workload: quick and slow spawns, fire-and-forget sends to worker sessions
+// own, agent:main:h<N>: h1 and h2 over stdio inside their namespaces, h3
+// over Streamable HTTP on its lab address to a client in namespace c3) a
+// mixed workload: quick and slow spawns, fire-and-forget sends to worker sessions
 // shared by every host, task creates and claims contested between hosts,
 // and a cron job firing every 2 s. Host 2 is SIGKILLed with slow runs in
 // flight, running and queued, and calls in flight; the other hosts go on,
