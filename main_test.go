@@ -55,6 +55,7 @@ type stdioProc struct {
 	lines  chan string
 	stderr *bytes.Buffer
 	done   chan error
+	exited chan struct{} // closed once the process was reaped (stderr is then safe to read)
 }
 
 func startServer(t *testing.T, args ...string) *stdioProc {
@@ -70,7 +71,7 @@ func startProc(t *testing.T, cmd *exec.Cmd) *stdioProc {
 	t.Helper()
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
-	p := &stdioProc{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 100), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &stdioProc{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 100), stderr: &bytes.Buffer{}, done: make(chan error, 1), exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -83,7 +84,10 @@ func startProc(t *testing.T, cmd *exec.Cmd) *stdioProc {
 		}
 		close(p.lines)
 	}()
-	go func() { p.done <- cmd.Wait() }()
+	go func() {
+		p.done <- cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(func() { cmd.Process.Kill() })
 	return p
 }

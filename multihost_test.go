@@ -296,12 +296,13 @@ func TestMultiHostKill(t *testing.T) {
 			// h3 serves Streamable HTTP on its lab address, to a client
 			// in namespace c3 (the test binary in bridge mode).
 			addr := lab.addr["h3"] + ":8765"
-			h.srv = lab.startHost(name, name, "--db", hostDB, "--config", cfg, "--http", addr, "--log-level", "warn")
+			h.srv = lab.startHost(name, name, "--db", hostDB, "--config", cfg, "--http", addr, "--log-level", "info")
 			cmd := lab.command("c3", os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), envBridgeURL+"=http://"+addr+"/mcp", envBridgeToken+"="+mhToken)
 			h.p = startProc(t, cmd)
+			logOnFailure(t, "h3's HTTP client (c3)", h.p)
 		} else {
-			h.p = lab.startHost(name, name, "--db", hostDB, "--config", cfg, "--session", h.key, "--log-level", "warn")
+			h.p = lab.startHost(name, name, "--db", hostDB, "--config", cfg, "--session", h.key, "--log-level", "info")
 		}
 		h.c = newRPCClient(h.p)
 		h.c.initialize(t)

@@ -247,5 +247,29 @@ func (l *netLab) startHost(node, hostID string, args ...string) *stdioProc {
 	t.Helper()
 	cmd := l.command(node, append([]string{buildBinary(t)}, args...)...)
 	cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+t.TempDir(), "SESSIONPLANE_HOST_ID="+hostID, "SP_MH_TOKEN="+mhToken)
-	return startProc(t, cmd)
+	p := startProc(t, cmd)
+	logOnFailure(t, "host "+hostID+" ("+node+")", p)
+	return p
+}
+
+// logOnFailure logs the end of p's stderr when the test has failed (the
+// process is killed first; its log is read once it was reaped).
+func logOnFailure(t *testing.T, name string, p *stdioProc) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		p.cmd.Process.Kill()
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			t.Logf("%s: not reaped 10 s after SIGKILL; its log is not read", name)
+			return
+		}
+		s := p.stderr.String()
+		if len(s) > 8000 {
+			s = "…" + s[len(s)-8000:]
+		}
+		t.Logf("%s stderr:\n%s", name, s)
+	})
 }
