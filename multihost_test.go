@@ -40,9 +40,10 @@ import (
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
-// mhStale is the hosts' [cluster] stale_seconds: how long a SIGKILLed
-// host's runs wait for recovery.
-const mhStale = 10 * time.Second
+// mhStale is the hosts' [cluster] stale_seconds (the default): how long a
+// SIGKILLed host's runs wait for recovery, and how long a live host's
+// heartbeat may stall (on a loaded machine) before it is taken for dead.
+const mhStale = 15 * time.Second
 
 // mhToken is the bearer token of h3's HTTP client (principal agent:main:h3).
 const mhToken = "multihost-test-token-h3"
@@ -514,12 +515,23 @@ func TestMultiHostKill(t *testing.T) {
 	led.check(t, snap)
 	checkRecovered(t, snap, running, queued, inst2, hostOf)
 	checkCronOnce(t, snap, led.cronJob, recoveredAt, hostOf)
+	// A live host taken for dead (its heartbeat stalled past stale_seconds)
+	// would have had its running runs marked unknown.
+	for _, r := range snap.Runs {
+		if r.State == store.RunUnknown && !strings.Contains(r.Note, "host h2,") {
+			t.Errorf("run %s (%q) ended unknown although only h2 was killed: %s (a live host's heartbeat stalled for %v)", r.ID, r.Task, r.Note, mhStale)
+		}
+	}
+	var commits, rollbacks int64
+	if err := st.DB().QueryRowContext(ctx, `SELECT xact_commit, xact_rollback FROM pg_stat_database WHERE datname = current_database()`).Scan(&commits, &rollbacks); err != nil {
+		t.Errorf("pg_stat_database: %v", err)
+	}
 	states := map[string]int{}
 	for _, r := range snap.Runs {
 		states[r.Kind+"/"+r.State]++
 	}
-	t.Logf("calls acknowledged %v; %d runs %v; %d announces; settled in %v", led.acked, len(snap.Runs), states,
-		len(snap.Announces), settled.Round(time.Millisecond))
+	t.Logf("calls acknowledged %v; %d runs %v; %d announces; settled in %v; PostgreSQL: %d transactions committed, %d rolled back (mostly serialization conflicts, retried)",
+		led.acked, len(snap.Runs), states, len(snap.Announces), settled.Round(time.Millisecond), commits, rollbacks)
 }
 
 // check verifies that every acknowledged write is in the database and
