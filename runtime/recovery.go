@@ -11,9 +11,11 @@ import (
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
-// heartbeat keeps this process's runs alive in the store, notices kills
-// made by other processes, recovers runs of processes that died, and
-// archives finished child sessions.
+// heartbeat keeps this process and its running runs alive in the store.
+// It is a loop of its own, doing nothing else, so that the maintenance
+// work (whose writes may wait on a busy database) never delays it: a
+// heartbeat late by stale_seconds makes the other hosts take this one for
+// dead.
 func (m *Manager) heartbeat() {
 	defer m.wg.Done()
 	t := time.NewTicker(heartbeatEvery)
@@ -24,10 +26,28 @@ func (m *Manager) heartbeat() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(m.ctx, m.stale)
 		if err := m.st.Heartbeat(ctx, m.instance); err != nil {
 			m.rt.log.Warn("heartbeat", "err", err)
 		}
+		cancel()
+	}
+}
+
+// maintain notices kills made by other processes, polls their announces,
+// recovers runs of processes that died, archives finished child sessions
+// and expires parked approvals, every heartbeat interval.
+func (m *Manager) maintain() {
+	defer m.wg.Done()
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 		m.noticeRemoteKills(ctx)
 		if err := m.st.PollAnnounces(ctx); err != nil {
 			m.rt.log.Warn("poll announces", "err", err)
@@ -50,7 +70,7 @@ func (m *Manager) heartbeat() {
 // watchRemote reacts at once to what other processes commit (PostgreSQL
 // LISTEN/NOTIFY) instead of at the next heartbeat: a run of this process
 // killed elsewhere is cancelled, and an announce written elsewhere is
-// looked for. The heartbeat still does both, as the fallback.
+// looked for. The maintenance loop still does both, as the fallback.
 func (m *Manager) watchRemote() {
 	defer m.wg.Done()
 	for {

@@ -162,8 +162,9 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.recover(ctx); err != nil {
 		m.rt.log.Error("recover runs of stopped processes", "err", err)
 	}
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go m.heartbeat()
+	go m.maintain()
 	if m.st.Backend() == store.BackendPostgres {
 		m.wg.Add(1)
 		go m.watchRemote()
