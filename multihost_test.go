@@ -459,6 +459,23 @@ func TestMultiHostKill(t *testing.T) {
 	h2 = start("h2")
 	drive(h2, "h2b", 4)
 	<-time.After(5 * time.Second)
+	// The job goes on firing after the recovery (an occurrence is skipped
+	// while the previous run is active: h2's cron run may have been among
+	// the queued runs adopted, waiting behind the slow ones).
+	mhWait(t, "a cron occurrence due after h2's recovery", 90*time.Second, func() bool {
+		msgs, err := st.Transcript(ctx, "cron:"+led.cronJob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			if o := occurrenceRE.FindStringSubmatch(m.Content.Text); o != nil {
+				if due, err := time.Parse(time.RFC3339Nano, o[1]); err == nil && due.After(recoveredAt) {
+					return true
+				}
+			}
+		}
+		return false
+	})
 	for _, name := range []string{"h1", "h2", "h3"} {
 		halt(name)
 	}
