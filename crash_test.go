@@ -420,6 +420,16 @@ func checkStoreInvariants(t *testing.T, st *store.Store) *dbSnapshot {
 	if err := st.DB().QueryRowContext(ctx, "SELECT count(*) FROM pragma_foreign_key_check").Scan(&fkProblems); err != nil || fkProblems != 0 {
 		t.Errorf("foreign_key_check: %d rows (%v), want 0", fkProblems, err)
 	}
+	return checkRunInvariants(t, st)
+}
+
+// checkRunInvariants is checkStoreInvariants without SQLite's own checks
+// (so it holds on any backend): seqs without gaps, runs terminal, one
+// announce per announcing run, each once in its requester's transcript, no
+// run executed twice.
+func checkRunInvariants(t *testing.T, st *store.Store) *dbSnapshot {
+	t.Helper()
+	ctx := context.Background()
 	// Seqs: count == max == message_count and min == 1 (UNIQUE(session_key, seq) makes that 1..n).
 	srows, err := st.DB().QueryContext(ctx, `SELECT s.key, s.message_count, count(m.id), COALESCE(min(m.seq), 0), COALESCE(max(m.seq), 0)
 		FROM sessions s LEFT JOIN messages m ON m.session_key = s.key GROUP BY s.key`)

@@ -233,6 +233,9 @@ func loadConfig(o *options) (*config.Config, error) {
 	if o.db != "" {
 		cfg.Store.Path = o.db
 	}
+	if v := os.Getenv(config.EnvHostID); v != "" {
+		cfg.Cluster.HostID = v
+	}
 	if o.agent != "" {
 		cfg.MCP.Agent = o.agent
 	}

@@ -55,15 +55,23 @@ type stdioProc struct {
 	lines  chan string
 	stderr *bytes.Buffer
 	done   chan error
+	exited chan struct{} // closed once the process was reaped (stderr is then safe to read)
 }
 
 func startServer(t *testing.T, args ...string) *stdioProc {
 	t.Helper()
 	cmd := exec.Command(buildBinary(t), args...)
 	cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+t.TempDir())
+	return startProc(t, cmd)
+}
+
+// startProc starts cmd (a server, perhaps behind a wrapper that execs it)
+// with JSON-RPC over its stdin/stdout; it is killed when the test ends.
+func startProc(t *testing.T, cmd *exec.Cmd) *stdioProc {
+	t.Helper()
 	stdin, _ := cmd.StdinPipe()
 	stdout, _ := cmd.StdoutPipe()
-	p := &stdioProc{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 100), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &stdioProc{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 100), stderr: &bytes.Buffer{}, done: make(chan error, 1), exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -76,7 +84,10 @@ func startServer(t *testing.T, args ...string) *stdioProc {
 		}
 		close(p.lines)
 	}()
-	go func() { p.done <- cmd.Wait() }()
+	go func() {
+		p.done <- cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(func() { cmd.Process.Kill() })
 	return p
 }

@@ -54,6 +54,9 @@ func Build(cfg *config.Config, st *store.Store, opts *BuildOptions) (*Server, er
 	if cronOpts.Logger == nil {
 		cronOpts.Logger = log
 	}
+	if cronOpts.MinEvery == 0 {
+		cronOpts.MinEvery = cfg.Cron.MinEvery()
+	}
 	sched := cron.New(st, cronFire(cfg, gate, runs), &cronOpts)
 	all := append(tools.ReadTools(), tools.YieldTool(), tools.SubagentsTool(), tools.SendTool())
 	all = append(all, tools.SpawnTools()...)
@@ -109,7 +112,13 @@ func cronFire(cfg *config.Config, gate *policy.Engine, runs *spruntime.Manager) 
 			return "", err
 		}
 		initiator := policy.Caller{Key: j.CreatorKey, AgentID: j.Payload.CreatorAgent, Via: j.Payload.CreatorVia, Layers: authority}
-		msg := fmt.Sprintf("[From: cron job %q (%s), added by %s]\n\n%s", j.Name, j.ID, j.CreatorKey, j.Payload.Message)
+		// A scheduled firing names its occurrence: the agent knows which
+		// slot it serves, and each occurrence is seen to fire once.
+		due := ""
+		if !j.Due.IsZero() {
+			due = ", occurrence due " + j.Due.UTC().Format("2006-01-02T15:04:05.000Z")
+		}
+		msg := fmt.Sprintf("[From: cron job %q (%s), added by %s%s]\n\n%s", j.Name, j.ID, j.CreatorKey, due, j.Payload.Message)
 		tk, err := runs.SubmitTurn(ctx, gate, spruntime.TurnRequest{Kind: spruntime.KindCron, SessionKey: j.SessionKey(), AgentID: agent,
 			RequesterKey: j.CreatorKey, Message: msg, Model: j.Payload.Model, ActiveTools: j.Payload.ActiveTools,
 			ToolChoice: j.Payload.ToolChoice, Timeout: time.Duration(timeout) * time.Second, Label: j.Name, Initiator: initiator})

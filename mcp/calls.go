@@ -167,13 +167,20 @@ func (s *Server) progress(ctx context.Context, req mcp.CallToolRequest) func(p, 
 	}
 }
 
+// recordTimeout bounds the wait for a call's transcript record. It is
+// longer than the store's own retries last (on PostgreSQL up to 40
+// conflicting attempts, ~13 s): a record that times out is lost while the
+// reply still goes out, and the multi-host test saw a 5 s bound lose the
+// record of an acknowledged sessions_send on a loaded machine.
+const recordTimeout = 30 * time.Second
+
 // recordAndDeliver appends the client's call and its result to its own
 // session's transcript and, in the same transaction, claims every announce
 // addressed to that session not yet delivered, which is put in front of this tool result: each
 // reaches the client exactly once. It survives the request being
-// cancelled, bounded by a short timeout.
+// cancelled, bounded by recordTimeout.
 func (s *Server) recordAndDeliver(ctx context.Context, own, name string, args json.RawMessage, res tools.Result, out *mcp.CallToolResult) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
 	defer cancel()
 	// A read-only call's record need not commit before the reply (the
 	// durability rule in the README); a call that may have changed

@@ -226,7 +226,7 @@ func TestCronEveryJobEndToEnd(t *testing.T) {
 		t.Fatalf("transcript: %d messages, %v", len(msgs), err)
 	}
 	if m := msgs[0]; m.Role != store.RoleUser || !strings.Contains(m.Content.Text, "quick cron report") ||
-		!strings.Contains(m.Content.Text, `[From: cron job "report" (`+id+"), added by agent:main:main]") {
+		!strings.Contains(m.Content.Text, `[From: cron job "report" (`+id+"), added by agent:main:main, occurrence due ") {
 		t.Fatalf("first message: %+v", m)
 	}
 	if m := msgs[1]; m.Role != store.RoleAssistant || m.Content.Text != "quick result" {
@@ -360,4 +360,19 @@ tools.allow = ["cron", "task_list", "sessions_list"]
 	if fmt.Sprint(offered) != "[cron sessions_list task_list]" {
 		t.Fatalf("tools offered to the cron turn: %v, want the creator's preset's [cron sessions_list task_list]", offered)
 	}
+}
+
+// [cron] min_every_seconds sets the shortest every: interval the cron tool
+// accepts (the default is 10 s).
+func TestCronMinEveryFromConfig(t *testing.T) {
+	f, _ := newCronFixture(t, "\n[cron]\nmin_every_seconds = 2\n", nil)
+	out, _ := f.cronCall(map[string]any{"action": "add", "job": job("fast", "every:2s", map[string]any{"message": "quick"})})
+	if out.Job.ID == "" {
+		t.Fatalf("every:2s with min_every_seconds = 2 not added: %+v", out)
+	}
+	res := f.call("cron", map[string]any{"action": "add", "job": job("faster", "every:1s", map[string]any{"message": "quick"})}, nil)
+	if !res.IsError || !strings.Contains(text(res), "2s") {
+		t.Fatalf("every:1s under a 2 s minimum: %s", text(res))
+	}
+	f.cronCall(map[string]any{"action": "remove", "id": out.Job.ID})
 }

@@ -11,9 +11,11 @@ import (
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
-// heartbeat keeps this process's runs alive in the store, notices kills
-// made by other processes, recovers runs of processes that died, and
-// archives finished child sessions.
+// heartbeat keeps this process and its running runs alive in the store.
+// It is a loop of its own, doing nothing else, so that the maintenance
+// work (whose writes may wait on a busy database) never delays it: a
+// heartbeat late by stale_seconds makes the other hosts take this one for
+// dead.
 func (m *Manager) heartbeat() {
 	defer m.wg.Done()
 	t := time.NewTicker(heartbeatEvery)
@@ -24,10 +26,28 @@ func (m *Manager) heartbeat() {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
+		ctx, cancel := context.WithTimeout(m.ctx, m.stale)
 		if err := m.st.Heartbeat(ctx, m.instance); err != nil {
 			m.rt.log.Warn("heartbeat", "err", err)
 		}
+		cancel()
+	}
+}
+
+// maintain notices kills made by other processes, polls their announces,
+// recovers runs of processes that died, archives finished child sessions
+// and expires parked approvals, every heartbeat interval.
+func (m *Manager) maintain() {
+	defer m.wg.Done()
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 		m.noticeRemoteKills(ctx)
 		if err := m.st.PollAnnounces(ctx); err != nil {
 			m.rt.log.Warn("poll announces", "err", err)
@@ -50,7 +70,7 @@ func (m *Manager) heartbeat() {
 // watchRemote reacts at once to what other processes commit (PostgreSQL
 // LISTEN/NOTIFY) instead of at the next heartbeat: a run of this process
 // killed elsewhere is cancelled, and an announce written elsewhere is
-// looked for. The heartbeat still does both, as the fallback.
+// looked for. The maintenance loop still does both, as the fallback.
 func (m *Manager) watchRemote() {
 	defer m.wg.Done()
 	for {
@@ -113,8 +133,10 @@ func (m *Manager) noticeRemoteKills(ctx context.Context) {
 	}
 }
 
-// recover handles runs owned by processes that are gone (pid dead on this
-// host, or heartbeat older than staleAfter): a running run becomes unknown
+// recover handles runs owned by processes that are gone: a heartbeat older
+// than [cluster] stale_seconds, or (for a process of this host id, which
+// shares this pid space) a pid that is gone. Across host ids a pid says
+// nothing, so only heartbeats count there. A running run becomes unknown
 // (it may have done part of its work; running it again could repeat side
 // effects) and is announced; a queued run never started, so it is adopted
 // and run here, exactly once.
@@ -128,9 +150,11 @@ func (m *Manager) recover(ctx context.Context) error {
 		return err
 	}
 	alive := map[string]bool{}
+	hosts := map[string]string{}
 	now := m.st.NowMS()
 	for _, in := range insts {
-		ok := now-in.HeartbeatAt < staleAfter.Milliseconds()
+		hosts[in.ID] = in.Host
+		ok := now-in.HeartbeatAt < m.stale.Milliseconds()
 		if ok && in.Host == m.host && !pidAlive(in.PID) {
 			ok = false
 		}
@@ -145,6 +169,9 @@ func (m *Manager) recover(ctx context.Context) error {
 			var opts runOptions
 			_ = json.Unmarshal(r.Options, &opts)
 			note := fmt.Sprintf("the process running it (pid %d) stopped before it finished; its outcome is unknown (the transcript keeps what it did)", r.OwnerPID)
+			if h := hosts[r.OwnerInstance]; h != "" && h != m.host {
+				note = fmt.Sprintf("the process running it (host %s, pid %d) stopped before it finished; its outcome is unknown (the transcript keeps what it did)", h, r.OwnerPID)
+			}
 			r.State, r.Note = store.RunUnknown, note
 			if r.EndedAt == 0 {
 				r.EndedAt = now
@@ -158,7 +185,7 @@ func (m *Manager) recover(ctx context.Context) error {
 				return err
 			}
 			if ok {
-				m.rt.log.Info("run left running by a stopped process marked unknown", "run", r.ID, "pid", r.OwnerPID)
+				m.rt.log.Info("run left running by a stopped process marked unknown", "run", r.ID, "pid", r.OwnerPID, "host", hosts[r.OwnerInstance])
 				m.afterFinish(ctx, r, ann)
 			}
 		case store.RunQueued:

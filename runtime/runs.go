@@ -24,11 +24,10 @@ const (
 	KindCron  = "cron"
 )
 
-// Timings of the run manager.
-const staleAfter = 15 * time.Second
-
-// heartbeatEvery is the heartbeat's period (a variable so tests can prove
-// that something happens without it).
+// heartbeatEvery is how often the run manager refreshes its instance and
+// runs ([cluster] stale_seconds, default 15, is how old a heartbeat may be
+// before other processes take this one for dead); a variable so tests can
+// prove that something happens without it.
 var heartbeatEvery = 2 * time.Second
 
 // remotePoll is how often a waiter reads the store for what another
@@ -90,7 +89,8 @@ type Manager struct {
 	st       *store.Store
 	instance string
 	pid      int
-	host     string
+	host     string        // [cluster] host_id: processes with one host id share a pid space
+	stale    time.Duration // [cluster] stale_seconds
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -132,12 +132,12 @@ type activeRun struct {
 
 // NewManager returns a manager for rt. Call Start to begin.
 func NewManager(rt *Runtime) *Manager {
-	host, _ := os.Hostname()
 	n := rt.cfg.Agents.Defaults.Subagents.MaxConcurrent
 	if n < 1 {
 		n = 8
 	}
-	return &Manager{rt: rt, st: rt.st, instance: uuid.NewString(), pid: os.Getpid(), host: host,
+	return &Manager{rt: rt, st: rt.st, instance: uuid.NewString(), pid: os.Getpid(),
+		host: rt.cfg.Cluster.HostIDFrom(nil), stale: rt.cfg.Cluster.Stale(),
 		lane: make(chan struct{}, n), nested: make(chan struct{}, n), freed: make(chan struct{}),
 		active: map[string]*activeRun{}, steerAt: map[string]time.Time{}}
 }
@@ -162,8 +162,9 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.recover(ctx); err != nil {
 		m.rt.log.Error("recover runs of stopped processes", "err", err)
 	}
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go m.heartbeat()
+	go m.maintain()
 	if m.st.Backend() == store.BackendPostgres {
 		m.wg.Add(1)
 		go m.watchRemote()

@@ -24,6 +24,8 @@ type Config struct {
 	Approval   map[string]string   `toml:"approval" json:"approval"`
 	MCPServers []MCPServer         `toml:"mcp_servers" json:"mcp_servers"`
 	Limits     Limits              `toml:"limits" json:"limits"`
+	Cluster    Cluster             `toml:"cluster" json:"cluster"`
+	Cron       Cron                `toml:"cron" json:"cron"`
 	lines      map[string]int      // key path → line, for errors found after decoding
 	source     string              // file the config came from ("" = defaults)
 }
@@ -241,6 +243,8 @@ func Default() *Config {
 		Tools:    Tools{Sessions: SessionTools{Visibility: "all"}},
 		Approval: map[string]string{},
 		Limits:   DefaultLimits(),
+		Cluster:  Cluster{StaleSeconds: DefaultStaleSeconds},
+		Cron:     Cron{MinEverySeconds: DefaultMinEverySeconds},
 	}
 }
 

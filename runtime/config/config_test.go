@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestExampleLoadsEveryKey(t *testing.T) {
@@ -38,6 +39,9 @@ func TestExampleLoadsEveryKey(t *testing.T) {
 		{"tools.sessions.visibility", cfg.Tools.Sessions.Visibility, "all"},
 		{"approval.spawn-subagent", cfg.Approval["spawn-subagent"], "auto"},
 		{"mcp_servers[0].env", cfg.MCPServers[0].Env["NODE_ENV"], "production"},
+		{"cluster.host_id", cfg.Cluster.HostID, "web-1"},
+		{"cluster.stale_seconds", cfg.Cluster.StaleSeconds, 15},
+		{"cron.min_every_seconds", cfg.Cron.MinEverySeconds, 10},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -104,6 +108,9 @@ func TestBadInput(t *testing.T) {
 		{"token bad sha", "[[mcp.http.tokens]]\nname = \"a\"\nsha256 = \"abc\"\n", "mcp.http.tokens[0].sha256", 3, "64 hex digits"},
 		{"token unknown preset", "[[mcp.http.tokens]]\nname = \"a\"\ntoken_env = \"T\"\npreset = \"ghost\"\n", "mcp.http.tokens[0].preset", 4, "not defined"},
 		{"tokens share a session across policies", "[agents.presets.o]\n[[mcp.http.tokens]]\nname = \"a\"\ntoken_env = \"T\"\n[[mcp.http.tokens]]\nname = \"b\"\ntoken_env = \"U\"\npreset = \"o\"\nsession = \"agent:main:main\"\n", "mcp.http.tokens[1].session", 9, "never share a session"},
+		{"stale_seconds too short", "[cluster]\nstale_seconds = 4\n", "cluster.stale_seconds", 2, "between 6 and 3600"},
+		{"host_id too long", "[cluster]\nhost_id = \"" + strings.Repeat("h", 129) + "\"\n", "cluster.host_id", 2, "over the limit of 128"},
+		{"min_every_seconds zero", "[cron]\nmin_every_seconds = 0\n", "cron.min_every_seconds", 2, "between 1 and 86400"},
 		{"duplicate token names", "[[mcp.http.tokens]]\nname = \"a\"\ntoken_env = \"T\"\n[[mcp.http.tokens]]\nname = \"a\"\ntoken_env = \"U\"\n", "mcp.http.tokens[1].name", 5, "unique"},
 	}
 	for _, c := range cases {
@@ -224,5 +231,38 @@ func TestStoreURL(t *testing.T) {
 	_, err = Load(write("[store]\nurl = \"mysql://h/db\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "store.url") || !strings.Contains(err.Error(), "postgres://") {
 		t.Fatalf("a non-PostgreSQL url: %v, want an error naming store.url and the form", err)
+	}
+}
+
+// The host id: $SESSIONPLANE_HOST_ID over [cluster] host_id over the
+// hostname; the defaults of the stale interval and the cron minimum.
+func TestClusterHostIDAndDefaults(t *testing.T) {
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == EnvHostID {
+				return v
+			}
+			return ""
+		}
+	}
+	host, _ := os.Hostname()
+	cases := []struct {
+		name, key, env, want string
+	}{
+		{"env wins", "from-config", "from-env", "from-env"},
+		{"config", "from-config", "", "from-config"},
+		{"hostname", "", "", host},
+	}
+	for _, c := range cases {
+		if got := (Cluster{HostID: c.key}).HostIDFrom(env(c.env)); got != c.want {
+			t.Errorf("%s: HostIDFrom = %q, want %q", c.name, got, c.want)
+		}
+	}
+	cfg, err := Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Cluster.Stale() != 15*time.Second || cfg.Cron.MinEvery() != 10*time.Second || (Cluster{}).Stale() != 15*time.Second {
+		t.Errorf("defaults: stale %v, cron minimum %v", cfg.Cluster.Stale(), cfg.Cron.MinEvery())
 	}
 }

@@ -365,6 +365,7 @@ func (c *Config) validate() []Problem {
 		}
 	}
 	probs = append(probs, c.validateHTTP()...)
+	c.validateCluster(add)
 	for _, name := range sortedKeys(c.Providers) {
 		p := c.Providers[name]
 		path := "providers." + name

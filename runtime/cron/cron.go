@@ -122,6 +122,10 @@ type Job struct {
 	LastNote   string
 	RunCount   int
 	CreatedAt  time.Time
+	// Due is the occurrence being fired (its scheduled time); zero for a
+	// run started out of schedule (RunNow). Set on the Job given to a
+	// FireFunc only.
+	Due time.Time
 }
 
 // SessionKey is the session the job's turns run in.
@@ -319,6 +323,7 @@ func (s *Scheduler) fireDue(ctx context.Context, row *store.CronJob, now time.Ti
 			due.UTC().Format(time.RFC3339), formatDuration(now.Sub(due)))
 		s.log.Info("cron catch-up", "job", row.ID, "missed", missed)
 	}
+	job.Due = due
 	runID, err := s.fire(ctx, *job)
 	if err != nil {
 		s.log.Warn("cron fire", "job", row.ID, "err", err)
