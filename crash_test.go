@@ -403,7 +403,7 @@ func snapshot(t *testing.T, st *store.Store) *dbSnapshot {
 func checkStoreInvariants(t *testing.T, st *store.Store) *dbSnapshot {
 	t.Helper()
 	ctx := context.Background()
-	if sqliteFile(st.Path()) {
+	if st.Backend() == "sqlite" {
 		checkSQLiteFile(t, st)
 	}
 	// Seqs: count == max == message_count and min == 1 (UNIQUE(session_key, seq) makes that 1..n).
@@ -509,13 +509,6 @@ func checkSQLiteFile(t *testing.T, st *store.Store) {
 	}
 }
 
-// sqliteFile reports whether the database string db (a --db value) is an
-// SQLite file rather than a postgres:// URL: the file-level checks (WAL
-// size, integrity_check) apply to it only.
-func sqliteFile(db string) bool {
-	return !strings.HasPrefix(db, "postgres://") && !strings.HasPrefix(db, "postgresql://")
-}
-
 // fileSize is the size of a file, 0 when it does not exist.
 func fileSize(path string) int64 {
 	fi, err := os.Stat(path)
@@ -528,8 +521,8 @@ func fileSize(path string) int64 {
 // integrityOK is PRAGMA integrity_check's verdict, for the logs ("n/a" off
 // SQLite).
 func integrityOK(st *store.Store) string {
-	if !sqliteFile(st.Path()) {
-		return "n/a (" + st.Path() + ")"
+	if st.Backend() != "sqlite" {
+		return "n/a (" + st.Backend() + ")"
 	}
 	var s string
 	if err := st.DB().QueryRow("PRAGMA integrity_check").Scan(&s); err != nil {

@@ -514,7 +514,7 @@ func TestKill9RecoversRunAsUnknown(t *testing.T) {
 	if err != nil || len(msgs) < 1 || msgs[0].Content.Text != "slow analysis" {
 		t.Fatalf("child transcript: %+v %v", msgs, err)
 	}
-	if sqliteFile(db) {
+	if st.Backend() == "sqlite" {
 		checkSQLiteFile(t, st)
 	}
 	q.stdin.Close()

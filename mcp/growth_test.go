@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
@@ -35,7 +34,7 @@ func TestSendGrowthBounded(t *testing.T) {
 // tables of the store's schema with their indexes and TOAST.
 func storedBytes(t *testing.T, st *store.Store) int64 {
 	t.Helper()
-	if testdb.Postgres() {
+	if st.Backend() == "postgres" {
 		var n int64
 		if err := st.DB().QueryRow(`SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
 			JOIN pg_namespace ns ON ns.oid = c.relnamespace WHERE ns.nspname = current_schema() AND c.relkind = 'r'`).Scan(&n); err != nil {
