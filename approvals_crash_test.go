@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
@@ -15,7 +15,7 @@ import (
 // approval, and approving it there runs the parked call exactly once.
 func TestKill9WhileParkedThenApprove(t *testing.T) {
 	dir := t.TempDir()
-	db := filepath.Join(dir, "sp.db")
+	db := testdb.DSN(t, "sp.db")
 	cfg := scriptedConfig(t, dir, `{"conversations": [
 		{"match": "park me", "turns": [
 			{"tool_calls": [{"name": "task_list", "args": {"action": "create", "list": "k9", "title": "after approval"}}]},

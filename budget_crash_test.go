@@ -3,10 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
@@ -15,7 +15,7 @@ import (
 // against the agent's day budget.
 func TestKill9MidBudgetKeepsSpending(t *testing.T) {
 	dir := t.TempDir()
-	db := filepath.Join(dir, "sp.db")
+	db := testdb.DSN(t, "sp.db")
 	cfg := scriptedConfig(t, dir, `{"conversations": [
 		{"match": "spend then hang", "turns": [
 			{"tool_calls": [{"name": "task_list", "args": {"action": "list_lists"}}], "usage": {"input_tokens": 1500, "output_tokens": 500}},

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
@@ -63,7 +64,7 @@ func TestDashboardInBrowser(t *testing.T) {
 tools.allow = ["sessions_list", "sessions_history", "sessions_search", "session_status"]
 sessions.key_prefix = "agent:main:"
 `)
-	db := filepath.Join(dir, "dashboard.db")
+	db := testdb.DSN(t, "dashboard.db")
 	seedDashboard(t, db)
 
 	full := startUI(t, bin, env, "--db", db, "--config", cfg)

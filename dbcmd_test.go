@@ -47,6 +47,8 @@ func seedDB(t *testing.T, path string, n int) {
 // What was seen 5: corruption went unnoticed. `db check` on a
 // deliberately damaged copy exits 1 and says "corrupt" and what to do; the
 // original passes.
+//
+// On SQLite always: it damages the bytes of a database file.
 func TestDBCheckDamagedCopy(t *testing.T) {
 	dir := t.TempDir()
 	orig := filepath.Join(dir, "sp.db")
@@ -87,6 +89,9 @@ func TestDBCheckDamagedCopy(t *testing.T) {
 // integrity_check and is one consistent snapshot (every recorded call's
 // task present, message counts equal to the messages), and the live
 // database has every write.
+//
+// On SQLite always: `db backup` writes an SQLite file copy (VACUUM INTO),
+// checked here with integrity_check.
 func TestDBBackupWhileAnotherProcessWrites(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "sp.db")
@@ -172,6 +177,8 @@ func TestDBBackupWhileAnotherProcessWrites(t *testing.T) {
 
 // What was seen 6: a bad --http address was reported only after the
 // database was opened. It is refused first; no database file is created.
+//
+// On SQLite always: it checks that no file or directory is created.
 func TestBadHTTPAddressBeforeAnythingOpens(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "never", "sp.db")

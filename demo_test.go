@@ -3,9 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
 // TestDemo runs `sessionplane demo` in-process and reads its transcript as
@@ -14,7 +15,7 @@ import (
 // announce carries the stats line, and a refusal is visible.
 func TestDemo(t *testing.T) {
 	t.Parallel()
-	db := filepath.Join(t.TempDir(), "demo.db")
+	db := testdb.DSN(t, "demo.db")
 	for round := 1; round <= 2; round++ { // a second run on the same database reads as well
 		var out, errOut bytes.Buffer
 		if code := run(context.Background(), []string{"demo", "--db", db}, strings.NewReader(""), &out, &errOut); code != 0 {

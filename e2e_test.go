@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sessionplane/sessionplane/internal/npmtest"
+	"github.com/sessionplane/sessionplane/internal/testdb"
 
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
@@ -47,7 +48,7 @@ func TestRealClients(t *testing.T) {
 	// are independent and mostly wait on node, so they run side by side.
 	t.Run("sdk", func(t *testing.T) {
 		t.Parallel()
-		db := filepath.Join(t.TempDir(), "sdk.db")
+		db := testdb.DSN(t, "sdk.db")
 		out := e2eRun(t, root, env, 3*time.Minute, "node", filepath.Join("e2e", "sdk_client.mjs"), bin, db)
 		e2eRequireSummary(t, out, "sdk client")
 	})
@@ -75,7 +76,7 @@ sessions.can_send = false
 			{"http", "http", scripted, ""}} {
 			t.Run(f.name, func(t *testing.T) {
 				t.Parallel()
-				db := filepath.Join(t.TempDir(), f.name+".db")
+				db := testdb.DSN(t, f.name+".db")
 				if f.flow == "observer" {
 					st, err := store.Open(context.Background(), db, nil)
 					if err != nil {
@@ -96,7 +97,7 @@ sessions.can_send = false
 	})
 	t.Run("inspector", func(t *testing.T) {
 		t.Parallel()
-		db := filepath.Join(t.TempDir(), "inspector.db")
+		db := testdb.DSN(t, "inspector.db")
 		out := e2eRun(t, root, env, 3*time.Minute, "bash", filepath.Join("e2e", "inspector.sh"), bin, db)
 		e2eRequireSummary(t, out, "inspector cli")
 	})

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
@@ -168,7 +169,7 @@ const initMsg = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protoc
 
 func TestStdioOnlyJSONRPCAndCleanEOF(t *testing.T) {
 	t.Parallel()
-	db := filepath.Join(t.TempDir(), "sp.db")
+	db := testdb.DSN(t, "sp.db")
 	p := startServer(t, "--db", db, "--log-level", "debug")
 	p.send(initMsg)
 	init := p.response(1)
@@ -220,7 +221,7 @@ func TestStdioOnlyJSONRPCAndCleanEOF(t *testing.T) {
 
 func TestStdioSIGTERMExitsZero(t *testing.T) {
 	t.Parallel()
-	p := startServer(t, "--db", filepath.Join(t.TempDir(), "sp.db"))
+	p := startServer(t, "--db", testdb.DSN(t, "sp.db"))
 	p.send(initMsg)
 	p.response(1)
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -242,6 +243,7 @@ func TestCLI(t *testing.T) {
 	badScript := filepath.Join(dir, "badscript.toml")
 	os.WriteFile(filepath.Join(dir, "bad.json"), []byte(`{"conversations": [{"turns": [{"txt": "typo"}]}]}`), 0o600)
 	os.WriteFile(badScript, []byte("[providers.demo]\nkind = \"scripted\"\nscript = \"bad.json\"\n"), 0o600)
+	db := testdb.DSN(t, "sp.db") // the cases that get as far as opening it, on the suite's backend
 	unsetKey := filepath.Join(dir, "unsetkey.toml")
 	os.WriteFile(unsetKey, []byte("[providers.claude]\nkind = \"anthropic\"\napi_key_env = \"SESSIONPLANE_TEST_UNSET_KEY\"\n"), 0o600)
 	cases := []struct {
@@ -262,18 +264,18 @@ func TestCLI(t *testing.T) {
 		{[]string{"--db", dir}, 1, "", "is a directory", false},
 		{[]string{"--config", bad}, 2, "", "(line 3)", false},
 		{[]string{"--config", filepath.Join(dir, "missing.toml")}, 2, "", "cannot read the file", false},
-		{[]string{"--preset", "ghost", "--db", filepath.Join(dir, "x.db")}, 2, "", "--preset \"ghost\"", false},
+		{[]string{"--preset", "ghost", "--db", db}, 2, "", "--preset \"ghost\"", false},
 		{[]string{"--log-level", "loud"}, 2, "", "--log-level", false},
-		{[]string{"--http", "0.0.0.0:0", "--db", filepath.Join(dir, "y.db")}, 1, "", "non-loopback address is served only with [[mcp.http.tokens]]", false},
-		{[]string{"--http", "0.0.0.0:0", "--http-no-auth", "--db", filepath.Join(dir, "y.db")}, 1, "", "--http-no-auth is accepted on loopback addresses only", false},
-		{[]string{"--http-no-auth", "--db", filepath.Join(dir, "y.db")}, 2, "", "--http-no-auth needs --http", false},
-		{[]string{"--session", "agent:other:x", "--db", filepath.Join(dir, "y.db")}, 2, "", "agent:main:<name>", false},
-		{[]string{"--http", "nonsense", "--db", filepath.Join(dir, "y.db")}, 2, "", "use host:port", false}, // a bad flag: before anything opens
+		{[]string{"--http", "0.0.0.0:0", "--db", db}, 1, "", "non-loopback address is served only with [[mcp.http.tokens]]", false},
+		{[]string{"--http", "0.0.0.0:0", "--http-no-auth", "--db", db}, 1, "", "--http-no-auth is accepted on loopback addresses only", false},
+		{[]string{"--http-no-auth", "--db", db}, 2, "", "--http-no-auth needs --http", false},
+		{[]string{"--session", "agent:other:x", "--db", db}, 2, "", "agent:main:<name>", false},
+		{[]string{"--http", "nonsense", "--db", db}, 2, "", "use host:port", false}, // a bad flag: before anything opens
 		{[]string{"db"}, 2, "", "db check", false},
 		{[]string{"stray"}, 2, "", "unexpected argument", false},
 	}
 	for _, c := range cases {
-		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+		t.Run(strings.ReplaceAll(strings.Join(c.args, " "), db, "$DB"), func(t *testing.T) {
 			t.Parallel()
 			cmd := exec.Command(bin, c.args...)
 			cmd.Env = append(os.Environ(), "SESSIONPLANE_CONFIG=", "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir)
@@ -301,7 +303,7 @@ func TestCLI(t *testing.T) {
 // and what it printed to stderr before serving.
 func startHTTP(t *testing.T, env []string, args ...string) (url string, printed []string) {
 	t.Helper()
-	cmd := exec.Command(buildBinary(t), append([]string{"--http", "127.0.0.1:0", "--db", filepath.Join(t.TempDir(), "sp.db")}, args...)...)
+	cmd := exec.Command(buildBinary(t), append([]string{"--http", "127.0.0.1:0", "--db", testdb.DSN(t, "sp.db")}, args...)...)
 	cmd.Env = append(append(os.Environ(), "SESSIONPLANE_CONFIG=", "SESSIONPLANE_HTTP_TOKEN=", "XDG_CONFIG_HOME="+t.TempDir()), env...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
@@ -462,7 +464,7 @@ func callMsg(id int, tool, args string) string {
 // once, and the child's transcript is intact.
 func TestKill9RecoversRunAsUnknown(t *testing.T) {
 	dir := t.TempDir()
-	db := filepath.Join(dir, "sp.db")
+	db := testdb.DSN(t, "sp.db")
 	cfg := spawnConfigFiles(t, dir)
 	p := startServer(t, "--db", db, "--config", cfg)
 	p.send(initMsg)
@@ -523,14 +525,8 @@ func TestKill9RecoversRunAsUnknown(t *testing.T) {
 	if err != nil || len(msgs) < 1 || msgs[0].Content.Text != "slow analysis" {
 		t.Fatalf("child transcript: %+v %v", msgs, err)
 	}
-	if res, _ := st.DB().Query("PRAGMA integrity_check"); res != nil {
-		var ok string
-		res.Next()
-		res.Scan(&ok)
-		res.Close()
-		if ok != "ok" {
-			t.Fatalf("integrity_check: %s", ok)
-		}
+	if st.Backend() == "sqlite" {
+		checkSQLiteFile(t, st)
 	}
 	q.stdin.Close()
 	if code := q.wait(); code != 0 {
@@ -544,7 +540,7 @@ func TestKill9RecoversRunAsUnknown(t *testing.T) {
 // and is picked up as soon as that turn ends.
 func TestTwoProcessesDeliveryAndPickup(t *testing.T) {
 	dir := t.TempDir()
-	db := filepath.Join(dir, "sp.db")
+	db := testdb.DSN(t, "sp.db")
 	cfg := scriptedConfig(t, dir, `{"conversations": [
 		{"match": "first", "turns": [{"delay_ms": 1610, "text": "first done"}, {"text": "second done"}]}]}`, "")
 	a := startServer(t, "--db", db, "--config", cfg, "--agent", "main")
@@ -603,7 +599,7 @@ func TestTwoProcessesDeliveryAndPickup(t *testing.T) {
 // Two real server processes claim the same tasks at the same moment: each
 // task has exactly one winner.
 func TestTwoProcessesClaimOnce(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "sp.db")
+	db := testdb.DSN(t, "sp.db")
 	procs := []*stdioProc{startServer(t, "--db", db, "--agent", "main"), startServer(t, "--db", db, "--agent", "ops")}
 	for _, p := range procs {
 		p.send(initMsg)

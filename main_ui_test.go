@@ -6,17 +6,18 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
 func TestUICommandRefusesBadFlags(t *testing.T) {
 	t.Setenv("SESSIONPLANE_CONFIG", "")
 	t.Setenv("XDG_CONFIG_HOME", t.TempDir())
-	db := filepath.Join(t.TempDir(), "ui.db")
+	db := testdb.DSN(t, "ui.db")
 	for _, c := range []struct {
 		args []string
 		code int
@@ -55,7 +56,7 @@ func TestUICommandServesAndStops(t *testing.T) {
 	pr, pw := io.Pipe()
 	exit := make(chan int, 1)
 	go func() {
-		exit <- run(ctx, []string{"ui", "--db", filepath.Join(t.TempDir(), "ui.db"), "--addr", "127.0.0.1:0"}, strings.NewReader(""), io.Discard, pw)
+		exit <- run(ctx, []string{"ui", "--db", testdb.DSN(t, "ui.db"), "--addr", "127.0.0.1:0"}, strings.NewReader(""), io.Discard, pw)
 		pw.Close()
 	}()
 	addr := make(chan string, 1)

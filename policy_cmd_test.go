@@ -12,6 +12,8 @@ import (
 
 // `sessionplane policy explain` answers with the gate's decisions for the
 // principal the server would serve, and never creates the database.
+//
+// On SQLite always: "never creates the database" is checked on the file.
 func TestPolicyExplainCLI(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "c.toml")

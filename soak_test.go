@@ -17,7 +17,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
@@ -86,8 +86,11 @@ func (s *soakStats) check(tc *toolCall) bool {
 		return false
 	}
 	text := strings.Join(tc.texts(), "\n")
+	// SQLite's lock errors, and PostgreSQL's serialization failure (40001)
+	// and deadlock (40P01), are retried inside the store: none may reach a client.
 	if low := strings.ToLower(text); strings.Contains(low, "database is locked") || strings.Contains(low, "sqlite_busy") ||
-		strings.Contains(low, "stayed locked") {
+		strings.Contains(low, "stayed locked") || strings.Contains(low, "could not serialize") || strings.Contains(low, "deadlock detected") ||
+		strings.Contains(low, "sqlstate 40001") || strings.Contains(low, "sqlstate 40p01") {
 		s.fail("%s %v: lock error reached the client: %s", tc.Tool, tc.Args, text)
 	}
 	for _, id := range tc.announcedRuns() {
@@ -174,7 +177,7 @@ func TestMultiProcessSoak(t *testing.T) {
 	seed := testSeed(t)
 	t.Logf("seed %d (replay with SESSIONPLANE_SEED=%d), 3 processes for %v", seed, seed, dur)
 	dir := t.TempDir()
-	db := filepath.Join(dir, "sp.db")
+	db := testdb.DSN(t, "sp.db")
 	cfg := crashConfig(t, dir)
 	agents := []string{"main", "ops", "dev"}
 	procs := make([]*stdioProc, len(agents))
@@ -268,7 +271,8 @@ func TestMultiProcessSoak(t *testing.T) {
 		}
 		for _, line := range strings.Split(p.stderr.String(), "\n") {
 			low := strings.ToLower(line)
-			if strings.Contains(low, "locked") || strings.Contains(low, "sqlite_busy") || strings.Contains(low, "panic") || strings.Contains(line, "level=ERROR") {
+			if strings.Contains(low, "locked") || strings.Contains(low, "sqlite_busy") || strings.Contains(low, "could not serialize") ||
+				strings.Contains(low, "deadlock detected") || strings.Contains(low, "panic") || strings.Contains(line, "level=ERROR") {
 				t.Errorf("process %s logged: %s", agents[i], line)
 			}
 		}
@@ -446,8 +450,10 @@ func TestMultiProcessSoak(t *testing.T) {
 	t.Logf("runs: %d %v, run by process %v; queue wait (created → started) p50 %v p95 %v; %d cron runs; %d tasks claimed; settled %v after the clients stopped; WAL %.1f MB for a %.1f MB database; integrity_check %s",
 		len(snap.Runs), kinds, ranBy, percentile(queueWait, 50), percentile(queueWait, 95), cronRuns, len(winner), settled.Round(time.Millisecond), float64(wal)/1e6, float64(fileSize(db))/1e6, integrityOK(st))
 	// SQLite's auto-checkpoint keeps the WAL bounded under sustained writes
-	// (a background-only checkpoint let it reach 2 GB in a 60 s soak).
-	if wal > 64<<20 {
+	// (a background-only checkpoint let it reach 2 GB in a 60 s soak). A
+	// file-level check: on PostgreSQL (no -wal file beside a URL) the
+	// suite's SQLite pass is what checks it.
+	if st.Backend() == "sqlite" && wal > 64<<20 {
 		t.Errorf("WAL grew to %.1f MB during the soak; checkpoints are not keeping up", float64(wal)/1e6)
 	}
 	t.Logf("turns queued behind a turn of the same session: %d picked up by the same process (p50 %v p95 %v), %d by another process (p50 %v p95 %v); %d turns started before a turn with a smaller run id (concurrent sends)",

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
 
@@ -20,7 +20,7 @@ import (
 // <create>…\n' | sessionplane` answered the creates with "context canceled".
 // Every request piped before EOF is now answered, stored, and the exit is 0.
 func TestStdioPipeEOFDrain(t *testing.T) {
-	db := filepath.Join(t.TempDir(), "sp.db")
+	db := testdb.DSN(t, "sp.db")
 	var in strings.Builder
 	in.WriteString(initMsg + "\n")
 	in.WriteString(`{"jsonrpc":"2.0","method":"notifications/initialized"}` + "\n")
@@ -80,7 +80,7 @@ func TestStdioPipeEOFDrain(t *testing.T) {
 func TestStdioSIGTERMAnswersInFlight(t *testing.T) {
 	dir := t.TempDir()
 	cfg := scriptedConfig(t, dir, `{"conversations": [{"turns": [{"delay_ms": 600000, "text": "never"}]}]}`, "[mcp]\ndrain_seconds = 1\n")
-	p := startServer(t, "--db", filepath.Join(dir, "sp.db"), "--config", cfg)
+	p := startServer(t, "--db", testdb.DSN(t, "sp.db"), "--config", cfg)
 	p.send(initMsg)
 	p.response(1)
 	p.send(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"spawn_agent","arguments":{"task":"slow work"},"_meta":{"progressToken":"p2"}}}`)

@@ -3,12 +3,12 @@ package mcp
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
@@ -160,7 +160,7 @@ func TestApprovalExpiresIntoADenial(t *testing.T) {
 }
 
 func TestApprovalSurvivesRestartAndIsDecidedInAnotherServer(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	f := newFixtureAt(t, path, approvalConfig(), "2025-11-25", approvalProviders(t))
 	id := parkedSpawn(t, f)
 	f.srv.Close()
@@ -190,7 +190,7 @@ func TestApprovalSurvivesRestartAndIsDecidedInAnotherServer(t *testing.T) {
 }
 
 func TestApprovalsOnlyForTheRunsOwner(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	f := newFixtureAt(t, path, approvalConfig(), "2025-11-25", approvalProviders(t))
 	// Another principal on the same database: sees nothing, decides nothing.
 	other := newFixtureAt(t, path, approvalConfig()+"\n[mcp]\nsession = \"agent:main:other\"\n", "2025-11-25", approvalProviders(t))

@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/policy"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
@@ -220,7 +220,7 @@ sessions.key_prefix = "agent:main:public"
 // 8. max_children_per_agent is counted and the run inserted in one
 // transaction: 64 concurrent spawns against a limit of 10 start exactly 10.
 func TestReproMaxChildrenUnderConcurrency(t *testing.T) {
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "sp.db"), nil)
+	st, err := store.Open(context.Background(), testdb.DSN(t, "sp.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func asLimit(err error, le **store.LimitError) bool {
 // by name in the process that executes it: when that process's
 // configuration no longer has the preset, the run is refused (fail closed).
 func TestQueuedRunFailsClosedWhenItsPresetIsGone(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	ctx := context.Background()
 	open := func(extra string) (*store.Store, *Server) {
 		cfg, err := config.Parse([]byte(fmt.Sprintf(spawnConfig, "max_concurrent = 1")+extra), "t.toml")

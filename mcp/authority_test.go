@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
@@ -181,7 +181,7 @@ func TestAuthorityMatrixOverPaths(t *testing.T) {
 func runAuthorityPaths(t *testing.T, p authorityPreset) (attempts int, bypasses []string) {
 	t.Helper()
 	ns, otherNotes := &notes{}, &notes{}
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	f := newFixtureAt(t, path, authorityConfig(p), "2025-11-25", map[string]provider.Provider{"script": attacker{}})
 	f.c.OnNotification(ns.add)
 	// A second principal on the same database, as another stdio process

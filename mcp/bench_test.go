@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -17,6 +16,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -26,7 +26,7 @@ import (
 // in-process MCP client over 10,000 sessions.
 func BenchmarkSessionsList10k(b *testing.B) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
+	st, err := store.Open(ctx, testdb.DSN(b, "b.db"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func benchFanout(b *testing.B, inflight int) {
 	const model = 50 * time.Millisecond
 	for i := 0; i < b.N; i++ {
 		ctx := context.Background()
-		st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
+		st, err := store.Open(ctx, testdb.DSN(b, "b.db"), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -241,7 +241,7 @@ spawn-subagent = "none"
 // read-only call (policy, store, record, JSON), without stdio.
 func BenchmarkSmallCalls(b *testing.B) {
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
+	st, err := store.Open(ctx, testdb.DSN(b, "b.db"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -288,7 +288,7 @@ func BenchmarkSmallCalls(b *testing.B) {
 func BenchmarkStdioCalls(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	st, err := store.Open(ctx, filepath.Join(b.TempDir(), "b.db"), nil)
+	st, err := store.Open(ctx, testdb.DSN(b, "b.db"), nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,13 +3,13 @@ package mcp
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -92,7 +92,7 @@ type budgetRun struct {
 // A spawn's own budget stops its run before the model call that would pass
 // it: state budget, announced, with spent and left in spawn_status.
 func TestBudgetRunLimitThroughMCP(t *testing.T) {
-	f := budgetFixture(t, filepath.Join(t.TempDir(), "b.db"), "")
+	f := budgetFixture(t, testdb.DSN(t, "b.db"), "")
 	sp := f.spawn(map[string]any{"task": "burn it", "budget": map[string]any{"tokens": 10000}})
 	if r := f.result(sp.RunID, 30); r.Status != "budget" {
 		t.Fatalf("run ended %s (%s), want budget", r.Status, r.Note)
@@ -130,7 +130,7 @@ func TestBudgetRunLimitThroughMCP(t *testing.T) {
 // and then the orchestrator itself stop when the tree's spending would
 // pass it (from a child agent).
 func TestBudgetTreeSharedFromChildAgent(t *testing.T) {
-	f := budgetFixture(t, filepath.Join(t.TempDir(), "b.db"), "\n[agents.defaults.budget]\ntree_tokens = 13000\n")
+	f := budgetFixture(t, testdb.DSN(t, "b.db"), "\n[agents.defaults.budget]\ntree_tokens = 13000\n")
 	var out struct {
 		Status string `json:"status"`
 		Note   string `json:"note"`
@@ -155,7 +155,7 @@ func TestBudgetTreeSharedFromChildAgent(t *testing.T) {
 // An agent's day budget is kept in the database: two servers on one
 // database share it, and it holds across a restart.
 func TestBudgetDaySurvivesRestartAndIsShared(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "b.db")
+	path := testdb.DSN(t, "b.db")
 	cfg := "\n[agents.defaults.budget]\nday_tokens = 13000\n"
 	a := budgetFixture(t, path, cfg)
 	b := budgetFixture(t, path, cfg)

@@ -3,7 +3,6 @@ package mcp
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/cron"
 	"github.com/sessionplane/sessionplane/runtime/provider"
@@ -30,7 +30,7 @@ func newCronFixture(t *testing.T, extra string, cronOpts *cron.Options) (*fixtur
 		t.Fatalf("config: %v", err)
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "sp.db"), nil)
+	st, err := store.Open(ctx, testdb.DSN(t, "sp.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

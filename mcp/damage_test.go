@@ -20,6 +20,8 @@ import (
 // What was seen 5, through the tools: on a file with a damaged page, a call
 // that needs the page fails with an error naming the file and `db check`,
 // the damage is logged, and calls that do not need it are still served.
+//
+// On SQLite always: it writes junk over a page of the database file.
 func TestDamagedDatabaseThroughTools(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sp.db")
 	ctx := context.Background()

@@ -3,12 +3,12 @@ package mcp
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
@@ -188,7 +188,7 @@ func firstN(s string, n int) string {
 // spawn_wait in one server over runs another server (another process on
 // the same database) executes: it sees them end through the store.
 func TestSpawnWaitAcrossTwoServers(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "shared.db")
+	path := testdb.DSN(t, "shared.db")
 	a := budgetFixture(t, path, "")
 	b := budgetFixture(t, path, "")
 	var ids []string

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"go.uber.org/goleak"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/mcp/httpauth"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
@@ -43,7 +43,7 @@ func openFDs(t *testing.T) int {
 // serverCycle opens a store, builds and starts the server, runs a blocking
 // spawn (scripted child) through an in-process client and an initialize
 // over Streamable HTTP on loopback, then closes everything in order.
-func serverCycle(t *testing.T, dir string) {
+func serverCycle(t *testing.T, db string) {
 	t.Helper()
 	ctx := context.Background()
 	cfg, err := config.Parse([]byte(fuzzConfig), "leak.toml")
@@ -54,7 +54,7 @@ func serverCycle(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.Open(ctx, filepath.Join(dir, "leak.db"), nil)
+	st, err := store.Open(ctx, db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,12 +138,12 @@ func serverCycle(t *testing.T, dir string) {
 // and its store 20 times leaves no file descriptor open and no goroutine
 // running.
 func TestServerOpenCloseLeavesNoFileDescriptorsOrGoroutines(t *testing.T) {
-	dir := t.TempDir()
-	serverCycle(t, dir) // warm up: anything opened once per process is opened now
+	db := testdb.DSN(t, "leak.db")
+	serverCycle(t, db) // warm up: anything opened once per process is opened now
 	before := openFDs(t)
 	already := goleak.IgnoreCurrent() // goroutines of tests that ran before this one
 	for i := 0; i < 20; i++ {
-		serverCycle(t, dir)
+		serverCycle(t, db)
 	}
 	if after := openFDs(t); after > before {
 		t.Fatalf("open file descriptors grew from %d to %d over 20 server cycles", before, after)

@@ -13,6 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/client/transport"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -99,7 +100,7 @@ func (f *fixture) readResource(uri string) (string, error) {
 // client's agent:main:main: "current", session://main, session://current
 // and run:// of the other client's run show it nothing of the other.
 func TestObserverAndUnrestrictedClientDoNotShareASession(t *testing.T) {
-	db := t.TempDir() + "/sp.db"
+	db := testdb.DSN(t, "sp.db")
 	const secret = "TOPSECRET-unrestricted-7731"
 	base := fmt.Sprintf(spawnConfig, "") + observerPreset
 	u := stdioOn(t, db, base, map[string]provider.Provider{"script": scripted(t)})
@@ -179,7 +180,7 @@ func TestObserverAndUnrestrictedClientDoNotShareASession(t *testing.T) {
 // an observer told to use the unrestricted client's session gets no tool
 // that would show it.
 func TestOwnSessionOfAnotherPolicyIsRefused(t *testing.T) {
-	db := t.TempDir() + "/sp.db"
+	db := testdb.DSN(t, "sp.db")
 	base := fmt.Sprintf(spawnConfig, "") + observerPreset
 	u := stdioOn(t, db, base+"\n[mcp]\nsession = \"agent:main:shared\"\n", map[string]provider.Provider{"script": scripted(t)})
 	u.call("sessions_list", map[string]any{"filter": "TOPSECRET"}, nil)

@@ -18,6 +18,7 @@ import (
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -83,7 +84,7 @@ func startServer(t testing.TB, toml string, bo *BuildOptions) *faultEnv {
 		t.Fatalf("config: %v", err)
 	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "sp.db"), nil)
+	st, err := store.Open(ctx, testdb.DSN(t, "sp.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,10 +3,10 @@ package mcp
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -16,7 +16,7 @@ import (
 // A clean shutdown kills (and announces) the run in progress but leaves a
 // queued run queued; the next server on the same database runs it, once.
 func TestQueuedRunsSurviveShutdown(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	cfg, err := config.Parse([]byte(fmt.Sprintf(spawnConfig, "max_concurrent = 1")), "t.toml")
 	if err != nil {
 		t.Fatal(err)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/client"
 	"github.com/mark3labs/mcp-go/mcp"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -41,7 +41,7 @@ func newFixtureVersion(t *testing.T, toml, version string, opts ...client.Client
 // newFixtureFull is newFixture with provider instances replaced by name.
 func newFixtureFull(t *testing.T, toml, version string, testProviders map[string]provider.Provider, opts ...client.ClientOption) *fixture {
 	t.Helper()
-	return newFixtureAt(t, filepath.Join(t.TempDir(), "sp.db"), toml, version, testProviders, opts...)
+	return newFixtureAt(t, testdb.DSN(t, "sp.db"), toml, version, testProviders, opts...)
 }
 
 // newFixtureAt is newFixtureFull on the database at path: two fixtures on

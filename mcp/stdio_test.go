@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
@@ -34,7 +34,7 @@ func newStdioPipe(t *testing.T, toml string, providers map[string]provider.Provi
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "sp.db"), nil)
+	st, err := store.Open(ctx, testdb.DSN(t, "sp.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/runtime/store"
 	"github.com/sessionplane/sessionplane/tools"
 )
@@ -277,7 +277,7 @@ func TestTaskListConcurrentClaim(t *testing.T) {
 // Two store handles on one file (as two server processes would have):
 // concurrent claims of each task have exactly one winner.
 func TestTaskClaimTwoStoreHandles(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sp.db")
+	path := testdb.DSN(t, "sp.db")
 	ctx := context.Background()
 	var handles [2]*store.Store
 	for i := range handles {
