@@ -402,7 +402,6 @@ func snapshot(t *testing.T, st *store.Store) *dbSnapshot {
 // it had runs (no run executed twice).
 func checkStoreInvariants(t *testing.T, st *store.Store) *dbSnapshot {
 	t.Helper()
-	ctx := context.Background()
 	if st.Backend() == "sqlite" {
 		checkSQLiteFile(t, st)
 	}
