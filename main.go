@@ -301,7 +301,9 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stderr, "config OK: %s\n", src)
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(cfg); err != nil {
+	shown := *cfg
+	shown.Store = cfg.Store.Redacted() // the resolved config is printed: never a database password
+	if err := enc.Encode(&shown); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}

@@ -246,6 +246,8 @@ func TestCLI(t *testing.T) {
 	db := testdb.DSN(t, "sp.db") // the cases that get as far as opening it, on the suite's backend
 	unsetKey := filepath.Join(dir, "unsetkey.toml")
 	os.WriteFile(unsetKey, []byte("[providers.claude]\nkind = \"anthropic\"\napi_key_env = \"SESSIONPLANE_TEST_UNSET_KEY\"\n"), 0o600)
+	pgPass := filepath.Join(dir, "pgpass.toml")
+	os.WriteFile(pgPass, []byte("[store]\nurl = \"postgres://u:s3cret@127.0.0.1:1/db?sslmode=disable\"\n"), 0o600)
 	cases := []struct {
 		args       []string
 		code       int
@@ -260,6 +262,7 @@ func TestCLI(t *testing.T) {
 		{[]string{"config", "check", "--config", bad}, 2, "", "mcp.agnet: unknown key", false},
 		{[]string{"config", "check", "--config", noScript}, 2, "", "providers.demo.script", false},
 		{[]string{"config", "check", "--config", badScript}, 2, "", "txt", false},
+		{[]string{"config", "check", "--config", pgPass}, 0, "postgres://u:xxxxx@127.0.0.1:1/db", "config OK", true}, // never the password
 		{[]string{"config", "check", "--config", unsetKey}, 0, "", "warning: providers.claude.api_key_env: $SESSIONPLANE_TEST_UNSET_KEY is not set", true},
 		{[]string{"--db", dir}, 1, "", "is a directory", false},
 		{[]string{"--config", bad}, 2, "", "(line 3)", false},

@@ -8,6 +8,7 @@ package config
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,28 @@ type Store struct {
 	// URL, when set, is a PostgreSQL database (postgres://user:password@host:port/db?sslmode=...)
 	// used instead of the SQLite file at Path. --db overrides both.
 	URL string `toml:"url" json:"url,omitempty"`
+}
+
+// Redacted is s with any password in a PostgreSQL URL (user:password@ or
+// a password= parameter) replaced by xxxxx, for printing.
+func (s Store) Redacted() Store {
+	s.URL, s.Path = redactDBURL(s.URL), redactDBURL(s.Path)
+	return s
+}
+
+func redactDBURL(p string) string {
+	if !IsPostgresURL(p) {
+		return p
+	}
+	u, err := url.Parse(p)
+	if err != nil {
+		return "postgres://(unparsable URL)"
+	}
+	if q := u.Query(); q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }
 
 // IsPostgresURL reports whether a database location is a PostgreSQL URL

@@ -266,3 +266,16 @@ func TestClusterHostIDAndDefaults(t *testing.T) {
 		t.Errorf("defaults: stale %v, cron minimum %v", cfg.Cluster.Stale(), cfg.Cron.MinEvery())
 	}
 }
+
+// The resolved config is printed by `config check`: a database password,
+// in the URL's user part or as a parameter, never is.
+func TestStoreRedacted(t *testing.T) {
+	s := Store{URL: "postgres://u:s3cret@h:5432/db?sslmode=disable&password=p2", Path: "/tmp/sp.db"}
+	r := s.Redacted()
+	if strings.Contains(r.URL, "s3cret") || strings.Contains(r.URL, "p2") || !strings.Contains(r.URL, "u:xxxxx@h:5432/db") {
+		t.Fatalf("redacted URL %q", r.URL)
+	}
+	if r.Path != "/tmp/sp.db" || s.URL == r.URL {
+		t.Fatalf("path %q changed, or the original was modified: %q", r.Path, s.URL)
+	}
+}
