@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"sync"
 	"time"
 
@@ -25,6 +26,21 @@ func (m *Manager) laneFor(kind string) chan struct{} {
 // busyWaitHook, when set (tests), is told each time a queued run finds its
 // session busy and starts waiting.
 var busyWaitHook func(id string)
+
+// lifecycleFaultHook, when set (tests), is asked before the store calls
+// that move a run through its life in this process: "claim", "state" (the
+// read after a failed claim) and "finish". An error it returns stands for
+// that call failing (PostgreSQL unreachable or out of connections, a batch
+// that kept conflicting past its retries, a write's deadline passing in a
+// long writer queue).
+var lifecycleFaultHook func(op, id string) error
+
+func lifecycleFault(op, id string) error {
+	if lifecycleFaultHook == nil {
+		return nil
+	}
+	return lifecycleFaultHook(op, id)
+}
 
 // released tells goroutines waiting for a busy session to try again.
 func (m *Manager) released() {
@@ -116,7 +132,10 @@ func (m *Manager) scheduleKind(id, kind string) {
 			freed := m.freed
 			m.mu.Unlock()
 			woke := m.st.Wake(store.TopicRuns) // the session's turn may end in another process
-			ok, err := m.st.ClaimRunWith(context.WithoutCancel(runCtx), id, m.instance, m.pid, startInput)
+			ok, err := false, lifecycleFault("claim", id)
+			if err == nil {
+				ok, err = m.st.ClaimRunWith(context.WithoutCancel(runCtx), id, m.instance, m.pid, startInput)
+			}
 			m.claimMu.RUnlock()
 			if err == nil && ok {
 				// The slot bounds concurrent model turns: it is given back
@@ -133,12 +152,26 @@ func (m *Manager) scheduleKind(id, kind string) {
 			if err != nil {
 				m.rt.log.Error("claim run", "run", id, "err", err)
 			}
-			r, gerr := m.st.GetRun(context.WithoutCancel(runCtx), id)
-			if gerr != nil || r.State != store.RunQueued {
+			// Only a run known not to be queued any more is let go: this
+			// process owns the queued run and nobody else schedules it while
+			// it lives (its heartbeat keeps recovery away), so giving up on
+			// a failed claim or read would leave the run queued for ever.
+			var r *store.Run
+			gerr := lifecycleFault("state", id)
+			if gerr == nil {
+				r, gerr = m.st.GetRun(context.WithoutCancel(runCtx), id)
+			}
+			switch {
+			case errors.Is(gerr, store.ErrNotFound):
+				return // the row is gone (its session was deleted)
+			case gerr != nil:
+				m.rt.log.Error("read a queued run's state (trying again)", "run", id, "err", gerr)
+			case r.State != store.RunQueued:
 				return // killed before it started, or claimed elsewhere: never run twice
 			}
-			// Its session is busy with another turn: wait for a local run to
-			// end, a run's end in another process (PostgreSQL), or poll.
+			// Its session is busy with another turn (or the store failed):
+			// wait for a local run to end, a run's end in another process
+			// (PostgreSQL), or poll.
 			if busyWaitHook != nil {
 				busyWaitHook(id)
 			}

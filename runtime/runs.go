@@ -345,8 +345,6 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, release
 // finish records the outcome and the announce in one transaction, then
 // runs cleanup. A run that was already ended (killed) is left as it is.
 func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, res Result) {
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	state := res.Status
 	if state == "" {
 		state = store.RunError
@@ -376,16 +374,52 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 	if !opts.Silent && !continuesPingPong(run, opts) {
 		ann = m.announce(run, opts.SessionID)
 	}
-	ok, err := m.st.FinishRun(wctx, run.ID, out, ann)
+	ok, err := m.recordOutcome(ctx, run.ID, out, ann)
 	if err != nil {
 		m.rt.log.Error("record run outcome", "run", run.ID, "err", err)
 		return
 	}
 	if ok {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 		m.afterFinish(wctx, run, ann)
 		if m.gate != nil {
 			m.pingPong(wctx, m.gate, run, opts)
 		}
+	}
+}
+
+// recordOutcome writes a run's outcome, trying again after a failure until
+// it is committed or the manager closes. The run is this process's: while
+// the process lives its heartbeat keeps recovery away from it, so an
+// outcome given up on after one failed write (the write's 10 s deadline
+// passed in a long writer queue, PostgreSQL refused a connection, a batch
+// kept conflicting past its retries) left the run running for ever. Each
+// attempt is bounded; the attempts end with the manager (Close records a
+// run still running then as killed). FinishRun changes only a run not
+// ended yet, so an attempt after one whose commit was in doubt is safe.
+func (m *Manager) recordOutcome(ctx context.Context, id string, out store.Outcome, ann *store.Announce) (bool, error) {
+	wait := remotePoll
+	for {
+		err := lifecycleFault("finish", id)
+		var ok bool
+		if err == nil {
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			ok, err = m.st.FinishRun(wctx, id, out, ann)
+			cancel()
+		}
+		if err == nil {
+			return ok, nil
+		}
+		m.rt.log.Warn("record run outcome (trying again)", "run", id, "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-m.ctx.Done():
+			t.Stop()
+			return false, err
+		case <-t.C:
+		}
+		wait = min(2*wait, 5*time.Second)
 	}
 }
 

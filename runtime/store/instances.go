@@ -26,8 +26,13 @@ func (s *Store) RegisterInstance(ctx context.Context, in Instance) error {
 
 // Heartbeat refreshes this instance and the runs it owns.
 func (s *Store) Heartbeat(ctx context.Context, instance string) error {
-	now := s.nowMS()
 	return s.Tx(ctx, func(tx *sql.Tx) error {
+		// The time the write runs, not the time it was asked for: under
+		// load a write waits in the writer's queue and its batch may be
+		// retried for seconds, and a heartbeat that old when it commits
+		// made a live process look dead to the others (its running runs
+		// then marked unknown).
+		now := s.nowMS()
 		if _, err := s.exec(ctx, tx, "UPDATE instances SET heartbeat_at = ? WHERE id = ?", now, instance); err != nil {
 			return err
 		}
