@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/mark3labs/mcp-go/client"
@@ -59,8 +60,10 @@ func TestDamagedDatabaseThroughTools(t *testing.T) {
 	}
 	f.Close()
 
-	var logs bytes.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, nil))
+	// The store's writer logs from its own goroutine (an async record's
+	// failure) while the test reads: the buffer is locked.
+	logs := &lockedBuffer{}
+	log := slog.New(slog.NewTextHandler(logs, nil))
 	st, err = store.Open(ctx, path, &store.Options{Logger: log})
 	if err != nil {
 		t.Fatalf("open: %v", err)
@@ -99,4 +102,23 @@ func TestDamagedDatabaseThroughTools(t *testing.T) {
 	if res.IsError {
 		t.Fatalf("a call that does not need the damaged page failed: %s", text(res))
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger writing from other
+// goroutines while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
