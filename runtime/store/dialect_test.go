@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
 func TestRebindDollar(t *testing.T) {
@@ -110,5 +113,24 @@ func TestPostgresFaultLeavesCancellationAlone(t *testing.T) {
 	}
 	if got := s.fault(&pgconn.PgError{Code: "25006"}); !errors.Is(got, ErrReadOnly) {
 		t.Errorf("fault(read-only transaction) = %v, want ErrReadOnly", got)
+	}
+}
+
+// A database that does not exist on a reachable server is named with the
+// precise fix (createdb), not the generic "check the server" text: the
+// server's code inside the connection error decides.
+func TestPostgresMissingDatabaseNamedWithCreatedb(t *testing.T) {
+	base := os.Getenv(testdb.Env)
+	if base == "" {
+		t.Skip("needs a PostgreSQL server: set " + testdb.Env + " (CI's PostgreSQL pass does)")
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/sessionplane_no_such_db"
+	_, err = Open(context.Background(), u.String(), nil)
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "createdb") {
+		t.Fatalf("open of a missing database: %v; want ErrUnreachable naming createdb", err)
 	}
 }

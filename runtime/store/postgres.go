@@ -75,10 +75,9 @@ func (s *Store) pgFault(err error) error {
 	}
 	var ce *pgconn.ConnectError
 	var ne net.Error
+	// A server error inside a connection error (bad login, missing
+	// database) is named by its code first: its fix is more precise.
 	switch code := pgCode(err); {
-	case errors.As(err, &ce) || (errors.As(err, &ne) && code == ""):
-		return fmt.Errorf("store: %w: %s: %v (check that the server runs and accepts connections from this host, and the host, port, user, password, database and sslmode in --db or [store] url)",
-			ErrUnreachable, s.path, err)
 	case code == "28P01" || code == "28000":
 		return fmt.Errorf("store: %w: %s: %v (check the user and password in --db or [store] url, and the server's pg_hba.conf)", ErrUnreachable, s.path, err)
 	case code == "3D000":
@@ -87,6 +86,9 @@ func (s *Store) pgFault(err error) error {
 		return fmt.Errorf("%w: %s: %v (the server is read-only, e.g. a standby: point --db at the primary)", ErrReadOnly, s.path, err)
 	case code == "42501":
 		return fmt.Errorf("%w: %s: %v (grant the user CREATE and USAGE on the schema, and rights on sessionplane's tables)", ErrReadOnly, s.path, err)
+	case errors.As(err, &ce) || (errors.As(err, &ne) && code == ""):
+		return fmt.Errorf("store: %w: %s: %v (check that the server runs and accepts connections from this host, and the host, port, user, password, database and sslmode in --db or [store] url)",
+			ErrUnreachable, s.path, err)
 	}
 	return nil
 }
