@@ -214,35 +214,68 @@ type scored struct {
 	score float64 // higher is better
 }
 
-// rankWindowRows scores the matches of match with rowid in [lower, upper)
-// by BM25 over terms, best first.
-func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string, lower, upper int64) ([]scored, error) {
-	// A message of at most SearchScoreBytes is read and scored; a longer
-	// one is not read at all (octet_length takes its size from the record
-	// header and CASE skips its text), so one huge message costs no more
-	// than a short one, and its estimated length keeps it from ranking first.
-	rows, err := s.readRows(ctx, s.d.rankSQL, s.limits.SearchScoreBytes, match, lower, upper)
+// windowDoc is a match to score: its text when it is at most
+// SearchScoreBytes long, else only its size.
+type windowDoc struct {
+	id   int64
+	body sql.NullString // NULL: longer than SearchScoreBytes, not read
+	size int
+}
+
+// rankWindow scores the rankWindow newest matches of match below upper
+// by BM25 over terms, best first. bound is the lowest rowid of that
+// window, or 0 when the window reaches the oldest match.
+//
+// A message of at most SearchScoreBytes is read and scored; a longer one
+// is not read at all (octet_length takes its size from the record header
+// and CASE skips its text), so one huge message costs no more than a short
+// one, and its estimated length keeps it from ranking first.
+func (s *Store) rankWindow(ctx context.Context, match string, terms []string, upper int64) ([]scored, int64, error) {
+	if s.d.windowRankSQL != "" {
+		// One statement: the window's bound is its oldest row.
+		docs, err := s.windowDocs(ctx, s.d.windowRankSQL, s.limits.SearchScoreBytes, match, upper, rankWindow)
+		if err != nil {
+			return nil, 0, err
+		}
+		var bound int64
+		if len(docs) == rankWindow {
+			bound = docs[len(docs)-1].id
+		}
+		ranked, err := s.score(ctx, docs, terms)
+		return ranked, bound, err
+	}
+	bound, err := s.windowBound(ctx, match, upper)
+	if err != nil {
+		return nil, 0, err
+	}
+	docs, err := s.windowDocs(ctx, s.d.rankSQL, s.limits.SearchScoreBytes, match, bound, upper)
+	if err != nil {
+		return nil, 0, err
+	}
+	ranked, err := s.score(ctx, docs, terms)
+	return ranked, bound, err
+}
+
+// windowDocs reads the matches a window query returns.
+func (s *Store) windowDocs(ctx context.Context, q string, args ...any) ([]windowDoc, error) {
+	rows, err := s.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
-	type doc struct {
-		id   int64
-		body sql.NullString // NULL: longer than SearchScoreBytes, not read
-		size int
-	}
-	var docs []doc
+	defer rows.Close()
+	var docs []windowDoc
 	for rows.Next() {
-		var d doc
+		var d windowDoc
 		if err := rows.Scan(&d.id, &d.body, &d.size); err != nil {
-			rows.Close()
 			return nil, err
 		}
 		docs = append(docs, d)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
+	return docs, rows.Err()
+}
+
+// score ranks docs by BM25 over terms, best first.
+func (s *Store) score(ctx context.Context, docs []windowDoc, terms []string) ([]scored, error) {
 	n, avgdl, err := s.corpusStats(ctx)
 	if err != nil {
 		return nil, err

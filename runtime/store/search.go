@@ -54,11 +54,7 @@ func (s *Store) Search(ctx context.Context, q SearchQuery, yield func(Hit) bool)
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("store: search %q: %w", q.Query, s.fault(err))
 		}
-		bound, err := s.windowBound(ctx, match, upper)
-		if err != nil {
-			return fmt.Errorf("store: search %q: %w", q.Query, s.fault(err))
-		}
-		ranked, err := s.rankWindowRows(ctx, match, terms, bound, upper)
+		ranked, bound, err := s.rankWindow(ctx, match, terms, upper)
 		if err != nil {
 			return fmt.Errorf("store: search %q: %w", q.Query, s.fault(err))
 		}
