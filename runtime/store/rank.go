@@ -110,6 +110,71 @@ func asciiTokens(text string) []string {
 	return out
 }
 
+// termCounts adds to tf[i] how often terms[i] occurs among the words of
+// text and returns the number of words, both as tokens(text) splits and
+// folds them. ASCII text is scanned in place: no lower-cased copy and no
+// word list, which scoring a window of a thousand messages spent most of
+// its allocations on.
+func termCounts(text string, terms []string, tf []int) int {
+	if !isASCII(text) {
+		toks := tokens(text)
+		for _, tok := range toks {
+			for i, t := range terms {
+				if tok == t {
+					tf[i]++
+					break
+				}
+			}
+		}
+		return len(toks)
+	}
+	words, start := 0, -1
+	for i := 0; i <= len(text); i++ {
+		if i < len(text) && isWordByte(text[i]) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start < 0 {
+			continue
+		}
+		words++
+		w := text[start:i]
+		start = -1
+		for j, t := range terms {
+			if equalLowerASCII(w, t) {
+				tf[j]++
+				break
+			}
+		}
+	}
+	return words
+}
+
+// isWordByte reports whether an ASCII byte belongs to a word (letters,
+// digits and '_', as asciiTokens splits).
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// equalLowerASCII reports whether the ASCII word w, lower-cased, is lower.
+func equalLowerASCII(w, lower string) bool {
+	if len(w) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // queryTerms are the distinct folded words of a query.
 func queryTerms(q string) []string {
 	seen := map[string]bool{}
@@ -286,43 +351,39 @@ func (s *Store) score(ctx context.Context, docs []windowDoc, terms []string) ([]
 	if bpw <= 0 {
 		bpw = defaultBytesPerWord
 	}
-	idf := make(map[string]float64, len(terms))
-	for _, t := range terms {
+	// Per term, in the query's order (terms are distinct).
+	idf := make([]float64, len(terms))
+	for i, t := range terms {
 		df, err := s.docFreq(ctx, t)
 		if err != nil {
 			return nil, err
 		}
-		idf[t] = math.Log(1 + (float64(n)-float64(df)+0.5)/(float64(df)+0.5))
+		idf[i] = math.Log(1 + (float64(n)-float64(df)+0.5)/(float64(df)+0.5))
 	}
+	tf := make([]int, len(terms))
 	out := make([]scored, 0, len(docs))
 	for _, d := range docs {
 		if err := ctx.Err(); err != nil {
 			return nil, err // a cancelled search stops within one message
 		}
 		s.work.rows.Add(1)
-		tf := make(map[string]int, len(terms))
+		clear(tf)
 		var dl float64
 		if d.body.Valid {
 			s.work.bytes.Add(int64(len(d.body.String)))
-			toks := tokens(d.body.String)
-			for _, tok := range toks {
-				if _, ok := idf[tok]; ok {
-					tf[tok]++
-				}
-			}
-			dl = float64(max(len(toks), 1))
+			dl = float64(max(termCounts(d.body.String, terms, tf), 1))
 		} else {
 			// A long message is scored without reading it: it holds every
 			// word (FTS5 matched it) at least once, and its length in words
 			// is estimated from its size.
-			for t := range idf {
-				tf[t] = 1
+			for i := range tf {
+				tf[i] = 1
 			}
 			dl = float64(d.size) / bpw
 		}
 		var score float64
-		for t, w := range idf {
-			f := float64(tf[t])
+		for i, w := range idf {
+			f := float64(tf[i])
 			score += w * f * (bm25K1 + 1) / (f + bm25K1*(1-bm25B+bm25B*dl/avgdl))
 		}
 		out = append(out, scored{id: d.id, score: score})
