@@ -206,3 +206,12 @@ func prefixSnippet(prefix string, terms []string) string {
 	}
 	return s + "…"
 }
+
+// mmapBytes is how much of a SQLite database file reads map into memory
+// (PRAGMA mmap_size): pages past it are read with pread. 1 GiB covers a
+// store of about 1.5 million messages; the mapping costs address space,
+// not memory (the pages are the OS's file cache, shared by connections).
+// An I/O error of the disk under a mapped page stops the process (SIGBUS)
+// instead of failing the statement: like a kill -9, which the store
+// survives.
+const mmapBytes = 1 << 30
