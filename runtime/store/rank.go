@@ -276,7 +276,8 @@ func (s *Store) corpusStats(ctx context.Context) (int, float64, error) {
 
 type scored struct {
 	id    int64
-	score float64 // higher is better
+	score float64        // higher is better
+	body  sql.NullString // the text scored (NULL: too long, not read)
 }
 
 // windowDoc is a match to score: its text when it is at most
@@ -386,7 +387,7 @@ func (s *Store) score(ctx context.Context, docs []windowDoc, terms []string) ([]
 			f := float64(tf[i])
 			score += w * f * (bm25K1 + 1) / (f + bm25K1*(1-bm25B+bm25B*dl/avgdl))
 		}
-		out = append(out, scored{id: d.id, score: score})
+		out = append(out, scored{id: d.id, score: score, body: d.body})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].score != out[j].score {
