@@ -20,7 +20,7 @@ func TestFTSSnippetMatchesFTS5(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(21, 4))
 	vocab := []string{"deploy", "Deploy", "DEPLOY", "cache", "db7", "x", "index", "the", "a", "9", "logs"}
-	seps := []string{" ", " ", " ", ", ", ". ", ": ", ".", " - ", "\n", ".\t", "  ", "!", " (", ") ", "_", ":"}
+	seps := []string{" ", " ", " ", ", ", ". ", ": ", ".", " - ", "\n", ".\t", "  ", "!", " (", ") ", "_", ":", "$", "#", "'", "/", "\x01", "~", "\r\n", ". \r"}
 	var msgs []Message
 	for i := 0; i < 1500; i++ {
 		var b strings.Builder
