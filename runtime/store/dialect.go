@@ -49,10 +49,14 @@ type dialect struct {
 	// The search primitives (search.go).
 	match     func(query string) string // a free-text query as the backend's match argument ("" = nothing to find)
 	termMatch func(term string) string  // one folded word as a match argument
-	windowSQL string                    // lowest id of the newest rankWindow matches below an id
-	rankSQL   string                    // matches in [lower, upper) with their text to score
-	dfSQL     string                    // matching documents, counted up to a cap
-	goSnippet bool                      // no snippet() in SQL: hits' snippets are cut in Go (bodySnippet)
+	windowSQL string                    // lowest id of the newest rankWindow matches below an id (when no windowRankSQL)
+	rankSQL   string                    // matches in [lower, upper) with their text to score (when no windowRankSQL)
+	// windowRankSQL reads a whole window in one statement: the newest
+	// matches below an id with their text to score, newest first, up to a
+	// count ("" = windowSQL, then rankSQL over the window it bounds).
+	windowRankSQL string
+	dfSQL         string // matching documents, counted up to a cap
+	goSnippet     bool   // no snippet() in SQL: hits' snippets are cut in Go (bodySnippet)
 	// For Copy (copy.go): tablesSQL lists the schema's tables; indexCol is
 	// the messages column holding the search index that Copy fills from
 	// body with indexValue ("" when triggers index the rows, as FTS5's do);
@@ -80,11 +84,12 @@ var sqliteDialect = &dialect{
 	runDay:    `date(created_at / 1000, 'unixepoch')`,
 	match:     ftsQuery,
 	termMatch: func(t string) string { return `"` + strings.ReplaceAll(t, `"`, `""`) + `"` },
-	windowSQL: `SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? AND rowid < ?
-		ORDER BY rowid DESC LIMIT 1 OFFSET ?`,
-	rankSQL: `SELECT m.id, CASE WHEN octet_length(m.body) <= ? THEN m.body END, octet_length(m.body)
+	// No windowSQL and rankSQL: FTS5 walks the posting lists newest first
+	// and stops at the count (EXPLAIN QUERY PLAN: the index consumes ORDER
+	// BY rowid DESC, no sort).
+	windowRankSQL: `SELECT m.id, CASE WHEN octet_length(m.body) <= ? THEN m.body END, octet_length(m.body)
 		FROM messages_fts f JOIN messages m ON m.id = f.rowid
-		WHERE messages_fts MATCH ? AND f.rowid >= ? AND f.rowid < ?`,
+		WHERE messages_fts MATCH ? AND f.rowid < ? ORDER BY f.rowid DESC LIMIT ?`,
 	dfSQL:     `SELECT count(*) FROM (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ? LIMIT ?)`,
 	tablesSQL: `SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`,
 }

@@ -110,6 +110,71 @@ func asciiTokens(text string) []string {
 	return out
 }
 
+// termCounts adds to tf[i] how often terms[i] occurs among the words of
+// text and returns the number of words, both as tokens(text) splits and
+// folds them. ASCII text is scanned in place: no lower-cased copy and no
+// word list, which scoring a window of a thousand messages spent most of
+// its allocations on.
+func termCounts(text string, terms []string, tf []int) int {
+	if !isASCII(text) {
+		toks := tokens(text)
+		for _, tok := range toks {
+			for i, t := range terms {
+				if tok == t {
+					tf[i]++
+					break
+				}
+			}
+		}
+		return len(toks)
+	}
+	words, start := 0, -1
+	for i := 0; i <= len(text); i++ {
+		if i < len(text) && isWordByte(text[i]) {
+			if start < 0 {
+				start = i
+			}
+			continue
+		}
+		if start < 0 {
+			continue
+		}
+		words++
+		w := text[start:i]
+		start = -1
+		for j, t := range terms {
+			if equalLowerASCII(w, t) {
+				tf[j]++
+				break
+			}
+		}
+	}
+	return words
+}
+
+// isWordByte reports whether an ASCII byte belongs to a word (letters,
+// digits and '_', as asciiTokens splits).
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
+}
+
+// equalLowerASCII reports whether the ASCII word w, lower-cased, is lower.
+func equalLowerASCII(w, lower string) bool {
+	if len(w) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
 // queryTerms are the distinct folded words of a query.
 func queryTerms(q string) []string {
 	seen := map[string]bool{}
@@ -211,38 +276,72 @@ func (s *Store) corpusStats(ctx context.Context) (int, float64, error) {
 
 type scored struct {
 	id    int64
-	score float64 // higher is better
+	score float64        // higher is better
+	body  sql.NullString // the text scored (NULL: too long, not read)
 }
 
-// rankWindowRows scores the matches of match with rowid in [lower, upper)
-// by BM25 over terms, best first.
-func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string, lower, upper int64) ([]scored, error) {
-	// A message of at most SearchScoreBytes is read and scored; a longer
-	// one is not read at all (octet_length takes its size from the record
-	// header and CASE skips its text), so one huge message costs no more
-	// than a short one, and its estimated length keeps it from ranking first.
-	rows, err := s.readRows(ctx, s.d.rankSQL, s.limits.SearchScoreBytes, match, lower, upper)
+// windowDoc is a match to score: its text when it is at most
+// SearchScoreBytes long, else only its size.
+type windowDoc struct {
+	id   int64
+	body sql.NullString // NULL: longer than SearchScoreBytes, not read
+	size int
+}
+
+// rankWindow scores the rankWindow newest matches of match below upper
+// by BM25 over terms, best first. bound is the lowest rowid of that
+// window, or 0 when the window reaches the oldest match.
+//
+// A message of at most SearchScoreBytes is read and scored; a longer one
+// is not read at all (octet_length takes its size from the record header
+// and CASE skips its text), so one huge message costs no more than a short
+// one, and its estimated length keeps it from ranking first.
+func (s *Store) rankWindow(ctx context.Context, match string, terms []string, upper int64) ([]scored, int64, error) {
+	if s.d.windowRankSQL != "" {
+		// One statement: the window's bound is its oldest row.
+		docs, err := s.windowDocs(ctx, s.d.windowRankSQL, s.limits.SearchScoreBytes, match, upper, rankWindow)
+		if err != nil {
+			return nil, 0, err
+		}
+		var bound int64
+		if len(docs) == rankWindow {
+			bound = docs[len(docs)-1].id
+		}
+		ranked, err := s.score(ctx, docs, terms)
+		return ranked, bound, err
+	}
+	bound, err := s.windowBound(ctx, match, upper)
+	if err != nil {
+		return nil, 0, err
+	}
+	docs, err := s.windowDocs(ctx, s.d.rankSQL, s.limits.SearchScoreBytes, match, bound, upper)
+	if err != nil {
+		return nil, 0, err
+	}
+	ranked, err := s.score(ctx, docs, terms)
+	return ranked, bound, err
+}
+
+// windowDocs reads the matches a window query returns.
+func (s *Store) windowDocs(ctx context.Context, q string, args ...any) ([]windowDoc, error) {
+	rows, err := s.readRows(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
-	type doc struct {
-		id   int64
-		body sql.NullString // NULL: longer than SearchScoreBytes, not read
-		size int
-	}
-	var docs []doc
+	defer rows.Close()
+	var docs []windowDoc
 	for rows.Next() {
-		var d doc
+		var d windowDoc
 		if err := rows.Scan(&d.id, &d.body, &d.size); err != nil {
-			rows.Close()
 			return nil, err
 		}
 		docs = append(docs, d)
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
+	return docs, rows.Err()
+}
+
+// score ranks docs by BM25 over terms, best first.
+func (s *Store) score(ctx context.Context, docs []windowDoc, terms []string) ([]scored, error) {
 	n, avgdl, err := s.corpusStats(ctx)
 	if err != nil {
 		return nil, err
@@ -253,46 +352,42 @@ func (s *Store) rankWindowRows(ctx context.Context, match string, terms []string
 	if bpw <= 0 {
 		bpw = defaultBytesPerWord
 	}
-	idf := make(map[string]float64, len(terms))
-	for _, t := range terms {
+	// Per term, in the query's order (terms are distinct).
+	idf := make([]float64, len(terms))
+	for i, t := range terms {
 		df, err := s.docFreq(ctx, t)
 		if err != nil {
 			return nil, err
 		}
-		idf[t] = math.Log(1 + (float64(n)-float64(df)+0.5)/(float64(df)+0.5))
+		idf[i] = math.Log(1 + (float64(n)-float64(df)+0.5)/(float64(df)+0.5))
 	}
+	tf := make([]int, len(terms))
 	out := make([]scored, 0, len(docs))
 	for _, d := range docs {
 		if err := ctx.Err(); err != nil {
 			return nil, err // a cancelled search stops within one message
 		}
 		s.work.rows.Add(1)
-		tf := make(map[string]int, len(terms))
+		clear(tf)
 		var dl float64
 		if d.body.Valid {
 			s.work.bytes.Add(int64(len(d.body.String)))
-			toks := tokens(d.body.String)
-			for _, tok := range toks {
-				if _, ok := idf[tok]; ok {
-					tf[tok]++
-				}
-			}
-			dl = float64(max(len(toks), 1))
+			dl = float64(max(termCounts(d.body.String, terms, tf), 1))
 		} else {
 			// A long message is scored without reading it: it holds every
 			// word (FTS5 matched it) at least once, and its length in words
 			// is estimated from its size.
-			for t := range idf {
-				tf[t] = 1
+			for i := range tf {
+				tf[i] = 1
 			}
 			dl = float64(d.size) / bpw
 		}
 		var score float64
-		for t, w := range idf {
-			f := float64(tf[t])
+		for i, w := range idf {
+			f := float64(tf[i])
 			score += w * f * (bm25K1 + 1) / (f + bm25K1*(1-bm25B+bm25B*dl/avgdl))
 		}
-		out = append(out, scored{id: d.id, score: score})
+		out = append(out, scored{id: d.id, score: score, body: d.body})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].score != out[j].score {

@@ -49,21 +49,18 @@ func (s *Store) Search(ctx context.Context, q SearchQuery, yield func(Hit) bool)
 	// found in half the corpus costs one window, not the whole corpus.
 	// Snippets and metadata are read for the hits that are kept.
 	terms := queryTerms(q.Query)
+	words := queryWords(q.Query)
 	upper := int64(math.MaxInt64)
 	for {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("store: search %q: %w", q.Query, s.fault(err))
 		}
-		bound, err := s.windowBound(ctx, match, upper)
-		if err != nil {
-			return fmt.Errorf("store: search %q: %w", q.Query, s.fault(err))
-		}
-		ranked, err := s.rankWindowRows(ctx, match, terms, bound, upper)
+		ranked, bound, err := s.rankWindow(ctx, match, terms, upper)
 		if err != nil {
 			return fmt.Errorf("store: search %q: %w", q.Query, s.fault(err))
 		}
 		for _, r := range ranked {
-			h, ok, err := s.hit(ctx, match, terms, r.id, q.ExcludeKey)
+			h, ok, err := s.hit(ctx, match, terms, words, r, q.ExcludeKey)
 			if err != nil {
 				return fmt.Errorf("store: search %q: %w", q.Query, s.fault(err))
 			}
@@ -98,8 +95,10 @@ func (s *Store) windowBound(ctx context.Context, match string, upper int64) (int
 }
 
 // hit reads one ranked message's snippet and session; ok is false when the
-// message belongs to the excluded or an archived session.
-func (s *Store) hit(ctx context.Context, match string, terms []string, id int64, exclude string) (Hit, bool, error) {
+// message belongs to the excluded or an archived session. words are the
+// query's words as typed (queryWords), terms its folded words.
+func (s *Store) hit(ctx context.Context, match string, terms, words []string, r scored, exclude string) (Hit, bool, error) {
+	id := r.id
 	var h Hit
 	var archived int64
 	var size int
@@ -113,7 +112,12 @@ func (s *Store) hit(ctx context.Context, match string, terms []string, id int64,
 		return h, false, err
 	}
 	if s.d.goSnippet && size <= s.limits.SearchScoreBytes {
-		// No snippet() in SQL: cut it from the text here, marked the same way.
+		// No snippet() in SQL: cut it from the text here, marked the same
+		// way; the text ranked is at hand, else it is read.
+		if r.body.Valid {
+			h.Snippet = bodySnippet(r.body.String, terms)
+			return h, true, nil
+		}
 		var body string
 		if err := s.readRow(ctx, `SELECT body FROM messages WHERE id = ?`, id).Scan(&body); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
@@ -136,6 +140,12 @@ func (s *Store) hit(ctx context.Context, match string, terms []string, id int64,
 			prefix = prefix[:s.limits.SearchScoreBytes]
 		}
 		h.Snippet = prefixSnippet(prefix, terms)
+		return h, true, nil
+	}
+	if r.body.Valid && ftsSnippetOK(r.body.String, words) {
+		// The text ranked is at hand: FTS5's snippet of it, cut here
+		// (snippet.go) instead of by a MATCH statement per hit.
+		h.Snippet = ftsSnippet(r.body.String, words)
 		return h, true, nil
 	}
 	err = s.readRow(ctx, `SELECT snippet(messages_fts, 0, '[', ']', '…', 12) FROM messages_fts
@@ -210,3 +220,12 @@ func prefixSnippet(prefix string, terms []string) string {
 	}
 	return s + "…"
 }
+
+// mmapBytes is how much of a SQLite database file reads map into memory
+// (PRAGMA mmap_size): pages past it are read with pread. 1 GiB covers a
+// store of about 1.5 million messages; the mapping costs address space,
+// not memory (the pages are the OS's file cache, shared by connections).
+// An I/O error of the disk under a mapped page stops the process (SIGBUS)
+// instead of failing the statement: like a kill -9, which the store
+// survives.
+const mmapBytes = 1 << 30
