@@ -27,6 +27,55 @@ func openTest(t *testing.T, path string) *Store {
 	return s
 }
 
+// A database with every migration opens without a write transaction (one
+// read decides); one missing the newest migration gets it in one write
+// transaction, recorded once.
+func TestMigrateWritesOnlyWhatIsPending(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sp.db")
+	if testdb.Postgres() {
+		path = testdb.DSN(t, "")
+	}
+	ctx := context.Background()
+	s := openTest(t, path)
+	// PostgreSQL migrates on a connection of its own, under an advisory
+	// lock, not through the writer: only SQLite's counts are checked.
+	sqlite := s.Backend() == BackendSQLite
+	if w := s.WriteStats().Waited; sqlite && w != 1 {
+		t.Fatalf("a new database: %d waited write transactions to migrate, want 1 (all migrations in one)", w)
+	}
+	s.Close()
+	s2 := openTest(t, path)
+	if w := s2.WriteStats().Waited; w != 0 {
+		t.Fatalf("an up-to-date database: %d waited write transactions at open, want 0", w)
+	}
+	ms, _ := loadMigrations(s2.d.migrations)
+	last := ms[len(ms)-1]
+	// Undo the newest migration (an index) as if the file were made by the
+	// previous release.
+	if _, err := s2.DB().ExecContext(ctx, "DROP INDEX announces_unnotified"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.DB().ExecContext(ctx, s2.d.rebind("DELETE FROM schema_migrations WHERE version = ?"), last.version); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	s3 := openTest(t, path)
+	if w := s3.WriteStats().Waited; sqlite && w != 1 {
+		t.Fatalf("a database one migration behind: %d waited write transactions, want 1", w)
+	}
+	var n, newest int
+	if err := s3.QueryRow(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &newest); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ms) || newest != last.version || s3.SchemaVersion() != last.version {
+		t.Fatalf("schema_migrations: %d rows up to %d (store at %d), want %d up to %d", n, newest, s3.SchemaVersion(), len(ms), last.version)
+	}
+	// The index is back: dropping it again succeeds.
+	if _, err := s3.DB().ExecContext(ctx, "DROP INDEX announces_unnotified"); err != nil {
+		t.Fatalf("migration %s not re-applied: %v", last.name, err)
+	}
+}
+
 func TestMigrationsEmptyAndReopen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "sp.db")
