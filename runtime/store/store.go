@@ -41,6 +41,8 @@ type Options struct {
 	// Limits bound what one message and one search may cost; zero fields
 	// take their defaults (limits.go).
 	Limits Limits
+
+	noTemplate bool // a new file is made by the migrations (TestSQLiteTemplate)
 }
 
 // Store is an open sessionplane database. It is safe for concurrent use.
@@ -143,7 +145,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, fmt.Errorf("store: %s is a directory: name the database file inside it, e.g. %s", path, filepath.Join(path, "sessionplane.db"))
 	}
-	if err := prepareFile(path); err != nil {
+	if err := prepareFile(path, !opts.noTemplate); err != nil {
 		return nil, err
 	}
 	q := url.Values{}

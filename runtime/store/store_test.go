@@ -36,7 +36,10 @@ func TestMigrateWritesOnlyWhatIsPending(t *testing.T) {
 		path = testdb.DSN(t, "")
 	}
 	ctx := context.Background()
-	s := openTest(t, path)
+	s, err := Open(ctx, path, &Options{noTemplate: true}) // SQLite: by the migrations, not the template
+	if err != nil {
+		t.Fatal(err)
+	}
 	// PostgreSQL migrates on a connection of its own, under an advisory
 	// lock, not through the writer: only SQLite's counts are checked.
 	sqlite := s.Backend() == BackendSQLite
