@@ -46,7 +46,21 @@ func schemaOf[T any]() json.RawMessage {
 
 // outputSchemaOf is outputSchema[Out] from the schemas of schemaOf.
 func outputSchemaOf[Out any]() json.RawMessage {
-	return anyOf(schemaOf[Out](), schemaOf[Refusal](), schemaOf[ErrorOut]())
+	return joinAnyOf(schemaOf[Out](), schemaOf[Refusal](), schemaOf[ErrorOut]())
+}
+
+// joinAnyOf is anyOf for alternatives that are compact JSON as
+// json.Marshal writes it (schemas.txt's are), without encoding them again:
+// the same bytes (TestSchemaCache compares them with anyOf's).
+func joinAnyOf(alts ...json.RawMessage) json.RawMessage {
+	b := []byte(`{"anyOf":[`)
+	for i, a := range alts {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, a...)
+	}
+	return append(b, `],"type":"object"}`...)
 }
 
 // schemaEntries are the lines schemas.txt needs for a tool of In and Out,
@@ -94,10 +108,22 @@ func writeType(b *strings.Builder, t reflect.Type, seen map[reflect.Type]bool) {
 	case reflect.Struct:
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
-			b.WriteString(strconv.Quote(f.Name) + " " + strconv.Quote(string(f.Tag)) + " " + strconv.FormatBool(f.Anonymous) + " ")
+			writeLen(b, f.Name)
+			writeLen(b, string(f.Tag))
+			if f.Anonymous {
+				b.WriteByte('*')
+			}
 			writeType(b, f.Type, seen)
 			b.WriteByte(';')
 		}
 	}
 	b.WriteByte(')')
+}
+
+// writeLen writes s with its length before it, so that no two field lists
+// write the same text.
+func writeLen(b *strings.Builder, s string) {
+	b.WriteString(strconv.Itoa(len(s)))
+	b.WriteByte(':')
+	b.WriteString(s)
 }
