@@ -69,6 +69,9 @@ type Store struct {
 	stmts  sync.Map // string → *sql.Stmt
 	nStmts int
 	closed bool
+	// deferred are statements once run unprepared rather than open a
+	// connection to cache them (txStmt). Bounded by maxStmts.
+	deferred map[string]struct{}
 
 	rank   rankStats // search ranking statistics (rank.go)
 	limits Limits

@@ -535,3 +535,36 @@ func TestTxAfterCloseNeverHangs(t *testing.T) {
 		}
 	}
 }
+
+// A write whose statement is not cached yet, made while its transaction
+// holds the pool's only connection, runs on that connection: caching the
+// statement does not open a second one on the write's path. Its next use
+// caches it.
+func TestFirstWriteOpensNoConnection(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, "")
+	before := s.DB().Stats().OpenConnections
+	if err := s.RegisterInstance(ctx, Instance{ID: "i1", PID: 1, Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if after := s.DB().Stats().OpenConnections; s.Backend() == BackendSQLite && after != before {
+		t.Fatalf("open connections %d → %d across the first write, want no new one", before, after)
+	}
+	const q = "UPDATE instances SET heartbeat_at = heartbeat_at WHERE id = ?"
+	if _, ok := s.stmts.Load(q); ok {
+		t.Fatal("statement cached before its first use")
+	}
+	for i := 0; i < 2; i++ {
+		if err := s.Tx(ctx, func(tx *sql.Tx) error { _, err := s.exec(ctx, tx, q, "i1"); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := s.readRow(ctx, "SELECT count(*) FROM instances WHERE id = ?", "i1").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("instance rows %d %v, want 1", n, err)
+	}
+	// Its second use cached it.
+	if _, ok := s.stmts.Load(q); !ok {
+		t.Fatal("statement not cached at its second use")
+	}
+}
