@@ -46,8 +46,15 @@ func schemaOf[T any]() json.RawMessage {
 
 // outputSchemaOf is outputSchema[Out] from the schemas of schemaOf.
 func outputSchemaOf[Out any]() json.RawMessage {
-	return joinAnyOf(schemaOf[Out](), schemaOf[Refusal](), schemaOf[ErrorOut]())
+	failures := failureSchemas()
+	return joinAnyOf(schemaOf[Out](), failures[0], failures[1])
 }
+
+// failureSchemas are the schemas of Refusal and ErrorOut, part of every
+// output schema, looked up once.
+var failureSchemas = sync.OnceValue(func() [2]json.RawMessage {
+	return [2]json.RawMessage{schemaOf[Refusal](), schemaOf[ErrorOut]()}
+})
 
 // joinAnyOf is anyOf for alternatives that are compact JSON as
 // json.Marshal writes it (schemas.txt's are), without encoding them again:
