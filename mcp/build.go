@@ -58,11 +58,7 @@ func Build(cfg *config.Config, st *store.Store, opts *BuildOptions) (*Server, er
 		cronOpts.MinEvery = cfg.Cron.MinEvery()
 	}
 	sched := cron.New(st, cronFire(cfg, gate, runs), &cronOpts)
-	all := append(tools.ReadTools(), tools.YieldTool(), tools.SubagentsTool(), tools.SendTool())
-	all = append(all, tools.SpawnTools()...)
-	all = append(all, tools.TaskListTool(), tools.CronTool(sched))
-	all = append(all, tools.ForkTool(), tools.ExplainTool(), tools.SpawnWaitTool(), tools.ApprovalsTool())
-	reg := tools.NewRegistry(env, all...)
+	reg := tools.NewRegistry(env, tools.Standard(sched)...)
 	srv, err := New(reg, Options{Agent: cfg.MCP.Agent, Preset: cfg.MCP.Preset, Session: cfg.MCP.Session, Version: opts.Version, Logger: log})
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package mcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -165,9 +166,15 @@ func (o *owner) ensure(ctx context.Context, st *store.Store, log *slog.Logger) e
 		return nil
 	}
 	want := presetOf(o.caller)
-	sess, err := st.EnsureSession(context.WithoutCancel(ctx), store.Session{
-		Key: o.caller.Key, AgentID: o.caller.AgentID, Kind: store.KindMain, Label: "MCP client", Status: "active", Preset: want,
-	})
+	// Read first: the session exists at every start but the first, and
+	// EnsureSession would leave it as it is (INSERT ... DO NOTHING) after
+	// a write transaction on the initialize reply's path.
+	sess, err := st.GetSession(context.WithoutCancel(ctx), o.caller.Key)
+	if errors.Is(err, store.ErrNotFound) {
+		sess, err = st.EnsureSession(context.WithoutCancel(ctx), store.Session{
+			Key: o.caller.Key, AgentID: o.caller.AgentID, Kind: store.KindMain, Label: "MCP client", Status: "active", Preset: want,
+		})
+	}
 	if err != nil {
 		return err
 	}

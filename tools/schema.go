@@ -86,10 +86,11 @@ func normalize(v any) any {
 // or an ErrorOut, so that structuredContent always matches it (clients such
 // as the TypeScript SDK validate it on error results too).
 func outputSchema[Out any]() json.RawMessage {
-	var alts []json.RawMessage
-	for _, s := range []json.RawMessage{mustSchema[Out](false), mustSchema[Refusal](false), mustSchema[ErrorOut](false)} {
-		alts = append(alts, s)
-	}
+	return anyOf(mustSchema[Out](false), mustSchema[Refusal](false), mustSchema[ErrorOut](false))
+}
+
+// anyOf is the object schema that is one of alts.
+func anyOf(alts ...json.RawMessage) json.RawMessage {
 	b, _ := json.Marshal(map[string]any{"type": "object", "anyOf": alts})
 	return b
 }

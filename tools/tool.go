@@ -104,6 +104,9 @@ type Tool struct {
 	decode  func(raw json.RawMessage) (any, error)
 	targets func(in any) policy.Targets
 	run     func(ctx context.Context, call *Call, in any) (any, string, error)
+	// derive derives the schemas from the types now, bypassing
+	// schemas.txt, with the lines it needs there (TestSchemaCache).
+	derive func() (in, out json.RawMessage, entries map[string]json.RawMessage)
 }
 
 // Meta describes a tool for Define.
@@ -128,7 +131,9 @@ type Targeter interface {
 }
 
 // Define builds a tool from its typed handler; the input and output JSON
-// schemas are derived from In and Out (see schema.go for the tags).
+// schemas are derived from In and Out (see schema.go for the tags), or
+// read from schemas.txt when it holds them for these types
+// (schema_cache.go).
 func Define[In, Out any](m Meta, h Handler[In, Out]) *Tool {
 	t := &Tool{
 		Name:          m.Name,
@@ -138,8 +143,11 @@ func Define[In, Out any](m Meta, h Handler[In, Out]) *Tool {
 		Annotations:   m.Annotations,
 		ChildOnly:     m.ChildOnly,
 		DeferApproval: m.DeferApproval,
-		InputSchema:   mustSchema[In](true),
-		OutputSchema:  outputSchema[Out](),
+		InputSchema:   schemaOf[In](),
+		OutputSchema:  outputSchemaOf[Out](),
+		derive: func() (in, out json.RawMessage, entries map[string]json.RawMessage) {
+			return mustSchema[In](true), outputSchema[Out](), schemaEntries[In, Out]()
+		},
 	}
 	t.decode = func(raw json.RawMessage) (any, error) {
 		var in In

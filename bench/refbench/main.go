@@ -202,8 +202,12 @@ func run() error {
 	// 1. start → initialize, interleaved.
 	load := waitQuiet("start → initialize")
 	starts := map[string][]time.Duration{}
+	starters := []*server{sp, ref}
+	if bs != nil {
+		starters = []*server{sp, bs, ref}
+	}
 	for i := 0; i < *flagStarts+1; i++ { // start 0 of each is a warm-up (page cache)
-		for _, s := range []*server{sp, ref} {
+		for _, s := range starters {
 			d, err := startToInitialize(s, i)
 			if err != nil {
 				return fmt.Errorf("%s start %d: %w", s.name, i, err)
@@ -267,6 +271,9 @@ func run() error {
 	}
 	spStart, refStart := p50(starts[sp.name]), p50(starts[ref.name])
 	fmt.Printf("target start-up ≤ 30 ms (p50): %.2f ms: %s\n", ms(spStart), verdict(spStart <= 30*time.Millisecond))
+	if bs != nil {
+		fmt.Printf("  (baseline: %.2f ms, same rounds)\n", ms(p50(starts[bs.name])))
+	}
 	fmt.Printf("target start-up ≤ 0.5× reference (p50): %.2f / %.2f ms = %.2fx: %s\n", ms(spStart), ms(refStart), ms(spStart)/ms(refStart), verdict(2*spStart <= refStart))
 	for _, tool := range []string{"sessions_list", "session_status"} {
 		d := times[sp.name+" "+tool]

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -277,5 +278,17 @@ func TestStoreRedacted(t *testing.T) {
 	}
 	if r.Path != "/tmp/sp.db" || s.URL == r.URL {
 		t.Fatalf("path %q changed, or the original was modified: %q", r.Path, s.URL)
+	}
+}
+
+// validID accepts exactly what ^[a-z0-9][a-z0-9_-]{0,63}$ does.
+func TestValidIDMatchesItsPattern(t *testing.T) {
+	re := regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+	cases := []string{"", "a", "0", "_", "-", "a_", "a-b_c9", "A", "aB", "a.b", "a b", "é", "main\n",
+		strings.Repeat("a", 63), strings.Repeat("a", 64), strings.Repeat("a", 65), "-" + strings.Repeat("a", 10), "a\x00"}
+	for _, c := range cases {
+		if got, want := validID(c), re.MatchString(c); got != want {
+			t.Errorf("validID(%q) = %v, want %v", c, got, want)
+		}
 	}
 }

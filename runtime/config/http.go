@@ -73,7 +73,7 @@ func (c *Config) validateHTTP() []Problem {
 	owners := map[string]string{} // own session → agent/preset of the first token owning it
 	for i, t := range h.Tokens {
 		path := fmt.Sprintf("mcp.http.tokens[%d]", i)
-		if !idRe.MatchString(t.Name) {
+		if !validID(t.Name) {
 			add(path+".name", "%q: every token needs a name of lower-case letters, digits, '-' or '_' (it names the principal in logs)", t.Name)
 		} else if names[t.Name] {
 			add(path+".name", "%q is used by another token: names must be unique", t.Name)
@@ -93,7 +93,7 @@ func (c *Config) validateHTTP() []Problem {
 		if agent == "" {
 			agent = c.MCP.Agent
 		}
-		if !idRe.MatchString(agent) {
+		if !validID(agent) {
 			add(path+".agent", "%q is not a valid agent id: use lower-case letters, digits, '-' or '_'", agent)
 		}
 		if t.Preset != "" {

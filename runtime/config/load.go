@@ -337,7 +337,21 @@ var (
 	ToolChoiceTypes = []string{"auto", "any", "none", "tool"}
 )
 
-var idRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+// validID reports whether s is an id: 1-64 of [a-z0-9_-], starting with a
+// letter or digit. (It was the regexp ^[a-z0-9][a-z0-9_-]{0,63}$, whose
+// compilation at package init was a millisecond of every start.)
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 64 || s[0] == '_' || s[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func oneOf(v string, set []string) bool {
 	for _, s := range set {
@@ -353,7 +367,7 @@ func (c *Config) validate() []Problem {
 	add := func(path, format string, args ...any) {
 		probs = append(probs, Problem{Path: path, Line: c.Line(path), Msg: fmt.Sprintf(format, args...)})
 	}
-	if !idRe.MatchString(c.MCP.Agent) {
+	if !validID(c.MCP.Agent) {
 		add("mcp.agent", "%q is not a valid agent id: use lower-case letters, digits, '-' or '_' (e.g. \"main\")", c.MCP.Agent)
 	}
 	if c.MCP.WorkerPool < 1 || c.MCP.WorkerPool > 100 {
@@ -369,7 +383,7 @@ func (c *Config) validate() []Problem {
 	for _, name := range sortedKeys(c.Providers) {
 		p := c.Providers[name]
 		path := "providers." + name
-		if !idRe.MatchString(name) {
+		if !validID(name) {
 			add(path, "provider name %q: use lower-case letters, digits, '-' or '_'", name)
 		}
 		if !oneOf(p.Kind, ProviderKinds) {
@@ -440,7 +454,7 @@ func (c *Config) validate() []Problem {
 	defaults := 0
 	for i, a := range c.Agents.List {
 		path := fmt.Sprintf("agents.list[%d]", i)
-		if !idRe.MatchString(a.ID) {
+		if !validID(a.ID) {
 			add(path+".id", "%q is not a valid agent id: use lower-case letters, digits, '-' or '_'", a.ID)
 		}
 		if seenAgent[a.ID] {
@@ -473,7 +487,7 @@ func (c *Config) validate() []Problem {
 	for _, name := range sortedKeys(c.Agents.Presets) {
 		p := c.Agents.Presets[name]
 		path := "agents.presets." + name
-		if !idRe.MatchString(name) {
+		if !validID(name) {
 			add(path, "preset name %q: use lower-case letters, digits, '-' or '_'", name)
 		}
 		checkModel(path+".model", p.Model)
@@ -519,7 +533,7 @@ func (c *Config) validate() []Problem {
 	seenServer := map[string]bool{}
 	for i, m := range c.MCPServers {
 		path := fmt.Sprintf("mcp_servers[%d]", i)
-		if !idRe.MatchString(m.Name) || strings.Contains(m.Name, "__") {
+		if !validID(m.Name) || strings.Contains(m.Name, "__") {
 			add(path+".name", "%q: a server name uses lower-case letters, digits, '-' or '_' and no \"__\" (tools are offered as <name>__<tool>)", m.Name)
 		}
 		if seenServer[m.Name] {

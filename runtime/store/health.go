@@ -63,14 +63,18 @@ func escapePath(p string) string {
 // prepareFile creates the database's directory (0700) and file (0600)
 // when missing and checks that both can be written, so a read-only file
 // or directory is reported by name with its fix before SQLite is asked.
-// A "file:" URI is left to SQLite.
-func prepareFile(path string) error {
+// A "file:" URI is left to SQLite. With template, a new file is a copy
+// of the migrated template (template.go).
+func prepareFile(path string, template bool) error {
 	if strings.HasPrefix(path, "file:") {
 		return nil
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("store: create directory %s for the database: %w (choose another path with --db or [store] path)", dir, err)
+	}
+	if template && createFromTemplate(path) {
+		return nil // written in dir, so both are writable
 	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

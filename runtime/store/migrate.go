@@ -41,12 +41,23 @@ func loadMigrations(dir string) ([]migration, error) {
 }
 
 // migrate applies every embedded migration newer than the recorded schema
-// version, each in its own write transaction, so two processes (hosts)
-// opening a new database at once apply each migration exactly once.
+// version. A database that has them all (every start but the first) is
+// checked with one read and no write transaction. Otherwise the pending
+// migrations are applied in one write transaction that checks each again
+// inside it, so two processes (hosts) opening a new database at once apply
+// each migration exactly once, and a migration that fails leaves the
+// database as it was (none of the batch applied).
 func (s *Store) migrate(ctx context.Context) error {
 	ms, err := loadMigrations(s.d.migrations)
 	if err != nil {
 		return err
+	}
+	if len(ms) == 0 {
+		return nil
+	}
+	if s.appliedAll(ctx, ms) {
+		s.schema = ms[len(ms)-1].version
+		return nil
 	}
 	if s.d == postgresDialect {
 		return s.migratePostgres(ctx, ms)
@@ -55,30 +66,77 @@ func (s *Store) migrate(ctx context.Context) error {
 		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)`); err != nil && !isSQLiteBusy(err) {
 		return fmt.Errorf("store: create schema_migrations: %w", err)
 	}
-	for _, m := range ms {
-		err := s.Tx(ctx, func(tx *sql.Tx) error {
-			var n int
-			if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM schema_migrations WHERE version = ?", m.version).Scan(&n); err != nil {
-				return err
-			}
-			if n > 0 {
-				return nil
+	var applied []migration
+	err = s.Tx(ctx, func(tx *sql.Tx) error {
+		applied = applied[:0] // the batch may run again
+		have, err := appliedVersions(ctx, tx)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if have[m.version] {
+				continue
 			}
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 				return fmt.Errorf("apply %s: %w", m.name, err)
 			}
-			_, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", m.version, m.name, s.nowMS())
-			if err == nil {
-				s.log.Info("store migration applied", "version", m.version, "name", m.name)
+			if _, err := tx.ExecContext(ctx, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", m.version, m.name, s.nowMS()); err != nil {
+				return fmt.Errorf("record %s: %w", m.name, err)
 			}
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("store: migrate %s: %w", s.path, err)
+			applied = append(applied, m)
 		}
-		s.schema = m.version
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: migrate %s: %w", s.path, err)
 	}
+	for _, m := range applied {
+		s.log.Info("store migration applied", "version", m.version, "name", m.name)
+	}
+	s.schema = ms[len(ms)-1].version
 	return nil
+}
+
+// appliedAll reports whether every migration of ms is recorded, by one
+// read. Any error (no schema_migrations table yet, a busy file) answers
+// false: the caller then takes the write path, which checks again.
+func (s *Store) appliedAll(ctx context.Context, ms []migration) bool {
+	rows, err := s.db.QueryContext(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return false
+	}
+	have, err := scanVersions(rows)
+	if err != nil {
+		return false
+	}
+	for _, m := range ms {
+		if !have[m.version] {
+			return false
+		}
+	}
+	return true
+}
+
+// appliedVersions reads the recorded migrations inside tx.
+func appliedVersions(ctx context.Context, tx *sql.Tx) (map[int]bool, error) {
+	rows, err := tx.QueryContext(ctx, "SELECT version FROM schema_migrations")
+	if err != nil {
+		return nil, err
+	}
+	return scanVersions(rows)
+}
+
+func scanVersions(rows *sql.Rows) (map[int]bool, error) {
+	defer rows.Close()
+	have := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		have[v] = true
+	}
+	return have, rows.Err()
 }
 
 // migratePostgres applies the migrations holding a session advisory lock

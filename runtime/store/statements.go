@@ -33,6 +33,34 @@ func (s *Store) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
 	return st, nil
 }
 
+// txStmt is stmt for a statement run inside a transaction. Preparing a
+// statement for the cache takes a pool connection of its own, and while a
+// transaction holds the only one (a process's first writes: registering
+// the instance at start) that means opening another connection, schema
+// read and all, on the write's path. So the first time a statement is met
+// that way it answers nil (the statement runs unprepared on the
+// transaction's connection); its next use caches it as stmt does. A
+// statement run once per process never opens a connection.
+func (s *Store) txStmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := s.stmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	if s.db.Stats().Idle == 0 {
+		s.stmtMu.Lock()
+		_, seen := s.deferred[q]
+		if !seen && len(s.deferred) < maxStmts {
+			if s.deferred == nil {
+				s.deferred = map[string]struct{}{}
+			}
+			s.deferred[q] = struct{}{}
+			s.stmtMu.Unlock()
+			return nil, nil
+		}
+		s.stmtMu.Unlock()
+	}
+	return s.stmt(ctx, q)
+}
+
 // readRow runs a single-row read on the pool with a cached statement.
 func (s *Store) readRow(ctx context.Context, q string, args ...any) *sql.Row {
 	st, err := s.stmt(ctx, q)
@@ -62,7 +90,7 @@ func (s *Store) readRows(ctx context.Context, q string, args ...any) (*sql.Rows,
 
 // exec runs a cached statement inside tx.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
-	st, err := s.stmt(ctx, q)
+	st, err := s.txStmt(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +102,7 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sq
 
 // txQuery runs a cached statement that returns rows inside tx.
 func (s *Store) txQuery(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
-	st, err := s.stmt(ctx, q)
+	st, err := s.txStmt(ctx, q)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +114,7 @@ func (s *Store) txQuery(ctx context.Context, tx *sql.Tx, q string, args ...any) 
 
 // queryRow runs a cached single-row statement inside tx.
 func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
-	st, err := s.stmt(ctx, q)
+	st, err := s.txStmt(ctx, q)
 	if err != nil || st == nil {
 		return tx.QueryRowContext(ctx, s.d.rebind(q), args...) // reports the prepare error the usual way
 	}

@@ -41,6 +41,8 @@ type Options struct {
 	// Limits bound what one message and one search may cost; zero fields
 	// take their defaults (limits.go).
 	Limits Limits
+
+	noTemplate bool // a new file is made by the migrations (TestSQLiteTemplate)
 }
 
 // Store is an open sessionplane database. It is safe for concurrent use.
@@ -67,6 +69,9 @@ type Store struct {
 	stmts  sync.Map // string → *sql.Stmt
 	nStmts int
 	closed bool
+	// deferred are statements once run unprepared rather than open a
+	// connection to cache them (txStmt). Bounded by maxStmts.
+	deferred map[string]struct{}
 
 	rank   rankStats // search ranking statistics (rank.go)
 	limits Limits
@@ -143,7 +148,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		return nil, fmt.Errorf("store: %s is a directory: name the database file inside it, e.g. %s", path, filepath.Join(path, "sessionplane.db"))
 	}
-	if err := prepareFile(path); err != nil {
+	if err := prepareFile(path, !opts.noTemplate); err != nil {
 		return nil, err
 	}
 	q := url.Values{}

@@ -27,6 +27,58 @@ func openTest(t *testing.T, path string) *Store {
 	return s
 }
 
+// A database with every migration opens without a write transaction (one
+// read decides); one missing the newest migration gets it in one write
+// transaction, recorded once.
+func TestMigrateWritesOnlyWhatIsPending(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sp.db")
+	if testdb.Postgres() {
+		path = testdb.DSN(t, "")
+	}
+	ctx := context.Background()
+	s, err := Open(ctx, path, &Options{noTemplate: true}) // SQLite: by the migrations, not the template
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PostgreSQL migrates on a connection of its own, under an advisory
+	// lock, not through the writer: only SQLite's counts are checked.
+	sqlite := s.Backend() == BackendSQLite
+	if w := s.WriteStats().Waited; sqlite && w != 1 {
+		t.Fatalf("a new database: %d waited write transactions to migrate, want 1 (all migrations in one)", w)
+	}
+	s.Close()
+	s2 := openTest(t, path)
+	if w := s2.WriteStats().Waited; w != 0 {
+		t.Fatalf("an up-to-date database: %d waited write transactions at open, want 0", w)
+	}
+	ms, _ := loadMigrations(s2.d.migrations)
+	last := ms[len(ms)-1]
+	// Undo the newest migration (an index) as if the file were made by the
+	// previous release.
+	if _, err := s2.DB().ExecContext(ctx, "DROP INDEX announces_unnotified"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s2.DB().ExecContext(ctx, s2.d.rebind("DELETE FROM schema_migrations WHERE version = ?"), last.version); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	s3 := openTest(t, path)
+	if w := s3.WriteStats().Waited; sqlite && w != 1 {
+		t.Fatalf("a database one migration behind: %d waited write transactions, want 1", w)
+	}
+	var n, newest int
+	if err := s3.QueryRow(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &newest); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(ms) || newest != last.version || s3.SchemaVersion() != last.version {
+		t.Fatalf("schema_migrations: %d rows up to %d (store at %d), want %d up to %d", n, newest, s3.SchemaVersion(), len(ms), last.version)
+	}
+	// The index is back: dropping it again succeeds.
+	if _, err := s3.DB().ExecContext(ctx, "DROP INDEX announces_unnotified"); err != nil {
+		t.Fatalf("migration %s not re-applied: %v", last.name, err)
+	}
+}
+
 func TestMigrationsEmptyAndReopen(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sub", "sp.db")
@@ -481,5 +533,38 @@ func TestTxAfterCloseNeverHangs(t *testing.T) {
 		if !errors.Is(err, ErrClosed) {
 			t.Fatalf("write %d after Close: %v, want ErrClosed", i, err)
 		}
+	}
+}
+
+// A write whose statement is not cached yet, made while its transaction
+// holds the pool's only connection, runs on that connection: caching the
+// statement does not open a second one on the write's path. Its next use
+// caches it.
+func TestFirstWriteOpensNoConnection(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, "")
+	before := s.DB().Stats().OpenConnections
+	if err := s.RegisterInstance(ctx, Instance{ID: "i1", PID: 1, Host: "h"}); err != nil {
+		t.Fatal(err)
+	}
+	if after := s.DB().Stats().OpenConnections; s.Backend() == BackendSQLite && after != before {
+		t.Fatalf("open connections %d → %d across the first write, want no new one", before, after)
+	}
+	const q = "UPDATE instances SET heartbeat_at = heartbeat_at WHERE id = ?"
+	if _, ok := s.stmts.Load(q); ok {
+		t.Fatal("statement cached before its first use")
+	}
+	for i := 0; i < 2; i++ {
+		if err := s.Tx(ctx, func(tx *sql.Tx) error { _, err := s.exec(ctx, tx, q, "i1"); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var n int
+	if err := s.readRow(ctx, "SELECT count(*) FROM instances WHERE id = ?", "i1").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("instance rows %d %v, want 1", n, err)
+	}
+	// Its second use cached it.
+	if _, ok := s.stmts.Load(q); !ok {
+		t.Fatal("statement not cached at its second use")
 	}
 }
