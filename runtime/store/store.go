@@ -49,7 +49,8 @@ type Options struct {
 type Store struct {
 	db     *sql.DB
 	d      *dialect
-	path   string // the SQLite file, or the PostgreSQL URL without its password
+	path   string        // the SQLite file, or the PostgreSQL URL without its password
+	busy   time.Duration // how long a connection waits for a lock (SQLite busy_timeout)
 	log    *slog.Logger
 	now    func() time.Time
 	schema int
@@ -175,7 +176,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	// run lanes and concurrent tool calls do not queue for a connection.
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
-	s := &Store{db: db, d: sqliteDialect, path: path, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{}), exited: make(chan struct{}),
+	s := &Store{db: db, d: sqliteDialect, path: path, busy: busy, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{}), exited: make(chan struct{}),
 		limits: opts.Limits.effective()}
 	// Processes opening a new file at once race to switch it to WAL, and
 	// SQLite answers a loser SQLITE_BUSY at once, busy_timeout or not:
