@@ -104,6 +104,33 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []Message) error {
 // appendMessagesTx appends msgs inside tx, reserving each session's seqs
 // with one UPDATE per session.
 func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message, now int64) error {
+	bodies, err := s.encodeMessages(msgs)
+	if err != nil {
+		return err
+	}
+	return s.appendEncodedTx(ctx, tx, msgs, bodies, now)
+}
+
+// encodeMessages returns each message's stored content (its JSON),
+// checked against the size limits.
+func (s *Store) encodeMessages(msgs []Message) ([]string, error) {
+	bodies := make([]string, len(msgs))
+	for i := range msgs {
+		b, err := json.Marshal(msgs[i].Content)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkMessageSize(i, &msgs[i], len(b)); err != nil {
+			return nil, err
+		}
+		bodies[i] = string(b)
+	}
+	return bodies, nil
+}
+
+// appendEncodedTx is appendMessagesTx with the contents already encoded
+// (bodies[i] is msgs[i]'s, from encodeMessages).
+func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64) error {
 	// Reserve each session's seqs with one UPDATE per session per batch.
 	type span struct {
 		count         int64
@@ -123,17 +150,6 @@ func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message
 		sp.tokIn += msgs[i].TokensIn
 		sp.tokOut += msgs[i].TokensOut
 		sp.cost += msgs[i].CostUSD
-	}
-	bodies := make([]string, len(msgs))
-	for i := range msgs {
-		b, err := json.Marshal(msgs[i].Content)
-		if err != nil {
-			return err
-		}
-		if err := s.checkMessageSize(i, &msgs[i], len(b)); err != nil {
-			return err
-		}
-		bodies[i] = string(b)
 	}
 	next := make(map[string]int64, len(order))
 	for _, key := range order {

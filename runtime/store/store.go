@@ -106,6 +106,9 @@ type txReq struct {
 	// once the write is answered.
 	committed chan struct{}
 	after     func(error)
+	// rec is set for a read-only call's record (appendAsync), which the
+	// writer may append together with its neighbours (coalesce).
+	rec *asyncRecord
 }
 
 // answer reports the write's outcome to whoever waits for it.
@@ -333,7 +336,7 @@ func (s *Store) writer() {
 			}
 		}
 		batch = s.linger(batch)
-		s.commitBatch(batch)
+		s.commitBatch(s.coalesce(batch))
 	}
 }
 
