@@ -256,6 +256,10 @@ func (s *Store) Flush(ctx context.Context, key string) {
 		return
 	}
 	select {
+	case s.nudge <- struct{}{}: // the writer may be lingering with r: commit now
+	default: // a nudge is pending already
+	}
+	select {
 	case <-r.committed:
 	case <-ctx.Done():
 	case <-s.exited:

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sessionplane/sessionplane/internal/testdb"
 )
@@ -393,4 +394,54 @@ func TestCoalescedRecordsOfMissingSessionFailAlone(t *testing.T) {
 	if err := s.DB().QueryRow(`SELECT count(*) FROM messages WHERE session_key = ?`, ghost).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d messages of a missing session (err %v), want 0", n, err)
 	}
+}
+
+// A record lingering for company is committed at once when somebody needs
+// it: a Flush (a read of the transcript), a waited write, Close. The linger
+// is made an hour long, so only those events can end it.
+func TestRecordLingerEndsWhenNeeded(t *testing.T) {
+	path := testdb.DSN(t, "sp.db")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "agent:main:main"
+	if _, err := s.EnsureSession(ctx, Session{Key: key}); err != nil {
+		t.Fatal(err)
+	}
+	s.recLinger = time.Hour
+	committed := func() int {
+		t.Helper()
+		var n int
+		if err := s.DB().QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE session_key = ?`, key).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if _, err := s.RecordCall(ctx, callRecord(key, 0), key, false); err != nil {
+		t.Fatal(err)
+	}
+	s.Flush(ctx, key)
+	if got := committed(); got != 2 || ctx.Err() != nil {
+		t.Fatalf("after Flush: %d messages committed (ctx %v), want 2", got, ctx.Err())
+	}
+	if _, err := s.RecordCall(ctx, callRecord(key, 1), key, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendMessage(ctx, Message{SessionKey: key, Role: RoleUser, Trust: TrustUser, Content: Content{Text: "waited"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := committed(); got != 5 {
+		t.Fatalf("after a waited write: %d messages committed, want 5", got)
+	}
+	if _, err := s.RecordCall(ctx, callRecord(key, 2), key, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path)
+	checkTranscript(t, s, key, []string{"c0", "c0", "c1", "c1", "waited", "c2", "c2"})
 }
