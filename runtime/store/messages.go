@@ -175,29 +175,55 @@ func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 			break
 		}
 	}
-	cached, err := s.stmt(ctx, s.d.insertMessage)
-	if err != nil {
-		return err
-	}
-	ins := tx.StmtContext(ctx, cached) // bound to this transaction once for the whole batch
-	for i := range msgs {
-		m := &msgs[i]
-		if m.CreatedAt == 0 {
-			m.CreatedAt = now
+	// The rows go in multi-row INSERTs of up to insertChunk rows: a
+	// statement execution per chunk instead of per message (a run of
+	// coalesced records is dozens of rows).
+	bound := map[int]*sql.Stmt{} // chunk size → its statement, bound to tx
+	var args []any
+	for i := 0; i < len(msgs); {
+		n := min(len(msgs)-i, insertChunk)
+		args = args[:0]
+		for j := i; j < i+n; j++ {
+			m := &msgs[j]
+			if m.CreatedAt == 0 {
+				m.CreatedAt = now
+			}
+			seq := next[m.SessionKey]
+			next[m.SessionKey] = seq + 1
+			m.Seq = seq
+			args = append(args, m.SessionKey, seq, m.Role, bodies[j], m.Content.IndexText(), m.Trust, m.TokensIn, m.TokensOut, m.CreatedAt)
+			if s.d == postgresDialect {
+				args = append(args, lexemes(m.Content.IndexText()))
+			}
 		}
-		seq := next[m.SessionKey]
-		next[m.SessionKey] = seq + 1
-		args := []any{m.SessionKey, seq, m.Role, bodies[i], m.Content.IndexText(), m.Trust, m.TokensIn, m.TokensOut, m.CreatedAt}
-		if s.d == postgresDialect {
-			args = append(args, lexemes(m.Content.IndexText()))
+		q := s.d.insertMessages(n)
+		ins := bound[n]
+		if ins == nil {
+			cached, err := s.stmt(ctx, q)
+			if err != nil {
+				return err
+			}
+			if cached != nil {
+				ins = tx.StmtContext(ctx, cached) // bound once for the whole batch
+				bound[n] = ins
+			}
 		}
-		if _, err := ins.ExecContext(ctx, args...); err != nil {
+		var err error
+		if ins != nil {
+			_, err = ins.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, s.d.rebind(q), args...) // the statement cache is full
+		}
+		if err != nil {
 			return err
 		}
-		m.Seq = seq
+		i += n
 	}
 	return nil
 }
+
+// insertChunk is the most rows one INSERT of appendEncodedTx carries.
+const insertChunk = 16
 
 // AppendMessage appends one message and returns its seq.
 func (s *Store) AppendMessage(ctx context.Context, m Message) (int64, error) {

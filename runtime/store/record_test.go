@@ -445,3 +445,44 @@ func TestRecordLingerEndsWhenNeeded(t *testing.T) {
 	s = openTest(t, path)
 	checkTranscript(t, s, key, []string{"c0", "c0", "c1", "c1", "waited", "c2", "c2"})
 }
+
+// Messages are inserted in multi-row statements of up to insertChunk rows:
+// 40 messages of two sessions in one append (chunks of 16, 16 and 8) keep
+// their order and seqs, and the text of each is searchable.
+func TestAppendManyMessagesInChunks(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	const a, b = "agent:main:main", "agent:other:main"
+	for _, k := range []string{a, b} {
+		if _, err := s.EnsureSession(ctx, Session{Key: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var msgs []Message
+	var wantA, wantB []string
+	for i := 0; i < 40; i++ {
+		key, text := a, fmt.Sprintf("chunkword%d", i)
+		if i%3 == 0 {
+			key = b
+			wantB = append(wantB, text)
+		} else {
+			wantA = append(wantA, text)
+		}
+		msgs = append(msgs, Message{SessionKey: key, Role: RoleUser, Trust: TrustUser, Content: Content{Text: text}})
+	}
+	if err := s.AppendMessages(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	checkTranscript(t, s, a, wantA)
+	checkTranscript(t, s, b, wantB)
+	for _, i := range []int{0, 17, 31, 39} {
+		word := fmt.Sprintf("chunkword%d", i)
+		var keys []string
+		if err := s.Search(ctx, SearchQuery{Query: word}, func(h Hit) bool { keys = append(keys, h.Key); return true }); err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != 1 || keys[0] != msgs[i].SessionKey {
+			t.Fatalf("search %s: hits in %v, want one in %s", word, keys, msgs[i].SessionKey)
+		}
+	}
+}
