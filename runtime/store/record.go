@@ -75,8 +75,9 @@ func (s *Store) PollAnnounces(ctx context.Context) error {
 // something) or there are announces to claim, RecordCall returns once the
 // record and the claim are committed, in one transaction. Otherwise the
 // record is handed to the writer and RecordCall returns at once: it
-// commits in order with every later write (the writer is FIFO), usually
-// within a millisecond, and Close flushes it; a kill -9 in between loses
+// commits in order with every later write (the writer is FIFO) within
+// recordLinger (sooner when a waited write or a Flush comes), and Close
+// flushes it; a kill -9 in between loses
 // that one record and nothing else.
 func (s *Store) RecordCall(ctx context.Context, msgs []Message, requester string, durable bool) ([]Announce, error) {
 	gen := s.ann.gen.Load()
