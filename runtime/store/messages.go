@@ -199,7 +199,7 @@ func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 		q := s.d.insertMessages(n)
 		ins := bound[n]
 		if ins == nil {
-			cached, err := s.stmt(ctx, q)
+			cached, err := s.txStmt(ctx, q) // nil the first time while tx holds the only connection
 			if err != nil {
 				return err
 			}
@@ -212,7 +212,7 @@ func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 		if ins != nil {
 			_, err = ins.ExecContext(ctx, args...)
 		} else {
-			_, err = tx.ExecContext(ctx, s.d.rebind(q), args...) // the statement cache is full
+			_, err = tx.ExecContext(ctx, s.d.rebind(q), args...) // not cached (yet): run on tx
 		}
 		if err != nil {
 			return err
