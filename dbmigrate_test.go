@@ -137,11 +137,16 @@ func TestDBMigrateMovesAPlane(t *testing.T) {
 	b.send(initMsg)
 	b.response(1)
 	b.send(callMsg(2, "sessions_spawn", `{"task":"park me"}`))
-	structured(t, b.response(2))
-	for parked := false; !parked; {
+	// The spawn's reply and the notice of its run parking may come in either
+	// order: the run starts while the call returns.
+	for replied, parked := false, false; !replied || !parked; {
 		m := b.next()
 		if params, _ := m["params"].(map[string]any); m["method"] == "notifications/message" && params["logger"] == "sessionplane.approval" {
 			parked = true
+		}
+		if v, ok := m["id"].(float64); ok && int(v) == 2 {
+			structured(t, m)
+			replied = true
 		}
 	}
 	queries := []string{"zurich", "RÉSUMÉ", "naivement deploiement"}

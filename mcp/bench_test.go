@@ -267,13 +267,18 @@ func BenchmarkSmallCalls(b *testing.B) {
 			req := mcp.CallToolRequest{}
 			req.Params.Name = tool
 			req.Params.Arguments = map[string]any{}
-			cpu0 := cpuTime()
+			cpu0, w0 := cpuTime(), st.WriteStats()
 			for i := 0; i < b.N; i++ {
 				res, err := c.CallTool(ctx, req)
 				if err != nil || res.IsError {
 					b.Fatalf("%v %v", err, res)
 				}
 			}
+			// Commits per call: how well the writer batches the records of
+			// calls made in sequence (exact, whatever the load).
+			st.Flush(ctx, "agent:main:main")
+			w1 := st.WriteStats()
+			b.ReportMetric(float64(w1.Commits-w0.Commits)/float64(b.N), "commits/op")
 			// CPU time (client, server and writer alike) holds its value
 			// on a loaded machine, where wall time does not.
 			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
@@ -323,13 +328,18 @@ func BenchmarkStdioCalls(b *testing.B) {
 			req := mcp.CallToolRequest{}
 			req.Params.Name = tool
 			req.Params.Arguments = map[string]any{}
-			cpu0 := cpuTime()
+			cpu0, w0 := cpuTime(), st.WriteStats()
 			for i := 0; i < b.N; i++ {
 				res, err := c.CallTool(ctx, req)
 				if err != nil || res.IsError {
 					b.Fatalf("%v %v", err, res)
 				}
 			}
+			// Commits per call: how well the writer batches the records of
+			// calls made in sequence (exact, whatever the load).
+			st.Flush(ctx, "agent:main:main")
+			w1 := st.WriteStats()
+			b.ReportMetric(float64(w1.Commits-w0.Commits)/float64(b.N), "commits/op")
 			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 		})
 	}

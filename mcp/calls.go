@@ -51,27 +51,38 @@ func (s *Server) filterTools(ctx context.Context, ts []mcp.Tool) []mcp.Tool {
 }
 
 func (s *Server) handler(name string) server.ToolHandlerFunc {
-	return func(ctx context.Context, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-		_, o, err := s.callerOf(ctx)
-		if err != nil {
-			return mcp.NewToolResultError(err.Error()), nil
-		}
-		o.remember(ctx)
-		o.markSeen(ctx, s.reg.Env().Store)
-		raw, err := json.Marshal(req.Params.Arguments)
-		if err != nil || req.Params.Arguments == nil {
-			raw = json.RawMessage("{}")
-		}
-		fold := &foldedRecord{own: o.caller.Key, name: name, args: raw}
-		res := s.reg.Call(tools.WithRecorder(ctx, fold), o.caller, &elicitApprover{srv: s.srv}, name, raw, s.progress(ctx, req))
-		out := toMCP(res)
-		if anns, ok := fold.done(res, s.log); ok {
-			prependAnnounces(out, anns)
-		} else {
-			s.recordAndDeliver(ctx, o.caller.Key, name, raw, res, out)
-		}
-		return out, nil
+	return func(ctx context.Context, req mcp.CallToolRequest) (out *mcp.CallToolResult, err error) {
+		s.warm.run(func() { out, err = s.call(ctx, name, req) })
+		return out, err
 	}
+}
+
+// warmIdle is how many idle warm goroutines the server keeps for tool
+// handlers (warm.go): calls made in sequence use one; a burst of
+// concurrent calls starts more, and those past warmIdle end after it.
+const warmIdle = 8
+
+// call runs one tool call of an MCP client and records it.
+func (s *Server) call(ctx context.Context, name string, req mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	_, o, err := s.callerOf(ctx)
+	if err != nil {
+		return mcp.NewToolResultError(err.Error()), nil
+	}
+	o.remember(ctx)
+	o.markSeen(ctx, s.reg.Env().Store)
+	raw, err := json.Marshal(req.Params.Arguments)
+	if err != nil || req.Params.Arguments == nil {
+		raw = json.RawMessage("{}")
+	}
+	fold := &foldedRecord{own: o.caller.Key, name: name, args: raw}
+	res := s.reg.Call(tools.WithRecorder(ctx, fold), o.caller, &elicitApprover{srv: s.srv}, name, raw, s.progress(ctx, req))
+	out := toMCP(res)
+	if anns, ok := fold.done(res, s.log); ok {
+		prependAnnounces(out, anns)
+	} else {
+		s.recordAndDeliver(ctx, o.caller.Key, name, raw, res, out)
+	}
+	return out, nil
 }
 
 // foldedRecord lets the tool's own write carry the call's transcript

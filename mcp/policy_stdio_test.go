@@ -51,6 +51,7 @@ func newStdioEnv(t *testing.T, toml, era string, opts ...client.ClientOption) *e
 		fromServer.Close()
 		toServer.Close()
 		wg.Wait()
+		srv.Close() // ends the server's warm handler goroutines
 		st.Close()
 	})
 	if err := c.Start(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
 	"github.com/mark3labs/mcp-go/server"
@@ -65,6 +66,8 @@ type Server struct {
 	quit         chan struct{}
 	notifyWG     sync.WaitGroup
 	stopOnce     sync.Once
+
+	warm *warmPool // runs tool handlers on warm goroutines (warm.go)
 }
 
 // Start starts the announce notifier, the run manager (restart recovery,
@@ -102,6 +105,7 @@ func (s *Server) Close() error {
 		}
 		close(s.quit)
 		s.notifyWG.Wait()
+		s.warm.Close(5 * time.Second)
 	})
 	return err
 }
@@ -123,6 +127,7 @@ func New(reg *tools.Registry, opts Options) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{reg: reg, log: log, wake: make(chan struct{}, 1), quit: make(chan struct{}), owners: map[string]*owner{}}
+	s.warm = newWarmPool(log, warmIdle)
 	if msg := config.CheckOwnSession(opts.Agent, opts.Preset, opts.Session); msg != "" {
 		return nil, fmt.Errorf("MCP client session: %s", msg)
 	}

@@ -41,6 +41,9 @@ type dialect struct {
 	// insertMessage is the INSERT of one transcript message: its nine
 	// values, then (PostgreSQL) the search lexemes (messageIndexArg).
 	insertMessage string
+	// insertN[n] is insertMessage with n rows of VALUES (1 ≤ n ≤
+	// insertChunk), built at init from insertMessage.
+	insertN []string
 	// copyMessages copies a session's messages up to a seq into another
 	// session (fork), index data included. Args: dst, src, atSeq.
 	copyMessages string
@@ -250,4 +253,19 @@ func (s *Store) Backend() string { return s.d.name }
 // beginWrite begins a write transaction the backend's way.
 func (s *Store) beginWrite(ctx context.Context) (*sql.Tx, error) {
 	return s.db.BeginTx(ctx, s.d.txOpts)
+}
+
+// insertMessages is the INSERT of n transcript messages (1 ≤ n ≤
+// insertChunk): insertMessage's row of values repeated.
+func (d *dialect) insertMessages(n int) string { return d.insertN[n] }
+
+func init() {
+	for _, d := range []*dialect{sqliteDialect, postgresDialect} {
+		i := strings.LastIndex(d.insertMessage, "VALUES")
+		row := strings.TrimSpace(d.insertMessage[i+len("VALUES"):])
+		d.insertN = make([]string, insertChunk+1)
+		for n := 1; n <= insertChunk; n++ {
+			d.insertN[n] = d.insertMessage + strings.Repeat(", "+row, n-1)
+		}
+	}
 }

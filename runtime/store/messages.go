@@ -104,6 +104,33 @@ func (s *Store) AppendMessages(ctx context.Context, msgs []Message) error {
 // appendMessagesTx appends msgs inside tx, reserving each session's seqs
 // with one UPDATE per session.
 func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message, now int64) error {
+	bodies, err := s.encodeMessages(msgs)
+	if err != nil {
+		return err
+	}
+	return s.appendEncodedTx(ctx, tx, msgs, bodies, now)
+}
+
+// encodeMessages returns each message's stored content (its JSON),
+// checked against the size limits.
+func (s *Store) encodeMessages(msgs []Message) ([]string, error) {
+	bodies := make([]string, len(msgs))
+	for i := range msgs {
+		b, err := json.Marshal(msgs[i].Content)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkMessageSize(i, &msgs[i], len(b)); err != nil {
+			return nil, err
+		}
+		bodies[i] = string(b)
+	}
+	return bodies, nil
+}
+
+// appendEncodedTx is appendMessagesTx with the contents already encoded
+// (bodies[i] is msgs[i]'s, from encodeMessages).
+func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64) error {
 	// Reserve each session's seqs with one UPDATE per session per batch.
 	type span struct {
 		count         int64
@@ -123,17 +150,6 @@ func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message
 		sp.tokIn += msgs[i].TokensIn
 		sp.tokOut += msgs[i].TokensOut
 		sp.cost += msgs[i].CostUSD
-	}
-	bodies := make([]string, len(msgs))
-	for i := range msgs {
-		b, err := json.Marshal(msgs[i].Content)
-		if err != nil {
-			return err
-		}
-		if err := s.checkMessageSize(i, &msgs[i], len(b)); err != nil {
-			return err
-		}
-		bodies[i] = string(b)
 	}
 	next := make(map[string]int64, len(order))
 	for _, key := range order {
@@ -159,29 +175,55 @@ func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message
 			break
 		}
 	}
-	cached, err := s.stmt(ctx, s.d.insertMessage)
-	if err != nil {
-		return err
-	}
-	ins := tx.StmtContext(ctx, cached) // bound to this transaction once for the whole batch
-	for i := range msgs {
-		m := &msgs[i]
-		if m.CreatedAt == 0 {
-			m.CreatedAt = now
+	// The rows go in multi-row INSERTs of up to insertChunk rows: a
+	// statement execution per chunk instead of per message (a run of
+	// coalesced records is dozens of rows).
+	bound := map[int]*sql.Stmt{} // chunk size → its statement, bound to tx
+	var args []any
+	for i := 0; i < len(msgs); {
+		n := min(len(msgs)-i, insertChunk)
+		args = args[:0]
+		for j := i; j < i+n; j++ {
+			m := &msgs[j]
+			if m.CreatedAt == 0 {
+				m.CreatedAt = now
+			}
+			seq := next[m.SessionKey]
+			next[m.SessionKey] = seq + 1
+			m.Seq = seq
+			args = append(args, m.SessionKey, seq, m.Role, bodies[j], m.Content.IndexText(), m.Trust, m.TokensIn, m.TokensOut, m.CreatedAt)
+			if s.d == postgresDialect {
+				args = append(args, lexemes(m.Content.IndexText()))
+			}
 		}
-		seq := next[m.SessionKey]
-		next[m.SessionKey] = seq + 1
-		args := []any{m.SessionKey, seq, m.Role, bodies[i], m.Content.IndexText(), m.Trust, m.TokensIn, m.TokensOut, m.CreatedAt}
-		if s.d == postgresDialect {
-			args = append(args, lexemes(m.Content.IndexText()))
+		q := s.d.insertMessages(n)
+		ins := bound[n]
+		if ins == nil {
+			cached, err := s.txStmt(ctx, q) // nil the first time while tx holds the only connection
+			if err != nil {
+				return err
+			}
+			if cached != nil {
+				ins = tx.StmtContext(ctx, cached) // bound once for the whole batch
+				bound[n] = ins
+			}
 		}
-		if _, err := ins.ExecContext(ctx, args...); err != nil {
+		var err error
+		if ins != nil {
+			_, err = ins.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, s.d.rebind(q), args...) // not cached (yet): run on tx
+		}
+		if err != nil {
 			return err
 		}
-		m.Seq = seq
+		i += n
 	}
 	return nil
 }
+
+// insertChunk is the most rows one INSERT of appendEncodedTx carries.
+const insertChunk = 16
 
 // AppendMessage appends one message and returns its seq.
 func (s *Store) AppendMessage(ctx context.Context, m Message) (int64, error) {

@@ -75,8 +75,9 @@ func (s *Store) PollAnnounces(ctx context.Context) error {
 // something) or there are announces to claim, RecordCall returns once the
 // record and the claim are committed, in one transaction. Otherwise the
 // record is handed to the writer and RecordCall returns at once: it
-// commits in order with every later write (the writer is FIFO), usually
-// within a millisecond, and Close flushes it; a kill -9 in between loses
+// commits in order with every later write (the writer is FIFO) within
+// recordLinger (sooner when a waited write or a Flush comes), and Close
+// flushes it; a kill -9 in between loses
 // that one record and nothing else.
 func (s *Store) RecordCall(ctx context.Context, msgs []Message, requester string, durable bool) ([]Announce, error) {
 	gen := s.ann.gen.Load()
@@ -106,11 +107,41 @@ func (s *Store) RecordCall(ctx context.Context, msgs []Message, requester string
 }
 
 // appendAsync hands msgs to the writer without waiting for the commit.
+// The contents are encoded (and checked against the limits) here, so a
+// record the store would refuse is refused to the caller, and the writer
+// may append the records of one session's calls made in sequence together
+// (coalesce).
 func (s *Store) appendAsync(msgs []Message) error {
+	req, err := s.recordReq(msgs)
+	if err != nil {
+		return err
+	}
+	select {
+	case s.writes <- req:
+		return nil
+	case <-s.stop:
+		req.answer(ErrClosed)
+		return ErrClosed
+	}
+}
+
+// recordReq is the write of appendAsync, registered for Flush.
+func (s *Store) recordReq(msgs []Message) (*txReq, error) {
 	now := s.nowMS()
+	bodies, err := s.encodeMessages(msgs)
+	if err != nil {
+		return nil, err
+	}
 	bg := context.Background()
 	req := &txReq{ctx: bg, done: make(chan error, 1), committed: make(chan struct{})}
-	req.fn = func(tx *sql.Tx) error { return s.appendMessagesTx(bg, tx, msgs, now) }
+	req.rec = &asyncRecord{key: msgs[0].SessionKey, msgs: msgs, bodies: bodies, now: now}
+	for _, m := range msgs[1:] {
+		if m.SessionKey != req.rec.key {
+			req.rec.key = "" // spans sessions: never coalesced
+			break
+		}
+	}
+	req.fn = func(tx *sql.Tx) error { return s.appendEncodedTx(bg, tx, msgs, bodies, now) }
 	s.wstats.async.Add(1)
 	req.after = func(err error) {
 		if err != nil {
@@ -132,12 +163,86 @@ func (s *Store) appendAsync(msgs []Message) error {
 		s.recLast[m.SessionKey] = req
 	}
 	s.recMu.Unlock()
-	select {
-	case s.writes <- req:
-		return nil
-	case <-s.stop:
-		req.answer(ErrClosed)
-		return ErrClosed
+	return req, nil
+}
+
+// asyncRecord is what an appendAsync write appends: messages of one
+// session (key; "" when they span several), encoded, stamped now.
+type asyncRecord struct {
+	key    string
+	msgs   []Message
+	bodies []string
+	now    int64
+}
+
+// coalesce returns batch with every run of consecutive records nobody
+// waits for (appendAsync) of one session replaced by a single write that
+// appends them all: one seq reservation (UPDATE of the session row) and
+// one bound INSERT statement for the run instead of one per record. The
+// order of the batch is kept, so every write after a record still sees
+// it. The records of a run share their outcome: they name the same
+// session and were checked when handed over, so what fails one (the
+// session was deleted, the database failed) fails each of them alone too.
+func (s *Store) coalesce(batch []*txReq) []*txReq {
+	var out []*txReq
+	for i := 0; i < len(batch); {
+		j := i + 1
+		if r := batch[i].rec; r != nil && r.key != "" {
+			for j < len(batch) && batch[j].rec != nil && batch[j].rec.key == r.key {
+				j++
+			}
+		}
+		if j-i < 2 {
+			if out != nil {
+				out = append(out, batch[i])
+			}
+			i = j
+			continue
+		}
+		if out == nil {
+			out = append(make([]*txReq, 0, len(batch)), batch[:i]...)
+		}
+		out = append(out, s.mergeRecords(batch[i:j]))
+		i = j
+	}
+	if out == nil {
+		return batch
+	}
+	return out
+}
+
+// mergeRecords is one write appending the records of parts (appendAsync
+// writes of one session, in order) and answering each of them.
+func (s *Store) mergeRecords(parts []*txReq) *txReq {
+	parts = append([]*txReq(nil), parts...) // the batch slice is reused
+	n := 0
+	for _, p := range parts {
+		n += len(p.rec.msgs)
+	}
+	msgs := make([]Message, 0, n)
+	bodies := make([]string, 0, n)
+	var now int64
+	for _, p := range parts {
+		for _, m := range p.rec.msgs {
+			if m.CreatedAt == 0 {
+				m.CreatedAt = p.rec.now
+			}
+			msgs = append(msgs, m)
+		}
+		bodies = append(bodies, p.rec.bodies...)
+		now = max(now, p.rec.now)
+	}
+	bg := context.Background()
+	return &txReq{
+		ctx:       bg,
+		done:      make(chan error, 1),
+		committed: make(chan struct{}),
+		fn:        func(tx *sql.Tx) error { return s.appendEncodedTx(bg, tx, msgs, bodies, now) },
+		after: func(err error) {
+			for _, p := range parts {
+				p.answer(err)
+			}
+		},
 	}
 }
 
@@ -150,6 +255,10 @@ func (s *Store) Flush(ctx context.Context, key string) {
 	s.recMu.Unlock()
 	if r == nil {
 		return
+	}
+	select {
+	case s.nudge <- struct{}{}: // the writer may be lingering with r: commit now
+	default: // a nudge is pending already
 	}
 	select {
 	case <-r.committed:

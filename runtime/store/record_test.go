@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sessionplane/sessionplane/internal/testdb"
 )
@@ -186,5 +187,302 @@ func TestBatchFailureRollsBackOnlyItsWrite(t *testing.T) {
 	rows.Close()
 	if got, want := strings.Join(names, ","), "l0,l1,l2,l4,l5"; failed != 1 || got != want {
 		t.Fatalf("%d writes failed, lists %s; want 1 failed and %s", failed, got, want)
+	}
+}
+
+// holdWriter keeps the writer busy in a transaction of its own until the
+// returned release is called, so the writes queued meanwhile make one batch.
+func holdWriter(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	hold, held := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Tx(context.Background(), func(tx *sql.Tx) error {
+			close(held)
+			<-hold
+			return nil
+		})
+	}()
+	<-held
+	return func() {
+		close(hold)
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// waitQueued waits until n writes are queued for the writer.
+func waitQueued(s *Store, n int) {
+	for len(s.writes) < n {
+		runtime.Gosched()
+	}
+}
+
+// The records of one session's calls queued together are appended as one
+// write, yet each keeps its place: records of two sessions interleaved
+// with a waited write land in call order, the waited write after the
+// records queued before it (it sees their seqs), and the whole batch is
+// one commit.
+func TestRecordsCoalescedKeepOrder(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	const a, b = "agent:main:main", "agent:other:main"
+	for _, k := range []string{a, b} {
+		if _, err := s.EnsureSession(ctx, Session{Key: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	release := holdWriter(t, s)
+	queued := 0
+	record := func(key string, i int) {
+		t.Helper()
+		if _, err := s.RecordCall(ctx, callRecord(key, i), key, false); err != nil {
+			t.Fatal(err)
+		}
+		queued++
+	}
+	for i := 0; i < 5; i++ {
+		record(a, i)
+	}
+	for i := 0; i < 3; i++ {
+		record(b, i)
+	}
+	for i := 5; i < 10; i++ {
+		record(a, i)
+	}
+	waited := make(chan error, 1)
+	go func() {
+		_, err := s.AppendMessage(ctx, Message{SessionKey: a, Role: RoleUser, Trust: TrustUser, Content: Content{Text: "waited"}})
+		waited <- err
+	}()
+	waitQueued(s, queued+1)
+	queued++
+	for i := 10; i < 15; i++ {
+		record(a, i)
+	}
+	waitQueued(s, queued)
+	c0 := s.WriteStats().Commits
+	release()
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	s.Flush(ctx, a)
+	s.Flush(ctx, b)
+	if got := s.WriteStats().Commits - c0; got != 2 { // the held transaction, then the batch
+		t.Fatalf("%d commits after the hold, want 2 (the hold's and one for the batch)", got)
+	}
+	var want []string
+	for i := 0; i < 10; i++ {
+		want = append(want, fmt.Sprintf("c%d", i), fmt.Sprintf("c%d", i))
+	}
+	want = append(want, "waited")
+	for i := 10; i < 15; i++ {
+		want = append(want, fmt.Sprintf("c%d", i), fmt.Sprintf("c%d", i))
+	}
+	checkTranscript(t, s, a, want)
+	checkTranscript(t, s, b, []string{"c0", "c0", "c1", "c1", "c2", "c2"})
+}
+
+// checkTranscript compares key's transcript (seqs 1…n in order) with want:
+// a call's id for records, the text otherwise.
+func checkTranscript(t *testing.T, s *Store, key string, want []string) {
+	t.Helper()
+	msgs, err := s.Transcript(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for i, m := range msgs {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("%s: message %d has seq %d", key, i, m.Seq)
+		}
+		switch {
+		case len(m.Content.ToolCalls) == 1:
+			got = append(got, m.Content.ToolCalls[0].ID)
+		case len(m.Content.ToolResults) == 1:
+			got = append(got, m.Content.ToolResults[0].CallID)
+		default:
+			got = append(got, m.Content.Text)
+		}
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("%s: transcript\n got %v\nwant %v", key, got, want)
+	}
+	sess, err := s.GetSession(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.MessageCount != len(want) {
+		t.Fatalf("%s: message_count %d, want %d", key, sess.MessageCount, len(want))
+	}
+}
+
+// coalesce merges only runs of one session's records: a waited write or
+// another session's record ends a run, and a record spanning sessions is
+// never merged.
+func TestCoalesceRuns(t *testing.T) {
+	s := openTest(t, "")
+	rec := func(keys ...string) *txReq {
+		var msgs []Message
+		for _, k := range keys {
+			msgs = append(msgs, callRecord(k, 0)[0])
+		}
+		r, err := s.recordReq(msgs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	waited := &txReq{ctx: context.Background(), done: make(chan error, 1)}
+	batch := []*txReq{rec("a"), rec("a"), rec("a"), waited, rec("a"), rec("b"), rec("b"), rec("a", "b"), rec("a"), rec("a")}
+	got := s.coalesce(batch)
+	var shape []int
+	for _, r := range got {
+		switch {
+		case r == waited:
+			shape = append(shape, 0)
+		case r.rec != nil:
+			shape = append(shape, 1)
+		default:
+			shape = append(shape, -1) // merged
+		}
+	}
+	if fmt.Sprint(shape) != fmt.Sprint([]int{-1, 0, 1, -1, 1, -1}) {
+		t.Fatalf("coalesced shape %v (1 = single record, -1 = merged, 0 = waited)", shape)
+	}
+	if same := s.coalesce(batch[3:5]); len(same) != 2 || same[0] != waited {
+		t.Fatalf("a batch with nothing to merge came back changed: %v", same)
+	}
+}
+
+// Records of a session that no longer exists fail (and are logged) without
+// taking the other records of their batch with them.
+func TestCoalescedRecordsOfMissingSessionFailAlone(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	const a, ghost = "agent:main:main", "agent:ghost:main"
+	if _, err := s.EnsureSession(ctx, Session{Key: a}); err != nil {
+		t.Fatal(err)
+	}
+	release := holdWriter(t, s)
+	for i := 0; i < 3; i++ {
+		if _, err := s.RecordCall(ctx, callRecord(a, i), a, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := s.RecordCall(ctx, callRecord(ghost, i), ghost, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 3; i < 5; i++ {
+		if _, err := s.RecordCall(ctx, callRecord(a, i), a, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitQueued(s, 8)
+	release()
+	s.Flush(ctx, a)
+	s.Flush(ctx, ghost)
+	var want []string
+	for i := 0; i < 5; i++ {
+		want = append(want, fmt.Sprintf("c%d", i), fmt.Sprintf("c%d", i))
+	}
+	checkTranscript(t, s, a, want)
+	var n int
+	if err := s.DB().QueryRow(`SELECT count(*) FROM messages WHERE session_key = ?`, ghost).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d messages of a missing session (err %v), want 0", n, err)
+	}
+}
+
+// A record lingering for company is committed at once when somebody needs
+// it: a Flush (a read of the transcript), a waited write, Close. The linger
+// is made an hour long, so only those events can end it.
+func TestRecordLingerEndsWhenNeeded(t *testing.T) {
+	path := testdb.DSN(t, "sp.db")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "agent:main:main"
+	if _, err := s.EnsureSession(ctx, Session{Key: key}); err != nil {
+		t.Fatal(err)
+	}
+	s.recLinger = time.Hour
+	committed := func() int {
+		t.Helper()
+		var n int
+		if err := s.DB().QueryRowContext(ctx, `SELECT count(*) FROM messages WHERE session_key = ?`, key).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if _, err := s.RecordCall(ctx, callRecord(key, 0), key, false); err != nil {
+		t.Fatal(err)
+	}
+	s.Flush(ctx, key)
+	if got := committed(); got != 2 || ctx.Err() != nil {
+		t.Fatalf("after Flush: %d messages committed (ctx %v), want 2", got, ctx.Err())
+	}
+	if _, err := s.RecordCall(ctx, callRecord(key, 1), key, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AppendMessage(ctx, Message{SessionKey: key, Role: RoleUser, Trust: TrustUser, Content: Content{Text: "waited"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := committed(); got != 5 {
+		t.Fatalf("after a waited write: %d messages committed, want 5", got)
+	}
+	if _, err := s.RecordCall(ctx, callRecord(key, 2), key, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openTest(t, path)
+	checkTranscript(t, s, key, []string{"c0", "c0", "c1", "c1", "waited", "c2", "c2"})
+}
+
+// Messages are inserted in multi-row statements of up to insertChunk rows:
+// 40 messages of two sessions in one append (chunks of 16, 16 and 8) keep
+// their order and seqs, and the text of each is searchable.
+func TestAppendManyMessagesInChunks(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	const a, b = "agent:main:main", "agent:other:main"
+	for _, k := range []string{a, b} {
+		if _, err := s.EnsureSession(ctx, Session{Key: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var msgs []Message
+	var wantA, wantB []string
+	for i := 0; i < 40; i++ {
+		key, text := a, fmt.Sprintf("chunkword%d", i)
+		if i%3 == 0 {
+			key = b
+			wantB = append(wantB, text)
+		} else {
+			wantA = append(wantA, text)
+		}
+		msgs = append(msgs, Message{SessionKey: key, Role: RoleUser, Trust: TrustUser, Content: Content{Text: text}})
+	}
+	if err := s.AppendMessages(ctx, msgs); err != nil {
+		t.Fatal(err)
+	}
+	checkTranscript(t, s, a, wantA)
+	checkTranscript(t, s, b, wantB)
+	for _, i := range []int{0, 17, 31, 39} {
+		word := fmt.Sprintf("chunkword%d", i)
+		var keys []string
+		if err := s.Search(ctx, SearchQuery{Query: word}, func(h Hit) bool { keys = append(keys, h.Key); return true }); err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) != 1 || keys[0] != msgs[i].SessionKey {
+			t.Fatalf("search %s: hits in %v, want one in %s", word, keys, msgs[i].SessionKey)
+		}
 	}
 }

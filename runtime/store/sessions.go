@@ -144,7 +144,7 @@ func (s *Store) ensureSessionTx(ctx context.Context, tx *sql.Tx, in *Session, no
 
 // GetSession returns the session with that key, or ErrNotFound.
 func (s *Store) GetSession(ctx context.Context, key string) (*Session, error) {
-	row := s.readRow(ctx, "SELECT "+sessionCols+" FROM sessions WHERE key = ?", key)
+	row := s.readRow(briefRead(ctx), "SELECT "+sessionCols+" FROM sessions WHERE key = ?", key)
 	sess, err := scanSession(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("session %q: %w", key, ErrNotFound)
@@ -196,12 +196,15 @@ func (s *Store) ListSessions(ctx context.Context, f ListFilter, yield func(*Sess
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY updated_at DESC, key"
-	rows, err := s.readRows(ctx, q, args...)
+	rows, err := s.readRows(briefRead(ctx), q, args...)
 	if err != nil {
 		return fmt.Errorf("store: list sessions: %w", s.fault(err))
 	}
 	defer rows.Close()
 	for rows.Next() {
+		if err := ctx.Err(); err != nil { // the query does not watch ctx (briefRead): stop here
+			return err
+		}
 		sess, err := scanSession(rows)
 		if err != nil {
 			return fmt.Errorf("store: list sessions: %w", s.fault(err))
@@ -273,7 +276,7 @@ func (s *Store) GetSessionByID(ctx context.Context, id string) (*Session, error)
 // session does not exist.
 func (s *Store) Owner(ctx context.Context, key string) (string, bool, error) {
 	var agent string
-	err := s.readRow(ctx, "SELECT agent_id FROM sessions WHERE key = ?", key).Scan(&agent)
+	err := s.readRow(briefRead(ctx), "SELECT agent_id FROM sessions WHERE key = ?", key).Scan(&agent)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", false, nil
 	}
@@ -286,7 +289,7 @@ func (s *Store) Owner(ctx context.Context, key string) (string, bool, error) {
 // IsDescendant reports whether key's parent chain reaches ancestor.
 func (s *Store) IsDescendant(ctx context.Context, ancestor, key string) (bool, error) {
 	var n int
-	err := s.readRow(ctx, `WITH RECURSIVE up(k, p, d) AS (
+	err := s.readRow(briefRead(ctx), `WITH RECURSIVE up(k, p, d) AS (
 			SELECT key, parent_key, 0 FROM sessions WHERE key = ?
 			UNION ALL SELECT s.key, s.parent_key, up.d + 1 FROM sessions s JOIN up ON s.key = up.p WHERE up.d < 64)
 		SELECT count(*) FROM up WHERE p = ?`, key, ancestor).Scan(&n)

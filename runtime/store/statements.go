@@ -70,6 +70,14 @@ func (s *Store) readRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return st.QueryRowContext(ctx, args...)
 }
 
+// briefRead is the context of a read whose cost is bounded by an index
+// lookup or a small table (a session by key, the session list, a
+// session's runs): it is not watched for cancellation. Watching costs two
+// goroutines per query (database/sql's and the SQLite driver's interrupt
+// watcher), more than such a read itself on a read-only tool call; reads
+// that can run long (search, history pages) keep their context.
+func briefRead(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 // QueryRow runs a single-row read with a cached prepared statement: for
 // callers outside the store that read its tables directly.
 func (s *Store) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {

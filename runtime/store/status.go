@@ -34,7 +34,7 @@ const sessionRunsQuery = `SELECT 'a', ` + runCols + ` FROM (SELECT * FROM runs W
 // query.
 func (s *Store) SessionRuns(ctx context.Context, key string) (SessionRuns, error) {
 	var out SessionRuns
-	rows, err := s.readRows(ctx, sessionRunsQuery, key, key, key)
+	rows, err := s.readRows(briefRead(ctx), sessionRunsQuery, key, key, key)
 	if err != nil {
 		return out, fmt.Errorf("store: runs of session %q: %w", key, s.fault(err))
 	}

@@ -94,6 +94,11 @@ type Store struct {
 	// without waiting (RecordCall); Flush waits for it.
 	recMu   sync.Mutex
 	recLast map[string]*txReq
+	// nudge ends the writer's linger at once: someone (Flush) waits for
+	// the records it holds.
+	nudge chan struct{}
+	// recLinger is recordLinger (tests lengthen it to show what ends it).
+	recLinger time.Duration
 
 	wstats writeCounters // WriteStats (callrecord.go)
 }
@@ -106,6 +111,9 @@ type txReq struct {
 	// once the write is answered.
 	committed chan struct{}
 	after     func(error)
+	// rec is set for a read-only call's record (appendAsync), which the
+	// writer may append together with its neighbours (coalesce).
+	rec *asyncRecord
 }
 
 // answer reports the write's outcome to whoever waits for it.
@@ -194,6 +202,8 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 
 // start runs the writer and applies pending migrations.
 func (s *Store) start(ctx context.Context) (*Store, error) {
+	s.nudge = make(chan struct{}, 1)
+	s.recLinger = recordLinger
 	s.writerWG.Add(1)
 	go s.writer()
 	if err := s.migrate(ctx); err != nil {
@@ -333,26 +343,30 @@ func (s *Store) writer() {
 			}
 		}
 		batch = s.linger(batch)
-		s.commitBatch(batch)
+		s.commitBatch(s.coalesce(batch))
 	}
 }
 
 // recordLinger is how long a batch of records nobody waits for (read-only
 // calls' transcript records) waits for company before it commits: one
-// commit then carries the records of several calls of a client calling in
-// sequence. A write somebody waits for ends the wait at once.
-const recordLinger = 2 * time.Millisecond
+// commit then carries the records of the calls a client makes in sequence
+// over that time (at ~0.3 ms a call, a few dozen; maxBatch bounds it). A
+// write somebody waits for, a Flush (a read of the transcript) or Close
+// ends the wait at once. This is the window in which a kill -9 can lose
+// a read-only call's record (README, Durability); nothing else waits in it.
+const recordLinger = 10 * time.Millisecond
 
 // linger holds a batch made only of writes nobody waits for until
-// recordLinger passes, a waited write arrives, the batch is full or the
-// store closes, and returns the batch with whatever joined it.
+// recordLinger passes, a waited write arrives, a Flush nudges, the batch
+// is full or the store closes, and returns the batch with whatever joined
+// it.
 func (s *Store) linger(batch []*txReq) []*txReq {
 	for _, r := range batch {
 		if r.committed == nil {
 			return batch
 		}
 	}
-	t := time.NewTimer(recordLinger)
+	t := time.NewTimer(s.recLinger)
 	defer t.Stop()
 	for len(batch) < maxBatch {
 		select {
@@ -362,6 +376,18 @@ func (s *Store) linger(batch []*txReq) []*txReq {
 				return batch
 			}
 		case <-t.C:
+			return batch
+		case <-s.nudge:
+			// Whoever nudged waits for a record queued before the nudge:
+			// take what is queued along.
+			for len(batch) < maxBatch {
+				select {
+				case r := <-s.writes:
+					batch = append(batch, r)
+				default:
+					return batch
+				}
+			}
 			return batch
 		case <-s.stop:
 			return batch

@@ -568,3 +568,25 @@ func TestFirstWriteOpensNoConnection(t *testing.T) {
 		t.Fatal("statement not cached at its second use")
 	}
 }
+
+// The session list's query does not watch its context (briefRead), yet a
+// cancelled list stops: it yields nothing and returns the context's error.
+func TestListSessionsStopsWhenCancelled(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	for _, k := range []string{"agent:main:a", "agent:main:b", "agent:main:c"} {
+		if _, err := s.EnsureSession(ctx, Session{Key: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	n := 0
+	err := s.ListSessions(cctx, ListFilter{}, func(*Session) bool { n++; return true })
+	if !errors.Is(err, context.Canceled) || n != 0 {
+		t.Fatalf("cancelled list: %d yielded, err %v; want 0 and context.Canceled", n, err)
+	}
+	if err := s.ListSessions(ctx, ListFilter{}, func(*Session) bool { n++; return true }); err != nil || n != 3 {
+		t.Fatalf("list: %d yielded, err %v; want 3", n, err)
+	}
+}
