@@ -51,64 +51,94 @@ type Announce struct {
 // (and writes nothing) when the run had already ended: a kill is final, a
 // late completion cannot overwrite it. announce may be nil (no announce).
 func (s *Store) FinishRun(ctx context.Context, id string, o Outcome, announce *Announce) (bool, error) {
-	var done bool
+	done, _, err := s.FinishRunAndClaim(ctx, id, o, announce, nil)
+	return done, err
+}
+
+// NextClaim names a queued run to claim (as ClaimRunWith) in the
+// transaction that records another run's end: the lane slot the ending run
+// held passes straight to the next one, in one write instead of two.
+type NextClaim struct {
+	RunID    string
+	Instance string
+	PID      int
+	Start    StartFunc
+}
+
+// FinishRunAndClaim is FinishRun that also, when next is non-nil, claims
+// next's run in the same transaction (after the end is recorded, so a run
+// of the same session may start). claimed is false when that run is not
+// queued any more or its session is busy; the end is recorded either way.
+func (s *Store) FinishRunAndClaim(ctx context.Context, id string, o Outcome, announce *Announce, next *NextClaim) (done, claimed bool, err error) {
 	for i := range o.Messages {
 		if !validRole(o.Messages[i].Role) || !validTrust(o.Messages[i].Trust) {
-			return false, fmt.Errorf("store: outcome message %d: bad role or trust", i)
+			return false, false, fmt.Errorf("store: outcome message %d: bad role or trust", i)
 		}
 	}
-	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		done = false
+	err = s.Tx(ctx, func(tx *sql.Tx) error {
+		done, claimed = false, false
 		now := s.nowMS()
-		if len(o.Messages) > 0 {
-			if err := s.appendMessagesTx(ctx, tx, o.Messages, now); err != nil {
-				return err
-			}
-		}
-		var resJSON any
-		if len(o.ResultJSON) > 0 {
-			resJSON = string(o.ResultJSON)
-		}
-		res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
-			tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?)
-			WHERE id = ? AND state IN ('queued', 'running', 'input_required')`,
-			o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now, id)
-		if err != nil {
+		ended, err := s.finishRunTx(ctx, tx, id, o, announce, now)
+		if err != nil || next == nil {
+			done = ended
 			return err
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return nil
-		}
-		done = true
-		if err := s.Notify(ctx, tx, TopicRuns); err != nil {
-			return err
-		}
-		if o.ModelServed != "" {
-			if err := s.recordModelServedTx(ctx, tx, id, o.ModelServed); err != nil {
-				return err
-			}
-		}
-		if o.SessionStatus != "" {
-			if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`,
-				o.SessionStatus, now, id); err != nil {
-				return err
-			}
-		}
-		if o.Archive {
-			if _, err := s.exec(ctx, tx, `UPDATE sessions SET archived_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?) AND archived_at IS NULL`,
-				now, id); err != nil {
-				return err
-			}
-		}
-		if announce == nil {
-			return nil
-		}
-		return s.insertAnnounce(ctx, tx, id, announce, now)
+		claimed, err = s.claimRunTx(ctx, tx, next.RunID, next.Instance, next.PID, next.Start, now)
+		done = ended
+		return err
 	})
 	if err == nil && done && announce != nil {
 		s.ann.announced()
 	}
-	return done, err
+	return done, claimed, err
+}
+
+// finishRunTx is FinishRun's work inside tx: false when the run had
+// already ended (nothing is written but o.Messages).
+func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, id string, o Outcome, announce *Announce, now int64) (bool, error) {
+	if len(o.Messages) > 0 {
+		if err := s.appendMessagesTx(ctx, tx, o.Messages, now); err != nil {
+			return false, err
+		}
+	}
+	var resJSON any
+	if len(o.ResultJSON) > 0 {
+		resJSON = string(o.ResultJSON)
+	}
+	res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
+		tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?)
+		WHERE id = ? AND state IN ('queued', 'running', 'input_required')`,
+		o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now, id)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return false, nil
+	}
+	if err := s.Notify(ctx, tx, TopicRuns); err != nil {
+		return false, err
+	}
+	if o.ModelServed != "" {
+		if err := s.recordModelServedTx(ctx, tx, id, o.ModelServed); err != nil {
+			return false, err
+		}
+	}
+	if o.SessionStatus != "" {
+		if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`,
+			o.SessionStatus, now, id); err != nil {
+			return false, err
+		}
+	}
+	if o.Archive {
+		if _, err := s.exec(ctx, tx, `UPDATE sessions SET archived_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?) AND archived_at IS NULL`,
+			now, id); err != nil {
+			return false, err
+		}
+	}
+	if announce == nil {
+		return true, nil
+	}
+	return true, s.insertAnnounce(ctx, tx, id, announce, now)
 }
 
 func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a *Announce, now int64) error {

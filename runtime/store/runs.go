@@ -305,42 +305,52 @@ type StartFunc func(options json.RawMessage) (msgs []Message, newOptions json.Ra
 // transcript when its turn starts, and never later than the claim: a
 // process killed right after claiming cannot lose an acknowledged message).
 func (s *Store) ClaimRunWith(ctx context.Context, id, instance string, pid int, start StartFunc) (bool, error) {
-	var n int64
+	var ok bool
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		now := s.nowMS()
-		res, err := s.exec(ctx, tx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
-			WHERE id = ? AND state = 'queued'
-			AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.child_key = runs.child_key AND o.id != runs.id
-				AND (o.state = 'running' OR (o.state = 'queued' AND o.id < runs.id)))`, instance, pid, now, now, id)
-		if err != nil {
-			return err
-		}
-		if n, err = res.RowsAffected(); err != nil || n != 1 {
-			return err
-		}
-		_, err = s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`, now, id)
-		if err != nil || start == nil {
-			return err
-		}
-		var opts string
-		if err := s.queryRow(ctx, tx, `SELECT options FROM runs WHERE id = ?`, id).Scan(&opts); err != nil {
-			return err
-		}
-		msgs, newOpts, err := start(json.RawMessage(opts))
-		if err != nil {
-			return err
-		}
-		if len(msgs) > 0 {
-			if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
-				return err
-			}
-		}
-		if newOpts != nil {
-			_, err = s.exec(ctx, tx, `UPDATE runs SET options = ? WHERE id = ?`, string(newOpts), id)
-		}
+		var err error
+		ok, err = s.claimRunTx(ctx, tx, id, instance, pid, start, s.nowMS())
 		return err
 	})
-	return n == 1, err
+	return ok, err
+}
+
+// claimRunTx is ClaimRunWith's work inside tx (also done by
+// FinishRunAndClaim): false when the run is not queued or its session is
+// busy.
+func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string, pid int, start StartFunc, now int64) (bool, error) {
+	res, err := s.exec(ctx, tx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
+		WHERE id = ? AND state = 'queued'
+		AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.child_key = runs.child_key AND o.id != runs.id
+			AND (o.state = 'running' OR (o.state = 'queued' AND o.id < runs.id)))`, instance, pid, now, now, id)
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return false, err
+	}
+	_, err = s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`, now, id)
+	if err != nil || start == nil {
+		return err == nil, err
+	}
+	var opts string
+	if err := s.queryRow(ctx, tx, `SELECT options FROM runs WHERE id = ?`, id).Scan(&opts); err != nil {
+		return false, err
+	}
+	msgs, newOpts, err := start(json.RawMessage(opts))
+	if err != nil {
+		return false, err
+	}
+	if len(msgs) > 0 {
+		if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
+			return false, err
+		}
+	}
+	if newOpts != nil {
+		if _, err := s.exec(ctx, tx, `UPDATE runs SET options = ? WHERE id = ?`, string(newOpts), id); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
 }
 
 // RunStates returns the current state of each run id (for cancellation
