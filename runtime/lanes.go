@@ -35,10 +35,11 @@ type lane struct {
 }
 
 // laneWaiter is a run waiting for a slot. grant (buffered) receives one
-// value when the slot is given: true when the run was claimed for it.
+// value when the slot is given: the run as claimed for it, or nil when it
+// must claim it itself.
 type laneWaiter struct {
 	id    string
-	grant chan bool
+	grant chan *store.Run
 }
 
 func newLane(n int) *lane { return &lane{free: n} }
@@ -54,18 +55,18 @@ func (l *lane) tryTake() bool {
 	return false
 }
 
-// acquire waits for a slot. claimed is true when the slot came with the
-// run already claimed for this process (its turn must run now, even when
-// ctx ended meanwhile: its end is recorded by whoever runs it). ok is false
-// when ctx ended first and no slot is held.
-func (l *lane) acquire(ctx context.Context, id string) (claimed, ok bool) {
+// acquire waits for a slot. claimed is non-nil when the slot came with
+// the run already claimed for this process (its turn must run now, even
+// when ctx ended meanwhile: its end is recorded by whoever runs it). ok is
+// false when ctx ended first and no slot is held.
+func (l *lane) acquire(ctx context.Context, id string) (claimed *store.Run, ok bool) {
 	l.mu.Lock()
 	if l.free > 0 && len(l.waiters) == 0 {
 		l.free--
 		l.mu.Unlock()
-		return false, true
+		return nil, true
 	}
-	w := &laneWaiter{id: id, grant: make(chan bool, 1)}
+	w := &laneWaiter{id: id, grant: make(chan *store.Run, 1)}
 	l.waiters = append(l.waiters, w)
 	l.mu.Unlock()
 	if laneWaitHook != nil {
@@ -81,17 +82,17 @@ func (l *lane) acquire(ctx context.Context, id string) (claimed, ok bool) {
 		if x == w {
 			l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
 			l.mu.Unlock()
-			return false, false
+			return nil, false
 		}
 	}
 	l.mu.Unlock()
 	// Already taken out of line: the slot is on its way (the run ending
 	// before it gives it once its own write returns, which is bounded).
-	if <-w.grant {
-		return true, true
+	if r := <-w.grant; r != nil {
+		return r, true
 	}
 	l.release()
-	return false, false
+	return nil, false
 }
 
 // next takes the first waiter out of line, the slot passing to it, or
@@ -113,7 +114,7 @@ func (l *lane) next() *laneWaiter {
 // itself), or to the free count.
 func (l *lane) release() {
 	if w := l.next(); w != nil {
-		w.grant <- false
+		w.grant <- nil
 	}
 }
 
@@ -146,8 +147,9 @@ type handoff struct {
 	once sync.Once
 }
 
-// give hands the slot over; only the first call counts.
-func (h *handoff) give(claimed bool) {
+// give hands the slot over with the run claimed for the waiter (nil: it
+// claims its run itself); only the first call counts.
+func (h *handoff) give(claimed *store.Run) {
 	if h != nil {
 		h.once.Do(func() { h.w.grant <- claimed })
 	}
@@ -199,13 +201,14 @@ func (m *Manager) takeSlot(kind string) (*slot, bool) {
 }
 
 // startClaimed runs a run already claimed for this process (CreateRun in
-// state running), tracked by m.track, holding the lane slot s.
-func (m *Manager) startClaimed(runCtx context.Context, ar *activeRun, done func(), id string, s *slot) {
+// state running), tracked by m.track, holding the lane slot s. run is the
+// run as created (the goroutine's own copy).
+func (m *Manager) startClaimed(runCtx context.Context, ar *activeRun, done func(), id string, s *slot, run *store.Run) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		defer done()
-		m.execute(runCtx, id, ar, s)
+		m.execute(runCtx, id, ar, s, run)
 		s.release()
 		m.released()
 	}()
@@ -245,10 +248,10 @@ func (m *Manager) scheduleKind(id, kind string) {
 				return // killed while queued (the kill recorded it), or shutting down
 			}
 			s := &slot{l: l}
-			if claimed {
+			if claimed != nil {
 				// Claimed for this process in the transaction that
 				// recorded the end of the run whose slot this was.
-				m.execute(runCtx, id, ar, s)
+				m.execute(runCtx, id, ar, s, claimed)
 				s.release()
 				m.released()
 				return
@@ -266,16 +269,17 @@ func (m *Manager) scheduleKind(id, kind string) {
 			freed := m.freed
 			m.mu.Unlock()
 			woke := m.st.Wake(store.TopicRuns) // the session's turn may end in another process
-			ok, err := false, lifecycleFault("claim", id)
+			var run *store.Run
+			err := lifecycleFault("claim", id)
 			if err == nil {
-				ok, err = m.st.ClaimRunWith(context.WithoutCancel(runCtx), id, m.instance, m.pid, startInput)
+				run, err = m.st.ClaimRunFor(context.WithoutCancel(runCtx), id, m.instance, m.pid, startInput)
 			}
 			m.claimMu.RUnlock()
-			if err == nil && ok {
+			if err == nil && run != nil {
 				// The slot bounds concurrent model turns: it is given back
 				// (or passed on) when the turn returns, so the next run
 				// starts while this one's outcome waits for the writer.
-				m.execute(runCtx, id, ar, s)
+				m.execute(runCtx, id, ar, s, run)
 				s.release()
 				m.released()
 				return

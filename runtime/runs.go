@@ -252,7 +252,9 @@ func (m *Manager) submitWith(ctx context.Context, sess *store.Session, msgs []st
 				m.scheduleKind(r.ID, r.Kind)
 				return nil
 			}
-			m.startClaimed(runCtx, ar, done, r.ID, sl)
+			run := *r // the turn's own copy: the caller keeps r
+			run.Record = nil
+			m.startClaimed(runCtx, ar, done, r.ID, sl, &run)
 			return nil
 		}
 	}
@@ -266,13 +268,14 @@ func (m *Manager) submitWith(ctx context.Context, sess *store.Session, msgs []st
 // execute runs a claimed run: its turn, then its outcome. The lane slot
 // sl is given back when the turn returns, or passed to the first run
 // waiting for one, claimed in the transaction that records this run's
-// end (the caller releases it too, which is then a no-op).
-func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, sl *slot) {
+// end (the caller releases it too, which is then a no-op). claimed is the
+// run as its claim left it (nil: it is read here).
+func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, sl *slot, claimed *store.Run) {
 	wctx := context.WithoutCancel(ctx)
 	var run *store.Run
 	var opts runOptions
 	var next *handoff
-	defer func() { next.give(false) }() // a panic between takeNext and the finish: the waiter claims its run itself
+	defer func() { next.give(nil) }() // a panic between takeNext and the finish: the waiter claims its run itself
 	defer func() {
 		// A panic in a provider or the loop fails this run, not the server.
 		if p := recover(); p != nil {
@@ -282,10 +285,12 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, sl *slo
 			}
 		}
 	}()
-	run, err := m.st.GetRun(wctx, id)
-	if err != nil {
-		m.rt.log.Error("read run", "run", id, "err", err)
-		return
+	run, err := claimed, error(nil)
+	if run == nil {
+		if run, err = m.st.GetRun(wctx, id); err != nil {
+			m.rt.log.Error("read run", "run", id, "err", err)
+			return
+		}
 	}
 	if err := json.Unmarshal(run.Options, &opts); err != nil {
 		m.finish(wctx, run, opts, Result{Status: StatusError, Note: "the run's stored options are unreadable: " + err.Error()})
@@ -323,12 +328,19 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, sl *slo
 	}
 	turn.DeferFinal = true // the final answer is written with the run's end
 	turn.ParkableRun = true
-	if a, err := m.st.DecidedApproval(wctx, run.ID); err == nil {
-		turn.Resume = a // resuming from a park: counters continue
-	} else if !errors.Is(err, store.ErrNotFound) {
-		sl.release()
-		m.finish(wctx, run, opts, Result{Status: StatusError, Note: "read the run's approval: " + err.Error()})
-		return
+	// Only a run that made a tool call can have parked (a park is a tool
+	// call waiting for approval, recorded with the run's counters): a run
+	// that made none has no decision to resume from, and is not read for one.
+	if run.ToolCalls > 0 {
+		a, err := m.st.DecidedApproval(wctx, run.ID)
+		switch {
+		case err == nil:
+			turn.Resume = a // resuming from a park: counters continue
+		case !errors.Is(err, store.ErrNotFound):
+			sl.release()
+			m.finish(wctx, run, opts, Result{Status: StatusError, Note: "read the run's approval: " + err.Error()})
+			return
+		}
 	}
 	started := time.Now()
 	res := m.rt.RunTurn(ctx, turn)
@@ -359,7 +371,7 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 // (may be nil) to its waiting run, claimed in the same transaction when
 // it can be.
 func (m *Manager) finishAndPass(ctx context.Context, run *store.Run, opts runOptions, res Result, next *handoff) {
-	defer next.give(false)
+	defer next.give(nil)
 	state := res.Status
 	if state == "" {
 		state = store.RunError
@@ -425,7 +437,7 @@ func (m *Manager) recordOutcome(ctx context.Context, id string, out store.Outcom
 		}
 		// The slot goes to its waiter after the first attempt, claimed or
 		// not: a retry must not hold up the next run.
-		next.give(false)
+		next.give(nil)
 		next = nil
 		if err == nil {
 			return ok, nil

@@ -67,16 +67,17 @@ type NextClaim struct {
 
 // FinishRunAndClaim is FinishRun that also, when next is non-nil, claims
 // next's run in the same transaction (after the end is recorded, so a run
-// of the same session may start). claimed is false when that run is not
-// queued any more or its session is busy; the end is recorded either way.
-func (s *Store) FinishRunAndClaim(ctx context.Context, id string, o Outcome, announce *Announce, next *NextClaim) (done, claimed bool, err error) {
+// of the same session may start) and returns it as ClaimRunFor does.
+// claimed is nil when that run is not queued any more or its session is
+// busy; the end is recorded either way.
+func (s *Store) FinishRunAndClaim(ctx context.Context, id string, o Outcome, announce *Announce, next *NextClaim) (done bool, claimed *Run, err error) {
 	for i := range o.Messages {
 		if !validRole(o.Messages[i].Role) || !validTrust(o.Messages[i].Trust) {
-			return false, false, fmt.Errorf("store: outcome message %d: bad role or trust", i)
+			return false, nil, fmt.Errorf("store: outcome message %d: bad role or trust", i)
 		}
 	}
 	err = s.Tx(ctx, func(tx *sql.Tx) error {
-		done, claimed = false, false
+		done, claimed = false, nil
 		now := s.nowMS()
 		ended, err := s.finishRunTx(ctx, tx, id, o, announce, now)
 		if err != nil || next == nil {

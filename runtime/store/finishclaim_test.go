@@ -43,10 +43,13 @@ func TestFinishRunAndClaim(t *testing.T) {
 	// a1 ends and a2, of the same session, starts in that transaction.
 	done, claimed, err := s.FinishRunAndClaim(ctx, "a1", Outcome{State: RunOK, SessionStatus: "done"}, &Announce{RequesterKey: req, Status: RunOK, Body: "a1"},
 		&NextClaim{RunID: "a2", Instance: "me", PID: 7, Start: start})
-	if err != nil || !done || !claimed {
+	if err != nil || !done || claimed == nil {
 		t.Fatalf("finish a1, claim a2: done %v claimed %v err %v", done, claimed, err)
 	}
 	r, _ := s.GetRun(ctx, "a2")
+	if claimed.ID != "a2" || claimed.State != RunRunning || claimed.StartedAt != r.StartedAt || claimed.OwnerInstance != "me" {
+		t.Fatalf("the claimed run as returned: %+v, stored: %+v", claimed, r)
+	}
 	if r.State != RunRunning || r.OwnerInstance != "me" || r.OwnerPID != 7 || r.StartedAt == 0 || len(started) != 1 {
 		t.Fatalf("a2 after the hand-off: %+v (start called %d times)", r, len(started))
 	}
@@ -58,7 +61,7 @@ func TestFinishRunAndClaim(t *testing.T) {
 	}
 	// b1 ends; c2's session is busy (c1 runs): not claimed, b1 still ended.
 	done, claimed, err = s.FinishRunAndClaim(ctx, "b1", Outcome{State: RunOK}, nil, &NextClaim{RunID: "c2", Instance: "me", PID: 7, Start: start})
-	if err != nil || !done || claimed {
+	if err != nil || !done || claimed != nil {
 		t.Fatalf("finish b1, claim c2 (busy session): done %v claimed %v err %v", done, claimed, err)
 	}
 	if got := state("c2"); got != RunQueued {
@@ -70,7 +73,7 @@ func TestFinishRunAndClaim(t *testing.T) {
 		t.Fatal(err)
 	}
 	done, claimed, err = s.FinishRunAndClaim(ctx, "c1", Outcome{State: RunOK}, nil, &NextClaim{RunID: "a2", Instance: "other", PID: 8, Start: start})
-	if err != nil || done || claimed {
+	if err != nil || done || claimed != nil {
 		t.Fatalf("finish c1 again, claim a2 again: done %v claimed %v err %v", done, claimed, err)
 	}
 	if got := state("c1"); got != RunKilled {

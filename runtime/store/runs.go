@@ -305,52 +305,66 @@ type StartFunc func(options json.RawMessage) (msgs []Message, newOptions json.Ra
 // transcript when its turn starts, and never later than the claim: a
 // process killed right after claiming cannot lose an acknowledged message).
 func (s *Store) ClaimRunWith(ctx context.Context, id, instance string, pid int, start StartFunc) (bool, error) {
-	var ok bool
-	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		var err error
-		ok, err = s.claimRunTx(ctx, tx, id, instance, pid, start, s.nowMS())
-		return err
-	})
-	return ok, err
+	r, err := s.ClaimRunFor(ctx, id, instance, pid, start)
+	return r != nil, err
 }
 
-// claimRunTx is ClaimRunWith's work inside tx (also done by
-// FinishRunAndClaim): false when the run is not queued or its session is
+// ClaimRunFor is ClaimRunWith that returns the claimed run as it is
+// after the claim, read in the claim's transaction (nil when it was not
+// claimed): whoever executes it needs no second read.
+func (s *Store) ClaimRunFor(ctx context.Context, id, instance string, pid int, start StartFunc) (*Run, error) {
+	var r *Run
+	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		r, err = s.claimRunTx(ctx, tx, id, instance, pid, start, s.nowMS())
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// claimRunTx is ClaimRunFor's work inside tx (also done by
+// FinishRunAndClaim): nil when the run is not queued or its session is
 // busy.
-func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string, pid int, start StartFunc, now int64) (bool, error) {
+func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string, pid int, start StartFunc, now int64) (*Run, error) {
 	res, err := s.exec(ctx, tx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
 		WHERE id = ? AND state = 'queued'
 		AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.child_key = runs.child_key AND o.id != runs.id
 			AND (o.state = 'running' OR (o.state = 'queued' AND o.id < runs.id)))`, instance, pid, now, now, id)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
-		return false, err
+		return nil, err
 	}
-	_, err = s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`, now, id)
-	if err != nil || start == nil {
-		return err == nil, err
-	}
-	var opts string
-	if err := s.queryRow(ctx, tx, `SELECT options FROM runs WHERE id = ?`, id).Scan(&opts); err != nil {
-		return false, err
-	}
-	msgs, newOpts, err := start(json.RawMessage(opts))
+	r, err := scanRun(s.queryRow(ctx, tx, "SELECT "+runCols+" FROM runs WHERE id = ?", id))
 	if err != nil {
-		return false, err
+		return nil, err
+	}
+	if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = ?`, now, r.ChildKey); err != nil {
+		return nil, err
+	}
+	if start == nil {
+		return r, nil
+	}
+	msgs, newOpts, err := start(r.Options)
+	if err != nil {
+		return nil, err
 	}
 	if len(msgs) > 0 {
 		if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
-			return false, err
+			return nil, err
 		}
 	}
 	if newOpts != nil {
 		if _, err := s.exec(ctx, tx, `UPDATE runs SET options = ? WHERE id = ?`, string(newOpts), id); err != nil {
-			return false, err
+			return nil, err
 		}
+		r.Options = newOpts
 	}
-	return true, nil
+	return r, nil
 }
 
 // RunStates returns the current state of each run id (for cancellation
