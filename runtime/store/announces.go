@@ -278,24 +278,76 @@ func (s *Store) ClaimNotifications(ctx context.Context, requester string) ([]Ann
 	}
 	var out []Announce
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		out = nil
-		rows, err := s.txQuery(ctx, tx, `UPDATE announces SET notified_at = ? WHERE requester_key = ? AND notified_at IS NULL AND silent = 0
-			RETURNING id, run_id, requester_key, status, body, created_at`, s.nowMS(), requester)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var a Announce
-			if err := rows.Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &a.CreatedAt); err != nil {
-				return err
-			}
-			out = append(out, a)
-		}
-		return rows.Err()
+		var err error
+		out, err = s.claimNotificationsTx(ctx, tx, requester)
+		return err
 	})
 	sortAnnounces(out)
 	return out, err
+}
+
+// claimNotificationsTx marks requester's announces not yet notified
+// notified inside tx and returns them.
+func (s *Store) claimNotificationsTx(ctx context.Context, tx *sql.Tx, requester string) ([]Announce, error) {
+	rows, err := s.txQuery(ctx, tx, `UPDATE announces SET notified_at = ? WHERE requester_key = ? AND notified_at IS NULL AND silent = 0
+		RETURNING id, run_id, requester_key, status, body, created_at`, s.nowMS(), requester)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Announce
+	for rows.Next() {
+		var a Announce
+		if err := rows.Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &a.CreatedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// ClaimNotificationsAsync is ClaimNotifications without waiting for the
+// claim's commit: it is handed to the writer, commits with whatever else
+// is queued (a best-effort notification needs no commit of its own), and
+// then is called with what it claimed once committed (not when nothing
+// was pending or the claim failed). then runs on the writer's goroutine:
+// it must not block.
+func (s *Store) ClaimNotificationsAsync(ctx context.Context, requester string, then func([]Announce)) error {
+	var pending int
+	if err := s.readRow(ctx, `SELECT count(*) FROM announces WHERE requester_key = ? AND notified_at IS NULL AND silent = 0`, requester).Scan(&pending); err != nil {
+		return err
+	}
+	if pending == 0 {
+		return nil
+	}
+	var out []Announce
+	bg := context.Background()
+	req := &txReq{ctx: bg, done: make(chan error, 1), committed: make(chan struct{})}
+	req.fn = func(tx *sql.Tx) error {
+		var err error
+		out, err = s.claimNotificationsTx(bg, tx, requester)
+		return err
+	}
+	req.after = func(err error) {
+		if err != nil {
+			s.log.Warn("store: announce notifications not claimed", "requester", requester, "err", err)
+			return
+		}
+		if len(out) > 0 {
+			sortAnnounces(out)
+			then(out)
+		}
+	}
+	s.wstats.async.Add(1)
+	select {
+	case s.writes <- req:
+		return nil
+	case <-s.stop:
+		req.answer(ErrClosed)
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // MarkAnnounceDelivered marks a run's announce delivered (and notified):

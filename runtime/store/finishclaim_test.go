@@ -83,3 +83,55 @@ func TestFinishRunAndClaim(t *testing.T) {
 		t.Fatalf("a2 claimed twice: %+v", r)
 	}
 }
+
+// ClaimNotificationsAsync claims each announce for notification once,
+// like ClaimNotifications, and hands what it claimed over only after the
+// claim committed; with nothing pending it writes nothing and calls
+// nothing.
+func TestClaimNotificationsAsyncOnce(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	const req = "agent:m:main"
+	for _, id := range []string{"n1", "n2"} {
+		if err := s.CreateRun(ctx, &Session{Key: "agent:m:subagent:" + id}, nil, &Run{ID: id, Kind: "spawn", ChildKey: "agent:m:subagent:" + id, RequesterKey: req, AgentID: "m", State: RunRunning}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.FinishRun(ctx, id, Outcome{State: RunOK}, &Announce{RequesterKey: req, Status: RunOK, Body: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan []Announce, 2)
+	w0 := s.WriteStats()
+	if err := s.ClaimNotificationsAsync(ctx, req, func(a []Announce) {
+		var notified int
+		// Called after the commit: a reader sees the claim.
+		if err := s.DB().QueryRow(`SELECT count(*) FROM announces WHERE notified_at IS NOT NULL`).Scan(&notified); err != nil || notified != 2 {
+			t.Errorf("announces marked notified when the claim is handed over: %d %v, want 2", notified, err)
+		}
+		got <- a
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if len(a) != 2 || a[0].RunID != "n1" || a[1].RunID != "n2" {
+		t.Fatalf("claimed: %+v, want n1 then n2", a)
+	}
+	if w := s.WriteStats(); w.Waited != w0.Waited || w.Async != w0.Async+1 {
+		t.Fatalf("writes: %+v then %+v, want one write nobody waited for", w0, w)
+	}
+	// Nothing left: no write, no call; the waited form agrees.
+	if err := s.ClaimNotificationsAsync(ctx, req, func(a []Announce) { got <- a }); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := s.ClaimNotifications(ctx, req); err != nil || len(again) != 0 {
+		t.Fatalf("claimed again: %+v %v", again, err)
+	}
+	if w := s.WriteStats(); w.Async != w0.Async+1 {
+		t.Fatalf("a claim with nothing pending was written: %+v", w)
+	}
+	select {
+	case a := <-got:
+		t.Fatalf("announces handed over twice: %+v", a)
+	default:
+	}
+}
