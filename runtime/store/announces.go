@@ -124,13 +124,18 @@ func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, id string, o Outcom
 			return false, err
 		}
 	}
-	if o.SessionStatus != "" {
+	switch {
+	case o.SessionStatus != "" && o.Archive: // one update of the session row
+		if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ?, archived_at = COALESCE(archived_at, ?)
+			WHERE key = (SELECT child_key FROM runs WHERE id = ?)`, o.SessionStatus, now, now, id); err != nil {
+			return false, err
+		}
+	case o.SessionStatus != "":
 		if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`,
 			o.SessionStatus, now, id); err != nil {
 			return false, err
 		}
-	}
-	if o.Archive {
+	case o.Archive:
 		if _, err := s.exec(ctx, tx, `UPDATE sessions SET archived_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?) AND archived_at IS NULL`,
 			now, id); err != nil {
 			return false, err

@@ -123,11 +123,15 @@ func (s *Store) InsertRun(ctx context.Context, r *Run) error {
 }
 
 func (s *Store) insertRunTx(ctx context.Context, tx *sql.Tx, r *Run) error {
+	var started any // NULL until the run starts
+	if r.StartedAt != 0 {
+		started = r.StartedAt
+	}
 	_, err := s.exec(ctx, tx, `INSERT INTO runs (id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking,
-		cleanup, timeout_ms, depth, role, state, options, owner_pid, owner_instance, heartbeat_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		cleanup, timeout_ms, depth, role, state, options, owner_pid, owner_instance, heartbeat_at, created_at, started_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Kind, r.ChildKey, r.RequesterKey, r.AgentID, r.Label, r.Task, r.Preset, r.Model, r.Thinking,
-		r.Cleanup, r.TimeoutMS, r.Depth, r.Role, r.State, string(r.Options), r.OwnerPID, r.OwnerInstance, r.CreatedAt, r.CreatedAt)
+		r.Cleanup, r.TimeoutMS, r.Depth, r.Role, r.State, string(r.Options), r.OwnerPID, r.OwnerInstance, r.CreatedAt, r.CreatedAt, started)
 	return err
 }
 
@@ -187,13 +191,14 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 				r.State = RunQueued
 			}
 		}
+		r.StartedAt = 0
+		if r.State == RunRunning {
+			r.StartedAt = now
+		}
 		if err := s.insertRunTx(ctx, tx, r); err != nil {
 			return err
 		}
 		if r.State == RunRunning {
-			if _, err := s.exec(ctx, tx, `UPDATE runs SET started_at = ? WHERE id = ?`, now, r.ID); err != nil {
-				return err
-			}
 			if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = ?`, now, r.ChildKey); err != nil {
 				return err
 			}
@@ -204,9 +209,6 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 		return nil
 	})
 	if err == nil {
-		if r.State == RunRunning {
-			r.StartedAt = now
-		}
 		if r.Record != nil {
 			s.recorded(r.Record, gen)
 		}
