@@ -328,9 +328,17 @@ func (m *Manager) scheduleKind(id, kind string) {
 // its turn starts, even if this process dies right after claiming it.
 // Spawned children's tasks were written with the run; their Input is empty.
 func startInput(options json.RawMessage) ([]store.Message, json.RawMessage, error) {
+	// Most runs (every spawn) have no input: find out without decoding
+	// the caller's policy layers.
+	var in struct {
+		Input string `json:"input"`
+	}
+	if err := json.Unmarshal(options, &in); err != nil || in.Input == "" {
+		return nil, nil, nil // unreadable options fail in execute, with a note
+	}
 	var opts runOptions
 	if err := json.Unmarshal(options, &opts); err != nil || opts.Input == "" {
-		return nil, nil, nil // unreadable options fail in execute, with a note
+		return nil, nil, nil
 	}
 	role, trust := opts.InputRole, opts.InputTrust
 	if role == "" {
