@@ -76,7 +76,11 @@ func (s *Store) FinishRunAndClaim(ctx context.Context, id string, o Outcome, ann
 			return false, nil, fmt.Errorf("store: outcome message %d: bad role or trust", i)
 		}
 	}
-	err = s.Tx(ctx, func(tx *sql.Tx) error {
+	tx := s.Tx
+	if next == nil {
+		tx = s.patientTx // nobody waits for a slot: the end may wait for company
+	}
+	err = tx(ctx, func(tx *sql.Tx) error {
 		done, claimed = false, nil
 		now := s.nowMS()
 		ended, err := s.finishRunTx(ctx, tx, id, o, announce, now)
@@ -92,6 +96,35 @@ func (s *Store) FinishRunAndClaim(ctx context.Context, id string, o Outcome, ann
 		s.ann.announced()
 	}
 	return done, claimed, err
+}
+
+// patientTx is Tx for a write whose caller waits for its commit but need
+// not hurry it: in the writer it counts as a write nobody waits for, so a
+// batch holding only such writes waits up to recordLinger for company
+// (any write that is waited for ends that wait). A run's end commits with
+// the next spawn instead of on its own: one commit fewer per run when runs
+// end one at a time. It returns once committed, as Tx does.
+func (s *Store) patientTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	req := &txReq{ctx: ctx, fn: fn, done: make(chan error, 1), committed: make(chan struct{})}
+	s.wstats.waited.Add(1)
+	select {
+	case s.writes <- req:
+	case <-s.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return s.fault(err)
+	case <-s.exited:
+		select {
+		case err := <-req.done:
+			return s.fault(err)
+		default:
+			return ErrClosed
+		}
+	}
 }
 
 // finishRunTx is FinishRun's work inside tx: false when the run had
