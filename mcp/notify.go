@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/mark3labs/mcp-go/mcp"
@@ -39,8 +40,12 @@ func (s *Server) notifier() {
 		select {
 		case <-s.quit:
 			return
+		case <-s.push.ready:
+			s.sendClaimed()
+			continue
 		case <-s.wake:
 		}
+		s.sendClaimed()
 		for _, o := range s.ownerList() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			s.pushAnnounces(ctx, o)
@@ -52,21 +57,62 @@ func (s *Server) notifier() {
 	}
 }
 
-// pushAnnounces claims the announces addressed to o's own session and
-// sends them to o's connections (only when it has one: otherwise they wait
-// for the next tool result, here or in another process).
+// pushAnnounces claims the announces addressed to o's own session for
+// notification and, once the claim committed, has the notifier send them
+// to o's connections (only when it has one: otherwise they wait for the
+// next tool result, here or in another process). The claim is not waited
+// for: it commits with the writer's next batch instead of on its own.
 func (s *Server) pushAnnounces(ctx context.Context, o *owner) {
-	conns := s.pushConns(o)
-	if len(conns) == 0 {
+	if len(s.pushConns(o)) == 0 {
 		return
 	}
-	anns, err := s.reg.Env().Store.ClaimNotifications(ctx, o.caller.Key)
-	if err != nil || len(anns) == 0 {
-		return
+	err := s.reg.Env().Store.ClaimNotificationsAsync(ctx, o.caller.Key, func(anns []store.Announce) { s.push.add(o, anns) })
+	if err != nil {
+		s.log.Debug("announce notifications not claimed", "requester", o.caller.Key, "err", err)
 	}
-	for _, a := range anns {
-		for _, c := range conns {
-			s.notice(c.sess, "sessionplane.announce", map[string]any{"runId": a.RunID, "status": a.Status, "text": a.Body})
+}
+
+// announcePushes holds announces claimed for notification until the
+// notifier sends them (the claim's commit hands them over from the
+// store's writer, which must not block).
+type announcePushes struct {
+	mu    sync.Mutex
+	queue []claimedAnnounces
+	ready chan struct{} // buffered (1): something is queued
+}
+
+type claimedAnnounces struct {
+	o    *owner
+	anns []store.Announce
+}
+
+func (p *announcePushes) add(o *owner, anns []store.Announce) {
+	p.mu.Lock()
+	p.queue = append(p.queue, claimedAnnounces{o, anns})
+	p.mu.Unlock()
+	select {
+	case p.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (p *announcePushes) take() []claimedAnnounces {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.queue
+	p.queue = nil
+	return q
+}
+
+// sendClaimed sends the announces claimed for notification to their
+// owners' connections.
+func (s *Server) sendClaimed() {
+	for _, c := range s.push.take() {
+		conns := s.pushConns(c.o)
+		for _, a := range c.anns {
+			for _, conn := range conns {
+				s.notice(conn.sess, "sessionplane.announce", map[string]any{"runId": a.RunID, "status": a.Status, "text": a.Body})
+			}
 		}
 	}
 }

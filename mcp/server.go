@@ -60,7 +60,8 @@ type Server struct {
 	cron *cron.Scheduler
 	down *downstream.Manager // tools of [[mcp_servers]] for children (nil = none)
 
-	wake chan struct{} // an announce or a delivered message may be waiting for a notification
+	wake chan struct{}  // an announce or a delivered message may be waiting for a notification
+	push announcePushes // announces claimed for notification, waiting to be sent (notify.go)
 	// notifyPasses counts the notifier's completed passes (tests wait on it).
 	notifyPasses atomic.Int64
 	quit         chan struct{}
@@ -126,7 +127,7 @@ func New(reg *tools.Registry, opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{reg: reg, log: log, wake: make(chan struct{}, 1), quit: make(chan struct{}), owners: map[string]*owner{}}
+	s := &Server{reg: reg, log: log, wake: make(chan struct{}, 1), push: announcePushes{ready: make(chan struct{}, 1)}, quit: make(chan struct{}), owners: map[string]*owner{}}
 	s.warm = newWarmPool(log, warmIdle)
 	if msg := config.CheckOwnSession(opts.Agent, opts.Preset, opts.Session); msg != "" {
 		return nil, fmt.Errorf("MCP client session: %s", msg)

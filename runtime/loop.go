@@ -192,11 +192,14 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		res.Iterations++
 		// Messages others appended meanwhile (a message sent into this
 		// session, an announce from one of its children) join the conversation.
-		if extra, err := r.st.MessagesAfter(ctx, t.SessionKey, lastSeq); err == nil {
-			for _, m := range extra {
-				lastSeq = max(lastSeq, m.Seq)
-				if !own[m.Seq] {
-					msgs = append(msgs, toProviderMessages([]store.Message{m})...)
+		// Not before the first call: the transcript was read just now.
+		if res.Iterations > 1 {
+			if extra, err := r.st.MessagesAfter(ctx, t.SessionKey, lastSeq); err == nil {
+				for _, m := range extra {
+					lastSeq = max(lastSeq, m.Seq)
+					if !own[m.Seq] {
+						msgs = append(msgs, toProviderMessages([]store.Message{m})...)
+					}
 				}
 			}
 		}

@@ -95,8 +95,8 @@ type Manager struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	lane   chan struct{} // subagent lane: spawned children (max_concurrent)
-	nested chan struct{} // nested lane: sessions_send and cron turns
+	lane   *lane         // subagent lane: spawned children (max_concurrent)
+	nested *lane         // nested lane: sessions_send and cron turns
 	freed  chan struct{} // closed (and replaced) whenever a local run ends
 
 	mu         sync.Mutex
@@ -138,7 +138,7 @@ func NewManager(rt *Runtime) *Manager {
 	}
 	return &Manager{rt: rt, st: rt.st, instance: uuid.NewString(), pid: os.Getpid(),
 		host: rt.cfg.Cluster.HostIDFrom(nil), stale: rt.cfg.Cluster.Stale(),
-		lane: make(chan struct{}, n), nested: make(chan struct{}, n), freed: make(chan struct{}),
+		lane: newLane(n), nested: newLane(n), freed: make(chan struct{}),
 		active: map[string]*activeRun{}, steerAt: map[string]time.Time{}}
 }
 
@@ -236,23 +236,25 @@ func (m *Manager) submitWith(ctx context.Context, sess *store.Session, msgs []st
 	// and its turn starts right after. A run that finds the lane full is
 	// created queued, says so, and waits for a slot as before.
 	if sess != nil && r.Kind == KindSpawn && opts.Input == "" {
-		if release, ok := m.takeSlot(r.Kind); ok {
+		if sl, ok := m.takeSlot(r.Kind); ok {
 			defer m.claimMu.RUnlock() // taken by takeSlot: Close waits for this claim to be in m.active
 			// Tracked before it can say running, so a kill finds it.
 			runCtx, ar, done := m.track(r.ID)
 			r.State = store.RunRunning
 			if err := m.st.CreateRun(ctx, sess, msgs, r); err != nil {
 				done()
-				release()
+				sl.release()
 				return fmt.Errorf("record the run: %w", err)
 			}
 			if r.State != store.RunRunning { // its session was busy after all: queued
 				done()
-				release()
+				sl.release()
 				m.scheduleKind(r.ID, r.Kind)
 				return nil
 			}
-			m.startClaimed(runCtx, ar, done, r.ID, release)
+			run := *r // the turn's own copy: the caller keeps r
+			run.Record = nil
+			m.startClaimed(runCtx, ar, done, r.ID, sl, &run)
 			return nil
 		}
 	}
@@ -263,13 +265,17 @@ func (m *Manager) submitWith(ctx context.Context, sess *store.Session, msgs []st
 	return nil
 }
 
-// execute runs a claimed run: its turn, then its outcome. release gives
-// back the lane slot; it is called when the turn returns (and may be
-// called again).
-func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, release func()) {
+// execute runs a claimed run: its turn, then its outcome. The lane slot
+// sl is given back when the turn returns, or passed to the first run
+// waiting for one, claimed in the transaction that records this run's
+// end (the caller releases it too, which is then a no-op). claimed is the
+// run as its claim left it (nil: it is read here).
+func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, sl *slot, claimed *store.Run) {
 	wctx := context.WithoutCancel(ctx)
 	var run *store.Run
 	var opts runOptions
+	var next *handoff
+	defer func() { next.give(nil) }() // a panic between takeNext and the finish: the waiter claims its run itself
 	defer func() {
 		// A panic in a provider or the loop fails this run, not the server.
 		if p := recover(); p != nil {
@@ -279,10 +285,12 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, release
 			}
 		}
 	}()
-	run, err := m.st.GetRun(wctx, id)
-	if err != nil {
-		m.rt.log.Error("read run", "run", id, "err", err)
-		return
+	run, err := claimed, error(nil)
+	if run == nil {
+		if run, err = m.st.GetRun(wctx, id); err != nil {
+			m.rt.log.Error("read run", "run", id, "err", err)
+			return
+		}
 	}
 	if err := json.Unmarshal(run.Options, &opts); err != nil {
 		m.finish(wctx, run, opts, Result{Status: StatusError, Note: "the run's stored options are unreadable: " + err.Error()})
@@ -320,16 +328,27 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, release
 	}
 	turn.DeferFinal = true // the final answer is written with the run's end
 	turn.ParkableRun = true
-	if a, err := m.st.DecidedApproval(wctx, run.ID); err == nil {
-		turn.Resume = a // resuming from a park: counters continue
-	} else if !errors.Is(err, store.ErrNotFound) {
-		release()
-		m.finish(wctx, run, opts, Result{Status: StatusError, Note: "read the run's approval: " + err.Error()})
-		return
+	// Only a run that made a tool call can have parked (a park is a tool
+	// call waiting for approval, recorded with the run's counters): a run
+	// that made none has no decision to resume from, and is not read for one.
+	if run.ToolCalls > 0 {
+		a, err := m.st.DecidedApproval(wctx, run.ID)
+		switch {
+		case err == nil:
+			turn.Resume = a // resuming from a park: counters continue
+		case !errors.Is(err, store.ErrNotFound):
+			sl.release()
+			m.finish(wctx, run, opts, Result{Status: StatusError, Note: "read the run's approval: " + err.Error()})
+			return
+		}
 	}
 	started := time.Now()
 	res := m.rt.RunTurn(ctx, turn)
-	release()
+	if res.Status == StatusInputRequired && res.Parked != nil {
+		sl.release()
+	} else {
+		next = sl.takeNext()
+	}
 	res.Iterations += run.Iterations
 	res.ToolCalls += run.ToolCalls
 	res.TokensIn += run.TokensIn
@@ -339,12 +358,20 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, release
 		m.park(wctx, run, opts, res, time.Since(started))
 		return
 	}
-	m.finish(wctx, run, opts, res)
+	m.finishAndPass(wctx, run, opts, res, next)
 }
 
 // finish records the outcome and the announce in one transaction, then
 // runs cleanup. A run that was already ended (killed) is left as it is.
 func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, res Result) {
+	m.finishAndPass(ctx, run, opts, res, nil)
+}
+
+// finishAndPass is finish that also gives the lane slot next is taking
+// (may be nil) to its waiting run, claimed in the same transaction when
+// it can be.
+func (m *Manager) finishAndPass(ctx context.Context, run *store.Run, opts runOptions, res Result, next *handoff) {
+	defer next.give(nil)
 	state := res.Status
 	if state == "" {
 		state = store.RunError
@@ -374,7 +401,7 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 	if !opts.Silent && !continuesPingPong(run, opts) {
 		ann = m.announce(run, opts.SessionID)
 	}
-	ok, err := m.recordOutcome(ctx, run.ID, out, ann)
+	ok, err := m.recordOutcome(ctx, run.ID, out, ann, next)
 	if err != nil {
 		m.rt.log.Error("record run outcome", "run", run.ID, "err", err)
 		return
@@ -398,16 +425,20 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 // attempt is bounded; the attempts end with the manager (Close records a
 // run still running then as killed). FinishRun changes only a run not
 // ended yet, so an attempt after one whose commit was in doubt is safe.
-func (m *Manager) recordOutcome(ctx context.Context, id string, out store.Outcome, ann *store.Announce) (bool, error) {
+func (m *Manager) recordOutcome(ctx context.Context, id string, out store.Outcome, ann *store.Announce, next *handoff) (bool, error) {
 	wait := remotePoll
 	for {
 		err := lifecycleFault("finish", id)
 		var ok bool
 		if err == nil {
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			ok, err = m.st.FinishRun(wctx, id, out, ann)
+			ok, err = m.finishRun(wctx, id, out, ann, next)
 			cancel()
 		}
+		// The slot goes to its waiter after the first attempt, claimed or
+		// not: a retry must not hold up the next run.
+		next.give(nil)
+		next = nil
 		if err == nil {
 			return ok, nil
 		}
@@ -421,6 +452,26 @@ func (m *Manager) recordOutcome(ctx context.Context, id string, out store.Outcom
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// finishRun is store.FinishRun that also, when next is set, claims next's
+// waiting run in the same transaction and gives it the slot. The claim
+// holds claimMu like every claim: none lands once Close began.
+func (m *Manager) finishRun(ctx context.Context, id string, out store.Outcome, ann *store.Announce, next *handoff) (bool, error) {
+	if next == nil {
+		return m.st.FinishRun(ctx, id, out, ann)
+	}
+	m.claimMu.RLock()
+	defer m.claimMu.RUnlock()
+	if m.closing.Load() {
+		return m.st.FinishRun(ctx, id, out, ann)
+	}
+	nc := &store.NextClaim{RunID: next.w.id, Instance: m.instance, PID: m.pid, Start: startInput}
+	ok, claimed, err := m.st.FinishRunAndClaim(ctx, id, out, ann, nc)
+	if err == nil {
+		next.give(claimed)
+	}
+	return ok, err
 }
 
 func (m *Manager) afterFinish(ctx context.Context, run *store.Run, ann *store.Announce) {

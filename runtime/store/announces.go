@@ -51,64 +51,133 @@ type Announce struct {
 // (and writes nothing) when the run had already ended: a kill is final, a
 // late completion cannot overwrite it. announce may be nil (no announce).
 func (s *Store) FinishRun(ctx context.Context, id string, o Outcome, announce *Announce) (bool, error) {
-	var done bool
+	done, _, err := s.FinishRunAndClaim(ctx, id, o, announce, nil)
+	return done, err
+}
+
+// NextClaim names a queued run to claim (as ClaimRunWith) in the
+// transaction that records another run's end: the lane slot the ending run
+// held passes straight to the next one, in one write instead of two.
+type NextClaim struct {
+	RunID    string
+	Instance string
+	PID      int
+	Start    StartFunc
+}
+
+// FinishRunAndClaim is FinishRun that also, when next is non-nil, claims
+// next's run in the same transaction (after the end is recorded, so a run
+// of the same session may start) and returns it as ClaimRunFor does.
+// claimed is nil when that run is not queued any more or its session is
+// busy; the end is recorded either way.
+func (s *Store) FinishRunAndClaim(ctx context.Context, id string, o Outcome, announce *Announce, next *NextClaim) (done bool, claimed *Run, err error) {
 	for i := range o.Messages {
 		if !validRole(o.Messages[i].Role) || !validTrust(o.Messages[i].Trust) {
-			return false, fmt.Errorf("store: outcome message %d: bad role or trust", i)
+			return false, nil, fmt.Errorf("store: outcome message %d: bad role or trust", i)
 		}
 	}
-	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		done = false
+	tx := s.Tx
+	if next == nil {
+		tx = s.patientTx // nobody waits for a slot: the end may wait for company
+	}
+	err = tx(ctx, func(tx *sql.Tx) error {
+		done, claimed = false, nil
 		now := s.nowMS()
-		if len(o.Messages) > 0 {
-			if err := s.appendMessagesTx(ctx, tx, o.Messages, now); err != nil {
-				return err
-			}
-		}
-		var resJSON any
-		if len(o.ResultJSON) > 0 {
-			resJSON = string(o.ResultJSON)
-		}
-		res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
-			tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?)
-			WHERE id = ? AND state IN ('queued', 'running', 'input_required')`,
-			o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now, id)
-		if err != nil {
+		ended, err := s.finishRunTx(ctx, tx, id, o, announce, now)
+		if err != nil || next == nil {
+			done = ended
 			return err
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return nil
-		}
-		done = true
-		if err := s.Notify(ctx, tx, TopicRuns); err != nil {
-			return err
-		}
-		if o.ModelServed != "" {
-			if err := s.recordModelServedTx(ctx, tx, id, o.ModelServed); err != nil {
-				return err
-			}
-		}
-		if o.SessionStatus != "" {
-			if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`,
-				o.SessionStatus, now, id); err != nil {
-				return err
-			}
-		}
-		if o.Archive {
-			if _, err := s.exec(ctx, tx, `UPDATE sessions SET archived_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?) AND archived_at IS NULL`,
-				now, id); err != nil {
-				return err
-			}
-		}
-		if announce == nil {
-			return nil
-		}
-		return s.insertAnnounce(ctx, tx, id, announce, now)
+		claimed, err = s.claimRunTx(ctx, tx, next.RunID, next.Instance, next.PID, next.Start, now)
+		done = ended
+		return err
 	})
 	if err == nil && done && announce != nil {
 		s.ann.announced()
 	}
-	return done, err
+	return done, claimed, err
+}
+
+// patientTx is Tx for a write whose caller waits for its commit but need
+// not hurry it: in the writer it counts as a write nobody waits for, so a
+// batch holding only such writes waits up to recordLinger for company
+// (any write that is waited for ends that wait). A run's end commits with
+// the next spawn instead of on its own: one commit fewer per run when runs
+// end one at a time. It returns once committed, as Tx does.
+func (s *Store) patientTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	req := &txReq{ctx: ctx, fn: fn, done: make(chan error, 1), committed: make(chan struct{})}
+	s.wstats.waited.Add(1)
+	select {
+	case s.writes <- req:
+	case <-s.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		return s.fault(err)
+	case <-s.exited:
+		select {
+		case err := <-req.done:
+			return s.fault(err)
+		default:
+			return ErrClosed
+		}
+	}
+}
+
+// finishRunTx is FinishRun's work inside tx: false when the run had
+// already ended (nothing is written but o.Messages).
+func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, id string, o Outcome, announce *Announce, now int64) (bool, error) {
+	if len(o.Messages) > 0 {
+		if err := s.appendMessagesTx(ctx, tx, o.Messages, now); err != nil {
+			return false, err
+		}
+	}
+	var resJSON any
+	if len(o.ResultJSON) > 0 {
+		resJSON = string(o.ResultJSON)
+	}
+	res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
+		tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?)
+		WHERE id = ? AND state IN ('queued', 'running', 'input_required')`,
+		o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now, id)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return false, nil
+	}
+	if err := s.Notify(ctx, tx, TopicRuns); err != nil {
+		return false, err
+	}
+	if o.ModelServed != "" {
+		if err := s.recordModelServedTx(ctx, tx, id, o.ModelServed); err != nil {
+			return false, err
+		}
+	}
+	switch {
+	case o.SessionStatus != "" && o.Archive: // one update of the session row
+		if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ?, archived_at = COALESCE(archived_at, ?)
+			WHERE key = (SELECT child_key FROM runs WHERE id = ?)`, o.SessionStatus, now, now, id); err != nil {
+			return false, err
+		}
+	case o.SessionStatus != "":
+		if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`,
+			o.SessionStatus, now, id); err != nil {
+			return false, err
+		}
+	case o.Archive:
+		if _, err := s.exec(ctx, tx, `UPDATE sessions SET archived_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?) AND archived_at IS NULL`,
+			now, id); err != nil {
+			return false, err
+		}
+	}
+	if announce == nil {
+		return true, nil
+	}
+	return true, s.insertAnnounce(ctx, tx, id, announce, now)
 }
 
 func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a *Announce, now int64) error {
@@ -247,24 +316,76 @@ func (s *Store) ClaimNotifications(ctx context.Context, requester string) ([]Ann
 	}
 	var out []Announce
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		out = nil
-		rows, err := s.txQuery(ctx, tx, `UPDATE announces SET notified_at = ? WHERE requester_key = ? AND notified_at IS NULL AND silent = 0
-			RETURNING id, run_id, requester_key, status, body, created_at`, s.nowMS(), requester)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var a Announce
-			if err := rows.Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &a.CreatedAt); err != nil {
-				return err
-			}
-			out = append(out, a)
-		}
-		return rows.Err()
+		var err error
+		out, err = s.claimNotificationsTx(ctx, tx, requester)
+		return err
 	})
 	sortAnnounces(out)
 	return out, err
+}
+
+// claimNotificationsTx marks requester's announces not yet notified
+// notified inside tx and returns them.
+func (s *Store) claimNotificationsTx(ctx context.Context, tx *sql.Tx, requester string) ([]Announce, error) {
+	rows, err := s.txQuery(ctx, tx, `UPDATE announces SET notified_at = ? WHERE requester_key = ? AND notified_at IS NULL AND silent = 0
+		RETURNING id, run_id, requester_key, status, body, created_at`, s.nowMS(), requester)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Announce
+	for rows.Next() {
+		var a Announce
+		if err := rows.Scan(&a.ID, &a.RunID, &a.RequesterKey, &a.Status, &a.Body, &a.CreatedAt); err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// ClaimNotificationsAsync is ClaimNotifications without waiting for the
+// claim's commit: it is handed to the writer, commits with whatever else
+// is queued (a best-effort notification needs no commit of its own), and
+// then is called with what it claimed once committed (not when nothing
+// was pending or the claim failed). then runs on the writer's goroutine:
+// it must not block.
+func (s *Store) ClaimNotificationsAsync(ctx context.Context, requester string, then func([]Announce)) error {
+	var pending int
+	if err := s.readRow(ctx, `SELECT count(*) FROM announces WHERE requester_key = ? AND notified_at IS NULL AND silent = 0`, requester).Scan(&pending); err != nil {
+		return err
+	}
+	if pending == 0 {
+		return nil
+	}
+	var out []Announce
+	bg := context.Background()
+	req := &txReq{ctx: bg, done: make(chan error, 1), committed: make(chan struct{})}
+	req.fn = func(tx *sql.Tx) error {
+		var err error
+		out, err = s.claimNotificationsTx(bg, tx, requester)
+		return err
+	}
+	req.after = func(err error) {
+		if err != nil {
+			s.log.Warn("store: announce notifications not claimed", "requester", requester, "err", err)
+			return
+		}
+		if len(out) > 0 {
+			sortAnnounces(out)
+			then(out)
+		}
+	}
+	s.wstats.async.Add(1)
+	select {
+	case s.writes <- req:
+		return nil
+	case <-s.stop:
+		req.answer(ErrClosed)
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // MarkAnnounceDelivered marks a run's announce delivered (and notified):

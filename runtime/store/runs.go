@@ -123,11 +123,15 @@ func (s *Store) InsertRun(ctx context.Context, r *Run) error {
 }
 
 func (s *Store) insertRunTx(ctx context.Context, tx *sql.Tx, r *Run) error {
+	var started any // NULL until the run starts
+	if r.StartedAt != 0 {
+		started = r.StartedAt
+	}
 	_, err := s.exec(ctx, tx, `INSERT INTO runs (id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking,
-		cleanup, timeout_ms, depth, role, state, options, owner_pid, owner_instance, heartbeat_at, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		cleanup, timeout_ms, depth, role, state, options, owner_pid, owner_instance, heartbeat_at, created_at, started_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.Kind, r.ChildKey, r.RequesterKey, r.AgentID, r.Label, r.Task, r.Preset, r.Model, r.Thinking,
-		r.Cleanup, r.TimeoutMS, r.Depth, r.Role, r.State, string(r.Options), r.OwnerPID, r.OwnerInstance, r.CreatedAt, r.CreatedAt)
+		r.Cleanup, r.TimeoutMS, r.Depth, r.Role, r.State, string(r.Options), r.OwnerPID, r.OwnerInstance, r.CreatedAt, r.CreatedAt, started)
 	return err
 }
 
@@ -187,13 +191,14 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 				r.State = RunQueued
 			}
 		}
+		r.StartedAt = 0
+		if r.State == RunRunning {
+			r.StartedAt = now
+		}
 		if err := s.insertRunTx(ctx, tx, r); err != nil {
 			return err
 		}
 		if r.State == RunRunning {
-			if _, err := s.exec(ctx, tx, `UPDATE runs SET started_at = ? WHERE id = ?`, now, r.ID); err != nil {
-				return err
-			}
 			if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = ?`, now, r.ChildKey); err != nil {
 				return err
 			}
@@ -204,9 +209,6 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 		return nil
 	})
 	if err == nil {
-		if r.State == RunRunning {
-			r.StartedAt = now
-		}
 		if r.Record != nil {
 			s.recorded(r.Record, gen)
 		}
@@ -305,42 +307,66 @@ type StartFunc func(options json.RawMessage) (msgs []Message, newOptions json.Ra
 // transcript when its turn starts, and never later than the claim: a
 // process killed right after claiming cannot lose an acknowledged message).
 func (s *Store) ClaimRunWith(ctx context.Context, id, instance string, pid int, start StartFunc) (bool, error) {
-	var n int64
+	r, err := s.ClaimRunFor(ctx, id, instance, pid, start)
+	return r != nil, err
+}
+
+// ClaimRunFor is ClaimRunWith that returns the claimed run as it is
+// after the claim, read in the claim's transaction (nil when it was not
+// claimed): whoever executes it needs no second read.
+func (s *Store) ClaimRunFor(ctx context.Context, id, instance string, pid int, start StartFunc) (*Run, error) {
+	var r *Run
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
-		now := s.nowMS()
-		res, err := s.exec(ctx, tx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
-			WHERE id = ? AND state = 'queued'
-			AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.child_key = runs.child_key AND o.id != runs.id
-				AND (o.state = 'running' OR (o.state = 'queued' AND o.id < runs.id)))`, instance, pid, now, now, id)
-		if err != nil {
-			return err
-		}
-		if n, err = res.RowsAffected(); err != nil || n != 1 {
-			return err
-		}
-		_, err = s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`, now, id)
-		if err != nil || start == nil {
-			return err
-		}
-		var opts string
-		if err := s.queryRow(ctx, tx, `SELECT options FROM runs WHERE id = ?`, id).Scan(&opts); err != nil {
-			return err
-		}
-		msgs, newOpts, err := start(json.RawMessage(opts))
-		if err != nil {
-			return err
-		}
-		if len(msgs) > 0 {
-			if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
-				return err
-			}
-		}
-		if newOpts != nil {
-			_, err = s.exec(ctx, tx, `UPDATE runs SET options = ? WHERE id = ?`, string(newOpts), id)
-		}
+		var err error
+		r, err = s.claimRunTx(ctx, tx, id, instance, pid, start, s.nowMS())
 		return err
 	})
-	return n == 1, err
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// claimRunTx is ClaimRunFor's work inside tx (also done by
+// FinishRunAndClaim): nil when the run is not queued or its session is
+// busy.
+func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string, pid int, start StartFunc, now int64) (*Run, error) {
+	res, err := s.exec(ctx, tx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
+		WHERE id = ? AND state = 'queued'
+		AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.child_key = runs.child_key AND o.id != runs.id
+			AND (o.state = 'running' OR (o.state = 'queued' AND o.id < runs.id)))`, instance, pid, now, now, id)
+	if err != nil {
+		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, err
+	}
+	r, err := scanRun(s.queryRow(ctx, tx, "SELECT "+runCols+" FROM runs WHERE id = ?", id))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = ?`, now, r.ChildKey); err != nil {
+		return nil, err
+	}
+	if start == nil {
+		return r, nil
+	}
+	msgs, newOpts, err := start(r.Options)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) > 0 {
+		if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
+			return nil, err
+		}
+	}
+	if newOpts != nil {
+		if _, err := s.exec(ctx, tx, `UPDATE runs SET options = ? WHERE id = ?`, string(newOpts), id); err != nil {
+			return nil, err
+		}
+		r.Options = newOpts
+	}
+	return r, nil
 }
 
 // RunStates returns the current state of each run id (for cancellation
