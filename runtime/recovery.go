@@ -35,8 +35,9 @@ func (m *Manager) heartbeat() {
 }
 
 // maintain notices kills made by other processes, polls their announces,
-// recovers runs of processes that died, archives finished child sessions
-// and expires parked approvals, every heartbeat interval.
+// recovers runs of processes that died, archives finished child sessions,
+// expires parked approvals and keeps SQLite's -wal file bounded, every
+// heartbeat interval.
 func (m *Manager) maintain() {
 	defer m.wg.Done()
 	t := time.NewTicker(heartbeatEvery)
@@ -57,6 +58,9 @@ func (m *Manager) maintain() {
 		}
 		m.sweepArchive(ctx)
 		m.sweepApprovals(ctx)
+		if _, err := m.st.CheckpointWAL(ctx); err != nil {
+			m.rt.log.Warn("checkpoint the WAL", "err", err)
+		}
 		m.mu.Lock()
 		n := m.notify
 		m.mu.Unlock()
