@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"reflect"
+	"strings"
 	"testing"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
 // SessionRuns reads children, the active run and the latest run in one
@@ -126,5 +129,32 @@ func TestCreateRunClaimedWithRecord(t *testing.T) {
 	}
 	if got, _ := s.GetRun(ctx, "next"); got == nil || got.State != RunQueued || r2.State != RunQueued || got.StartedAt != 0 {
 		t.Fatalf("second run %+v (r2.State %s), want queued", got, r2.State)
+	}
+}
+
+// SessionRuns reads the newest runs in index order: no sort of a session's
+// runs (a long-lived session has one per send).
+func TestSessionRunsNeedNoSort(t *testing.T) {
+	if testdb.Postgres() {
+		t.Skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL plans by its statistics")
+	}
+	s := openTest(t, "")
+	rows, err := s.DB().Query("EXPLAIN QUERY PLAN "+sessionRunsQuery, "k", "k", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	text := strings.Join(plan, "\n")
+	if strings.Contains(text, "TEMP B-TREE") || !strings.Contains(text, "runs_child") {
+		t.Fatalf("plan sorts or does not use runs_child:\n%s", text)
 	}
 }
