@@ -105,26 +105,7 @@ func (s *Store) FinishRunAndClaim(ctx context.Context, id string, o Outcome, ann
 // the next spawn instead of on its own: one commit fewer per run when runs
 // end one at a time. It returns once committed, as Tx does.
 func (s *Store) patientTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	req := &txReq{ctx: ctx, fn: fn, done: make(chan error, 1), committed: make(chan struct{})}
-	s.wstats.waited.Add(1)
-	select {
-	case s.writes <- req:
-	case <-s.stop:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-req.done:
-		return s.fault(err)
-	case <-s.exited:
-		select {
-		case err := <-req.done:
-			return s.fault(err)
-		default:
-			return ErrClosed
-		}
-	}
+	return s.waitFor(&txReq{ctx: ctx, fn: fn, done: make(chan error, 1), committed: make(chan struct{})})
 }
 
 // finishRunTx is FinishRun's work inside tx: false when the run had

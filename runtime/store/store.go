@@ -279,11 +279,17 @@ func (s *Store) nowMS() int64 { return s.now().UnixMilli() }
 
 // Tx runs fn in a write transaction (BEGIN IMMEDIATE) and returns once it
 // is committed. Writes queued at the same time are committed together
-// (group commit), each in its own savepoint: fn's error rolls back fn's
-// writes only. The transaction is retried when another process holds the
+// (group commit); fn's error rolls back fn's writes only (a batch in which
+// one write failed runs again with a savepoint per write). The transaction is retried when another process holds the
 // lock past busy_timeout, so fn must be safe to run more than once.
 func (s *Store) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	req := &txReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	return s.waitFor(&txReq{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+// waitFor queues req for the writer and returns its outcome once it is
+// committed (or the store closed before it ran).
+func (s *Store) waitFor(req *txReq) error {
+	ctx := req.ctx
 	s.wstats.waited.Add(1)
 	select {
 	case s.writes <- req:
