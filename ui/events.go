@@ -112,13 +112,22 @@ func (u *UI) serveEvents(w http.ResponseWriter, r *http.Request, c policy.Caller
 	q := r.URL.Query()
 	var compute func(ctx context.Context) (any, error)
 	switch view := q.Get("view"); view {
+	// Views read with several queries; they are read again when a commit
+	// landed in between (UI.consistent). The session view keeps its place
+	// in the transcript between reads, so it is not read twice.
 	case "sessions":
 		sq := sessionsQuery(q.Get)
-		compute = func(ctx context.Context) (any, error) { return u.sessionsView(ctx, c, sq) }
+		compute = func(ctx context.Context) (any, error) {
+			return u.consistent(ctx, func(ctx context.Context) (any, error) { return u.sessionsView(ctx, c, sq) })
+		}
 	case "tree":
-		compute = func(ctx context.Context) (any, error) { return u.treeView(ctx, c) }
+		compute = func(ctx context.Context) (any, error) {
+			return u.consistent(ctx, func(ctx context.Context) (any, error) { return u.treeView(ctx, c) })
+		}
 	case "stats":
-		compute = func(ctx context.Context) (any, error) { return u.statsView(ctx, c) }
+		compute = func(ctx context.Context) (any, error) {
+			return u.consistent(ctx, func(ctx context.Context) (any, error) { return u.statsView(ctx, c) })
+		}
 	case "session":
 		key := q.Get("key")
 		last := int64(-1)

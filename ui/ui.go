@@ -75,6 +75,12 @@ type UI struct {
 	mu      sync.Mutex
 	changed chan struct{} // closed (and replaced) when the database changed
 
+	// watchMu guards watch, the change marker shared by the poller and
+	// version (opened on first use, closed on an error and by the poller
+	// when the UI closes).
+	watchMu sync.Mutex
+	watch   *store.ChangeWatch
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -268,11 +274,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // streams when it moved.
 func (u *UI) poll() {
 	defer u.wg.Done()
-	var watch *store.ChangeWatch
 	defer func() {
-		if watch != nil {
-			watch.Close()
+		u.watchMu.Lock()
+		if u.watch != nil {
+			u.watch.Close()
+			u.watch = nil
 		}
+		u.watchMu.Unlock()
 	}()
 	var last int64 = -1
 	t := time.NewTicker(u.opts.Poll)
@@ -283,28 +291,58 @@ func (u *UI) poll() {
 			return
 		case <-t.C:
 		}
-		if watch == nil {
-			var err error
-			if watch, err = u.opts.Store.WatchChanges(u.ctx); err != nil {
-				u.log.Warn("ui: watch database changes", "err", err)
-				continue
-			}
-		}
-		v, err := watch.Version(u.ctx)
-		if err != nil {
-			if u.ctx.Err() == nil {
-				u.log.Warn("ui: read database change marker", "err", err)
-			}
-			watch.Close()
-			watch = nil
-			continue
-		}
-		if v != last {
+		v, ok := u.version(u.ctx)
+		if ok && v != last {
 			last = v
 			u.mu.Lock()
 			close(u.changed)
 			u.changed = make(chan struct{})
 			u.mu.Unlock()
+		}
+	}
+}
+
+// version reads the database's change marker (ok false when it cannot be
+// read; the error is logged and the marker reopened at the next call).
+func (u *UI) version(ctx context.Context) (int64, bool) {
+	u.watchMu.Lock()
+	defer u.watchMu.Unlock()
+	if u.ctx.Err() != nil {
+		return 0, false
+	}
+	if u.watch == nil {
+		w, err := u.opts.Store.WatchChanges(u.ctx)
+		if err != nil {
+			u.log.Warn("ui: watch database changes", "err", err)
+			return 0, false
+		}
+		u.watch = w
+	}
+	v, err := u.watch.Version(ctx)
+	if err != nil {
+		if u.ctx.Err() == nil && ctx.Err() == nil {
+			u.log.Warn("ui: read database change marker", "err", err)
+		}
+		u.watch.Close()
+		u.watch = nil
+		return 0, false
+	}
+	return v, true
+}
+
+// consistent runs compute until nothing was committed while it read (at
+// most three times): a view is read with several queries, and one that
+// straddled a commit would show, say, a session already timed out beside
+// its run still running.
+func (u *UI) consistent(ctx context.Context, compute func(context.Context) (any, error)) (any, error) {
+	for i := 0; ; i++ {
+		v0, ok0 := u.version(ctx)
+		v, err := compute(ctx)
+		if err != nil || i == 2 {
+			return v, err
+		}
+		if v1, ok1 := u.version(ctx); !ok0 || !ok1 || v0 == v1 {
+			return v, err
 		}
 	}
 }

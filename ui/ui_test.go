@@ -519,3 +519,36 @@ func TestMountedUnderPrefix(t *testing.T) {
 		t.Error(`Prefix "/ui" (no trailing slash) was accepted`)
 	}
 }
+
+// A view read while another process committed is read again, so a stream
+// never shows a state no transaction left (a session timed out beside its
+// run still running); a view read with nothing committed meanwhile is read
+// once.
+func TestViewReadAgainWhenACommitLandedMeanwhile(t *testing.T) {
+	f := newFixture(t)
+	seed(t, f.st)
+	_, u := f.server(t, f.caller(t, "observer"))
+	other, err := store.Open(context.Background(), f.path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx := context.Background()
+	calls := 0
+	v, err := u.consistent(ctx, func(ctx context.Context) (any, error) {
+		calls++
+		if calls == 1 { // another process commits while this read is under way
+			if ok, err := other.FinishRun(ctx, "run-summarise", store.Outcome{State: store.RunTimeout, SessionStatus: "timeout"}, nil); err != nil || !ok {
+				t.Fatalf("finish: %v %v", ok, err)
+			}
+		}
+		return calls, nil
+	})
+	if err != nil || v != 2 || calls != 2 {
+		t.Fatalf("a read straddling a commit: view %v after %d reads (%v), want the second read", v, calls, err)
+	}
+	calls = 0
+	if v, err := u.consistent(ctx, func(context.Context) (any, error) { calls++; return calls, nil }); err != nil || v != 1 {
+		t.Fatalf("a read with no commit meanwhile: view %v after %d reads (%v), want one read", v, calls, err)
+	}
+}
