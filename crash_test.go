@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -581,30 +580,14 @@ func argsKey(tool string, args any) string {
 // turns of a shared worker session queue behind each other).
 func crashConfig(t *testing.T, dir string) string {
 	t.Helper()
-	script := filepath.Join(dir, "script.json")
-	if err := os.WriteFile(script, []byte(`{"conversations": [
+	return scriptedConfig(t, dir, `{"conversations": [
 		{"match": "slow", "turns": [{"delay_ms": 1500, "text": "slow done", "usage": {"input_tokens": 10, "output_tokens": 3}}]},
 		{"match": "quick", "turns": [{"delay_ms": 20, "text": "quick done", "usage": {"input_tokens": 10, "output_tokens": 3}}]},
 		{"match": "work from", "turns": [{"delay_ms": 100, "text": "worked", "usage": {"input_tokens": 10, "output_tokens": 1}}]},
-		{"turns": [{"delay_ms": 30, "text": "fine", "usage": {"input_tokens": 10, "output_tokens": 1}}]}]}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
-[providers.demo]
-kind = "scripted"
-script = %q
-[[models]]
-id = "demo/scripted"
-provider = "demo"
-[agents.defaults]
-model = "demo/scripted"
+		{"turns": [{"delay_ms": 30, "text": "fine", "usage": {"input_tokens": 10, "output_tokens": 1}}]}]}`, `
 [agents.defaults.subagents]
 max_children_per_agent = 1000
-`, script)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+`)
 }
 
 // crashLedger is what the client saw acknowledged across every process.

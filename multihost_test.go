@@ -27,7 +27,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -54,23 +53,10 @@ const mhToken = "multihost-test-token-h3"
 // minimum.
 func multiHostConfig(t *testing.T, dir string) string {
 	t.Helper()
-	script := filepath.Join(dir, "script.json")
-	if err := os.WriteFile(script, []byte(`{"conversations": [
+	return scriptedConfig(t, dir, `{"conversations": [
 		{"match": "slow", "turns": [{"delay_ms": 4000, "text": "slow done", "usage": {"input_tokens": 10, "output_tokens": 3}}]},
 		{"match": "quick", "turns": [{"delay_ms": 20, "text": "quick done", "usage": {"input_tokens": 10, "output_tokens": 3}}]},
-		{"turns": [{"delay_ms": 30, "text": "fine", "usage": {"input_tokens": 10, "output_tokens": 1}}]}]}`), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`
-[providers.demo]
-kind = "scripted"
-script = %q
-[[models]]
-id = "demo/scripted"
-provider = "demo"
-[agents.defaults]
-model = "demo/scripted"
+		{"turns": [{"delay_ms": 30, "text": "fine", "usage": {"input_tokens": 10, "output_tokens": 1}}]}]}`, fmt.Sprintf(`
 [agents.defaults.subagents]
 max_children_per_agent = 1000
 max_concurrent = 2
@@ -82,10 +68,7 @@ min_every_seconds = 1
 name = "h3"
 token_env = "SP_MH_TOKEN"
 session = "agent:main:h3"
-`, script, int(mhStale/time.Second))), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+`, int(mhStale/time.Second)))
 }
 
 // mhHost is one sessionplane host of the lab and its client.
