@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 )
@@ -14,43 +15,70 @@ type SessionRuns struct {
 	Last     *Run     // the newest run of any state, nil when none
 }
 
-// childPad fills a child-session row of sessionRunsQuery out to runCols'
-// shape: the key in the id column, created_at in its own; the rest are
-// typed zero values, so the UNION is well typed on every backend.
-const childPad = `'c', key, '', '', '', '', '', '', '', '', '', '', 0, 0, '', '', '', '', '', '{}', 0, 0, 0, 0, 0.0,
+// sessionZeros fills a run or child row of sessionStatusQuery out to
+// sessionCols' shape, and runZeros the session's row out to runCols'
+// shape, with typed zero values, so the UNION is well typed on every
+// backend (PostgreSQL resolves each column's type across the members).
+const (
+	sessionZeros = `'', '', '', '', '', '', '', 0, '', '', '', '', 0, 0, 0, 0.0, 0, 0, 0, '', '', 0`
+	runZeros     = `'', '', '', '', '', '', '', '', '', '', '', 0, 0, '', '', '', '', '', '{}', 0, 0, 0, 0, 0.0,
+	0, '', 0, 0, 0, 0, ''`
+	// childPad is runZeros with a child session's key in the id column
+	// and its created_at in its own.
+	childPad = `key, '', '', '', '', '', '', '', '', '', '', 0, 0, '', '', '', '', '', '{}', 0, 0, 0, 0, 0.0,
 	0, '', 0, created_at, 0, 0, ''`
+)
 
-// sessionRunsQuery reads a session's active run, latest run and children
-// in one statement (one read snapshot, one round trip). Standard SQL with
-// ? placeholders: the derived tables are named, as PostgreSQL requires.
-const sessionRunsQuery = `SELECT 'a', ` + runCols + ` FROM (SELECT * FROM runs WHERE child_key = ? AND state IN ('queued','running')
+// sessionStatusQuery reads a session's row, its active run, its latest
+// run and its children in one statement: one read snapshot (on SQLite one
+// read transaction, whose start — the WAL's shared-memory locks — costs
+// about as much as the read itself) and one round trip. Every row is
+// 's' (the session), 'a', 'l' (the runs) or 'c' (a child), then the
+// session's columns, then the run's. Standard SQL with ? placeholders: the
+// derived tables are named, as PostgreSQL requires.
+const sessionStatusQuery = `SELECT 's', ` + sessionCols + `, ` + runZeros + ` FROM sessions WHERE key = ?
+	UNION ALL
+	SELECT 'a', ` + sessionZeros + `, ` + runCols + ` FROM (SELECT * FROM runs WHERE child_key = ? AND state IN ('queued','running')
 		ORDER BY created_at DESC LIMIT 1) AS a
 	UNION ALL
-	SELECT 'l', ` + runCols + ` FROM (SELECT * FROM runs WHERE child_key = ? ORDER BY created_at DESC, id DESC LIMIT 1) AS l
+	SELECT 'l', ` + sessionZeros + `, ` + runCols + ` FROM (SELECT * FROM runs WHERE child_key = ? ORDER BY created_at DESC, id DESC LIMIT 1) AS l
 	UNION ALL
-	SELECT ` + childPad + ` FROM sessions WHERE parent_key = ?`
+	SELECT 'c', ` + sessionZeros + `, ` + childPad + ` FROM sessions WHERE parent_key = ?`
 
-// SessionRuns reads key's children, active run and latest run in one
-// query.
-func (s *Store) SessionRuns(ctx context.Context, key string) (SessionRuns, error) {
+// SessionStatus reads key's session row, children, active run and latest
+// run in one statement (see sessionStatusQuery). It returns an error
+// wrapping ErrNotFound when there is no such session.
+func (s *Store) SessionStatus(ctx context.Context, key string) (*Session, SessionRuns, error) {
 	var out SessionRuns
-	rows, err := s.readRows(briefRead(ctx), sessionRunsQuery, key, key, key)
+	rows, err := s.readRows(briefRead(ctx), sessionStatusQuery, key, key, key, key)
 	if err != nil {
-		return out, fmt.Errorf("store: runs of session %q: %w", key, s.fault(err))
+		return nil, out, fmt.Errorf("store: status of session %q: %w", key, s.fault(err))
 	}
 	defer rows.Close()
 	type child struct {
 		key string
 		at  int64
 	}
-	var kids []child
+	var (
+		sess, pad Session
+		found     bool
+		kids      []child
+		part      string
+	)
 	for rows.Next() {
-		var part string
-		r, err := scanRun(prefixed{rows, &part})
+		dest := &pad // the zeros of a run or child row
+		// The part is known only once the row is scanned; a session row
+		// comes once, so its columns land in sess only for that row.
+		if !found {
+			dest = &sess
+		}
+		r, err := scanRun(prefixed{rows, append([]any{&part}, sessionDests(dest)...)})
 		if err != nil {
-			return out, fmt.Errorf("store: runs of session %q: %w", key, err)
+			return nil, out, fmt.Errorf("store: status of session %q: %w", key, err)
 		}
 		switch part {
+		case "s":
+			found = true
 		case "a":
 			out.Active = r
 		case "l":
@@ -58,9 +86,15 @@ func (s *Store) SessionRuns(ctx context.Context, key string) (SessionRuns, error
 		default:
 			kids = append(kids, child{r.ID, r.CreatedAt})
 		}
+		if !found {
+			sess = Session{} // a run or child row came first: its zeros are not the session
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return out, fmt.Errorf("store: runs of session %q: %w", key, s.fault(err))
+		return nil, out, fmt.Errorf("store: status of session %q: %w", key, s.fault(err))
+	}
+	if !found {
+		return nil, out, fmt.Errorf("session %q: %w", key, ErrNotFound)
 	}
 	sort.Slice(kids, func(i, j int) bool {
 		if kids[i].at != kids[j].at {
@@ -72,15 +106,25 @@ func (s *Store) SessionRuns(ctx context.Context, key string) (SessionRuns, error
 	for i, k := range kids {
 		out.Children[i] = k.key
 	}
-	return out, nil
+	return &sess, out, nil
 }
 
-// prefixed scans a leading column into first, the rest as row would.
+// SessionRuns reads key's children, active run and latest run (those of a
+// session that does not exist are empty).
+func (s *Store) SessionRuns(ctx context.Context, key string) (SessionRuns, error) {
+	_, out, err := s.SessionStatus(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return SessionRuns{Children: []string{}}, nil
+	}
+	return out, err
+}
+
+// prefixed scans leading columns into first, the rest as row would.
 type prefixed struct {
 	row   interface{ Scan(...any) error }
-	first any
+	first []any
 }
 
 func (p prefixed) Scan(dest ...any) error {
-	return p.row.Scan(append([]any{p.first}, dest...)...)
+	return p.row.Scan(append(p.first, dest...)...)
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -63,6 +64,57 @@ func TestSessionRunsOneQuery(t *testing.T) {
 	full, _ := s.GetRun(ctx, "r2")
 	if !reflect.DeepEqual(got.Last, full) {
 		t.Fatalf("last run %+v, want %+v", got.Last, full)
+	}
+}
+
+// SessionStatus reads the session's row with its runs and children in one
+// statement: the row as GetSession reads it, the runs and children as
+// SessionRuns, and ErrNotFound for a session that does not exist (even
+// when runs or children name it).
+func TestSessionStatusOneStatement(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	parent, child := "agent:m:main", "agent:m:subagent:a"
+	if _, err := s.EnsureSession(ctx, Session{Key: parent, Label: "p", Model: "m1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.EnsureSession(ctx, Session{Key: child, ParentKey: parent, Depth: 1, Thinking: "low"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*Run{
+		{ID: "r1", ChildKey: child, RequesterKey: parent, AgentID: "m", State: RunOK, CreatedAt: 100, Options: []byte(`{"y":2}`)},
+		{ID: "r2", ChildKey: child, RequesterKey: parent, AgentID: "m", State: RunRunning, CreatedAt: 200},
+		{ID: "r3", ChildKey: "agent:m:ghost", RequesterKey: parent, AgentID: "m", State: RunQueued, CreatedAt: 300},
+	} {
+		if err := s.InsertRun(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, key := range []string{parent, child} {
+		sess, runs, err := s.SessionStatus(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := s.GetSession(ctx, key)
+		if !reflect.DeepEqual(sess, want) {
+			t.Fatalf("%s: session %+v, want %+v", key, sess, want)
+		}
+		wantRuns, _ := s.SessionRuns(ctx, key)
+		if !reflect.DeepEqual(runs, wantRuns) {
+			t.Fatalf("%s: runs %+v, want %+v", key, runs, wantRuns)
+		}
+	}
+	_, runs, _ := s.SessionStatus(ctx, parent)
+	if !reflect.DeepEqual(runs.Children, []string{child}) || runs.Active != nil || runs.Last != nil {
+		t.Fatalf("parent: %+v", runs)
+	}
+	_, runs, _ = s.SessionStatus(ctx, child)
+	full, _ := s.GetRun(ctx, "r2")
+	if len(runs.Children) != 0 || !reflect.DeepEqual(runs.Active, full) || !reflect.DeepEqual(runs.Last, full) {
+		t.Fatalf("child: active %+v last %+v children %v", runs.Active, runs.Last, runs.Children)
+	}
+	if _, _, err := s.SessionStatus(ctx, "agent:m:ghost"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a session with a run but no row: err %v, want ErrNotFound", err)
 	}
 }
 
@@ -132,14 +184,14 @@ func TestCreateRunClaimedWithRecord(t *testing.T) {
 	}
 }
 
-// SessionRuns reads the newest runs in index order: no sort of a session's
+// SessionStatus reads the newest runs in index order: no sort of a session's
 // runs (a long-lived session has one per send).
 func TestSessionRunsNeedNoSort(t *testing.T) {
 	if testdb.Postgres() {
 		t.Skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL plans by its statistics")
 	}
 	s := openTest(t, "")
-	rows, err := s.DB().Query("EXPLAIN QUERY PLAN "+sessionRunsQuery, "k", "k", "k")
+	rows, err := s.DB().Query("EXPLAIN QUERY PLAN "+sessionStatusQuery, "k", "k", "k", "k")
 	if err != nil {
 		t.Fatal(err)
 	}
