@@ -34,8 +34,8 @@ const envelopeBytes = 64 << 10
 // most [mcp] drain_seconds), and only then is the rest cancelled.
 //
 // mcp-go's StdioServer cancels every in-flight request the moment its
-// input ends, so it reads through a reader of our own (feedReader) that
-// answers the end only after the drain. That reader is also where the
+// input ends, so it is fed through a pipe by a reader of our own that
+// closes the pipe only after the drain. That reader is also where the
 // JSON-RPC rules mcp-go does not enforce on stdio are kept: no request
 // other than initialize, ping and server/discover before initialize (a
 // 2026-07-28 request, which carries its protocol version, needs none), no
@@ -64,26 +64,24 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, wo
 	// The requests' context outlives ctx by the drain.
 	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer lcancel()
+	pr, pw := io.Pipe()
+	listenDone := make(chan error, 1)
+	go func() {
+		err := stdio.Listen(lctx, pr, c)
+		pr.CloseWithError(io.ErrClosedPipe) // a feeder still writing gives up
+		listenDone <- err
+	}()
 	feedCtx, stopFeed := context.WithCancel(ctx)
 	defer stopFeed()
-	f := &feedReader{c: c, ctx: feedCtx, in: bufio.NewReaderSize(in, 64<<10), ended: make(chan error, 1), release: make(chan struct{})}
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			close(f.release)
-		}
-	}
-	defer release()
-	listenDone := make(chan error, 1)
-	go func() { listenDone <- stdio.Listen(lctx, f, c) }()
+	feedDone := make(chan error, 1)
+	go func() { feedDone <- c.feed(feedCtx, in, pw) }()
 
 	var listenErr error
 	listenEnded, fed := false, false
 	select {
-	case err := <-f.ended:
+	case err := <-feedDone:
 		fed = true
-		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrClosedPipe) {
 			s.log.Warn("stdin read failed; finishing the requests already received", "err", err)
 		}
 	case <-ctx.Done():
@@ -99,7 +97,7 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, wo
 		}
 	}
 	lcancel()
-	release() // mcp-go's next read of the input ends it
+	pw.Close()
 	if !listenEnded {
 		select {
 		case listenErr = <-listenDone:
@@ -108,12 +106,12 @@ func (s *Server) ServeStdio(ctx context.Context, in io.Reader, out io.Writer, wo
 		}
 	}
 	if !fed {
-		// A read may be blocked on in: unblock it when in allows.
+		// The feeder may be blocked reading in: unblock it when in allows.
 		if d, ok := in.(interface{ SetReadDeadline(time.Time) error }); ok {
 			_ = d.SetReadDeadline(time.Now())
 		}
 		select {
-		case <-f.ended:
+		case <-feedDone:
 		case <-time.After(250 * time.Millisecond):
 			// A blocking stdin cannot be interrupted; the process exits next.
 			s.log.Debug("stdin reader left blocked on its read")
@@ -269,81 +267,41 @@ func (c *stdioConn) reply(id json.RawMessage, code int, msg string) {
 	}
 }
 
-// feedReader is the input mcp-go's stdio server reads: in, line by line,
-// through the connection's rules (admit), read on mcp-go's own read
-// goroutine, so a request reaches it without a goroutine and a pipe in
-// between (a hand-off that cost every request a wake-up). When in ends
-// (EOF, a read error, or ctx with the next line) it says so on ended, and
-// holds mcp-go's next read until release is closed (after the drain),
-// then answers io.EOF. mcp-go reads it from one goroutine at a time.
-type feedReader struct {
-	c       *stdioConn
-	ctx     context.Context // when it ends, nothing more is passed on
-	in      *bufio.Reader
-	buf     []byte        // the rest of an admitted line not yet read
-	wait    chan struct{} // initialize's answer, awaited before reading on
-	done    bool          // in ended
-	ended   chan error    // in's end (one value)
-	release chan struct{} // closed after the drain
-}
-
-// Read implements io.Reader.
-func (f *feedReader) Read(p []byte) (int, error) {
-	for len(f.buf) == 0 {
-		if f.done {
-			<-f.release
-			return 0, io.EOF
-		}
-		if f.wait != nil {
-			// What follows initialize is read once it is answered, so a
-			// client that pipes its requests right behind it is served in
-			// order.
-			select {
-			case <-f.wait:
-			case <-f.ctx.Done():
-			case <-time.After(30 * time.Second):
-			}
-			f.wait = nil
-		}
-		line, over, err := readLine(f.in, f.c.maxLine)
-		if f.ctx.Err() != nil {
+// feed reads in line by line and forwards what mcp-go should serve to w,
+// answering itself what breaks the rules above. It returns at EOF, on a
+// read or write error, or when ctx ends (then without forwarding more).
+func (c *stdioConn) feed(ctx context.Context, in io.Reader, w io.Writer) error {
+	r := bufio.NewReaderSize(in, 64<<10)
+	for {
+		line, over, err := readLine(r, c.maxLine)
+		if ctx.Err() != nil {
 			if id := requestID(line); id != nil {
-				f.c.reply(id, codeShuttingDown, "the server is shutting down and takes no new requests")
+				c.reply(id, codeShuttingDown, "the server is shutting down and takes no new requests")
 			}
-			f.end(f.ctx.Err())
-			continue
+			return ctx.Err()
 		}
 		if over > 0 {
-			f.c.reply(requestID(line), codeInvalidRequest, fmt.Sprintf("request of %d bytes is over the limit of %d bytes (raise [limits] call_bytes to allow larger tool arguments)", over, f.c.maxLine))
+			c.reply(requestID(line), codeInvalidRequest, fmt.Sprintf("request of %d bytes is over the limit of %d bytes (raise [limits] call_bytes to allow larger tool arguments)", over, c.maxLine))
 		} else if len(bytes.TrimSpace(line)) > 0 {
-			f.buf, f.wait = f.c.admit(line)
+			if ferr := c.forward(ctx, line, w); ferr != nil {
+				return ferr
+			}
 		}
 		if err != nil {
-			f.end(err)
+			return err
 		}
 	}
-	n := copy(p, f.buf)
-	f.buf = f.buf[n:]
-	return n, nil
 }
 
-func (f *feedReader) end(err error) {
-	if !f.done {
-		f.done = true
-		f.ended <- err
-	}
-}
-
-// admit applies the connection's rules to one message: it returns the
-// line to pass on (nil when this layer answered it) and, for initialize,
-// the channel closed when it is answered.
-func (c *stdioConn) admit(line []byte) (pass []byte, wait chan struct{}) {
+// forward applies the connection's rules to one message and passes it on.
+func (c *stdioConn) forward(ctx context.Context, line []byte, w io.Writer) error {
 	var m struct {
 		ID     json.RawMessage `json:"id"`
 		Method string          `json:"method"`
 		Params json.RawMessage `json:"params"`
 	}
 	isRequest := json.Unmarshal(line, &m) == nil && m.Method != "" && len(m.ID) > 0 && string(m.ID) != "null"
+	var wait chan struct{}
 	if isRequest {
 		key := idKey(m.ID)
 		c.mu.Lock()
@@ -369,10 +327,22 @@ func (c *stdioConn) admit(line []byte) (pass []byte, wait chan struct{}) {
 		c.mu.Unlock()
 		if refuse != "" {
 			c.reply(m.ID, code, refuse)
-			return nil, nil
+			return nil
 		}
 	}
-	return append(bytes.TrimRight(line, "\r\n"), '\n'), wait
+	if _, err := w.Write(append(bytes.TrimRight(line, "\r\n"), '\n')); err != nil {
+		return err
+	}
+	if wait != nil {
+		// What follows initialize is read once it is answered, so a client
+		// that pipes its requests right behind it is served in order.
+		select {
+		case <-wait:
+		case <-ctx.Done():
+		case <-time.After(30 * time.Second):
+		}
+	}
+	return nil
 }
 
 func allowedBeforeInit(method string) bool {
