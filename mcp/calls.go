@@ -70,9 +70,12 @@ func (s *Server) call(ctx context.Context, name string, req mcp.CallToolRequest)
 	}
 	o.remember(ctx)
 	o.markSeen(ctx, s.reg.Env().Store)
-	raw, err := json.Marshal(req.Params.Arguments)
-	if err != nil || req.Params.Arguments == nil {
-		raw = json.RawMessage("{}")
+	raw := noArgs
+	if m, ok := req.Params.Arguments.(map[string]any); !ok || len(m) > 0 {
+		b, err := json.Marshal(req.Params.Arguments)
+		if err == nil && req.Params.Arguments != nil {
+			raw = b
+		}
 	}
 	fold := &foldedRecord{own: o.caller.Key, name: name, args: raw}
 	res := s.reg.Call(tools.WithRecorder(ctx, fold), o.caller, &elicitApprover{srv: s.srv}, name, raw, s.progress(ctx, req))
@@ -84,6 +87,10 @@ func (s *Server) call(ctx context.Context, name string, req mcp.CallToolRequest)
 	}
 	return out, nil
 }
+
+// noArgs is the arguments of a call that has none (what json.Marshal
+// gives for an empty map).
+var noArgs = json.RawMessage("{}")
 
 // foldedRecord lets the tool's own write carry the call's transcript
 // record (tools.Recorder): taken at most once, for this call's tool only.

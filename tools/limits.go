@@ -38,6 +38,9 @@ func checkLimits(l config.Limits, tool string, raw json.RawMessage) string {
 	if len(raw) > l.CallBytes {
 		return config.LimitError("the arguments of "+tool, len(raw), l.CallBytes, "call_bytes")
 	}
+	if emptyArgs(raw) {
+		return "" // nothing to walk
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any

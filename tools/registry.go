@@ -80,6 +80,9 @@ type Registry struct {
 	order   []string
 	mu      sync.Mutex
 	schemas map[string]*jsonschema.Schema
+	// noArgs holds, per tool, what validating {} against its input schema
+	// gave (nil when valid): a call without arguments is checked once.
+	noArgs map[string]error
 	// autoNoted holds caller key + action class pairs already told that an
 	// "auto" approval proceeded without asking: the note is said once.
 	autoNoted sync.Map
@@ -87,7 +90,7 @@ type Registry struct {
 
 // NewRegistry returns a registry over env holding tools.
 func NewRegistry(env *Env, ts ...*Tool) *Registry {
-	r := &Registry{env: env, tools: map[string]*Tool{}, schemas: map[string]*jsonschema.Schema{}}
+	r := &Registry{env: env, tools: map[string]*Tool{}, schemas: map[string]*jsonschema.Schema{}, noArgs: map[string]error{}}
 	for _, t := range ts {
 		r.Add(t)
 	}
@@ -284,6 +287,23 @@ func (r *Registry) validate(t *Tool, raw json.RawMessage) error {
 	if len(bytes.TrimSpace(raw)) == 0 || string(raw) == "null" {
 		raw = json.RawMessage("{}")
 	}
+	if string(raw) != "{}" {
+		return validateRaw(sch, raw)
+	}
+	r.mu.Lock()
+	err, ok := r.noArgs[t.Name]
+	r.mu.Unlock()
+	if !ok {
+		err = validateRaw(sch, raw)
+		r.mu.Lock()
+		r.noArgs[t.Name] = err
+		r.mu.Unlock()
+	}
+	return err
+}
+
+// validateRaw validates raw, JSON arguments, against sch.
+func validateRaw(sch *jsonschema.Schema, raw json.RawMessage) error {
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
 	if err != nil {
 		return fmt.Errorf("arguments are not valid JSON: %v", err)

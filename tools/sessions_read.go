@@ -254,14 +254,30 @@ func resolveSession(ctx context.Context, call *Call, key, id string) (*store.Ses
 	var s *store.Session
 	var err error
 	if key != "" {
-		key = policy.ResolveKey(call.Caller, key)
-		if err := policy.ValidKey(key); err != nil {
-			return nil, fmt.Errorf("key: %v", err)
+		if key, err = sessionKey(call, key); err != nil {
+			return nil, err
 		}
 		s, err = call.Env.Store.GetSession(ctx, key)
 	} else {
 		s, err = call.Env.Store.GetSessionByID(ctx, id)
 	}
+	return foundSession(ctx, call, s, err, key, id)
+}
+
+// sessionKey resolves a key as the caller wrote it (relative forms) and
+// checks its shape.
+func sessionKey(call *Call, key string) (string, error) {
+	key = policy.ResolveKey(call.Caller, key)
+	if err := policy.ValidKey(key); err != nil {
+		return "", fmt.Errorf("key: %v", err)
+	}
+	return key, nil
+}
+
+// foundSession turns the read of a session named by key (or, when key is
+// "", by id) into resolveSession's answer: a not-found error that says
+// where to look, or the session once the caller may see it.
+func foundSession(ctx context.Context, call *Call, s *store.Session, err error, key, id string) (*store.Session, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		what := key
 		if what == "" {

@@ -70,8 +70,16 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 	if key == "" {
 		key = call.Caller.Key
 	}
-	s, err := resolveSession(ctx, call, key, "")
+	if key == "" {
+		return resolveSessionErr(ctx, call)
+	}
+	key, err := sessionKey(call, key)
 	if err != nil {
+		return StatusOut{}, "", err
+	}
+	// One statement for the session row, its runs and its children.
+	s, sr, err := call.Env.Store.SessionStatus(ctx, key)
+	if s, err = foundSession(ctx, call, s, err, key, ""); err != nil {
 		return StatusOut{}, "", err
 	}
 	cfg := call.Env.Config
@@ -94,11 +102,6 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 		out.Role = "leaf"
 	}
 	out.RiskLevel = riskLevel(call, s.Depth, s.Preset, out.Role)
-	// One query for the children, the active run and the latest run.
-	sr, err := call.Env.Store.SessionRuns(ctx, s.Key)
-	if err != nil {
-		return StatusOut{}, "", err
-	}
 	out.Children = []string{}
 	for _, k := range sr.Children { // only the children the caller may see
 		if call.Env.Policy.Access(ctx, call.Caller, k).Allowed() {
@@ -145,6 +148,12 @@ func sessionStatus(ctx context.Context, call *Call, in StatusIn) (StatusOut, str
 	}
 	fmt.Fprintf(&b, "Transcript: %s", out.TranscriptURI)
 	return out, b.String(), nil
+}
+
+// resolveSessionErr is resolveSession's answer to a call without a key.
+func resolveSessionErr(ctx context.Context, call *Call) (StatusOut, string, error) {
+	_, err := resolveSession(ctx, call, "", "")
+	return StatusOut{}, "", err
 }
 
 // riskLevel: high when the session's policy may send role=system or reach

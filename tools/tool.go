@@ -7,6 +7,7 @@
 package tools
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -149,12 +150,17 @@ func Define[In, Out any](m Meta, h Handler[In, Out]) *Tool {
 			return mustSchema[In](true), outputSchema[Out](), schemaEntries[In, Out]()
 		},
 	}
+	var zero In
+	_, custom := any(&zero).(json.Unmarshaler)
 	t.decode = func(raw json.RawMessage) (any, error) {
 		var in In
+		if emptyArgs(raw) && !custom {
+			return in, nil // what decoding {} gives, without a decoder
+		}
 		if len(raw) == 0 || string(raw) == "null" {
 			raw = json.RawMessage("{}")
 		}
-		dec := json.NewDecoder(strings.NewReader(string(raw)))
+		dec := json.NewDecoder(bytes.NewReader(raw))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&in); err != nil {
 			return nil, decodeError(err)
@@ -172,6 +178,12 @@ func Define[In, Out any](m Meta, h Handler[In, Out]) *Tool {
 		return out, text, err
 	}
 	return t
+}
+
+// emptyArgs reports whether raw is no arguments at all: absent, null or
+// exactly {} (how the MCP server passes a call without arguments).
+func emptyArgs(raw json.RawMessage) bool {
+	return len(raw) == 0 || string(raw) == "{}" || string(raw) == "null"
 }
 
 func decodeError(err error) error {

@@ -80,13 +80,17 @@ const sessionCols = `key, session_id, agent_id, kind, label, COALESCE(parent_key
 
 func scanSession(row interface{ Scan(...any) error }) (*Session, error) {
 	var s Session
-	err := row.Scan(&s.Key, &s.ID, &s.AgentID, &s.Kind, &s.Label, &s.ParentKey, &s.SpawnedBy, &s.Depth, &s.Model, &s.Thinking,
-		&s.Preset, &s.Status, &s.MessageCount, &s.TokensIn, &s.TokensOut, &s.CostUSD, &s.CreatedAt, &s.UpdatedAt, &s.ArchivedAt, &s.ModelServed,
-		&s.ForkedFrom, &s.ForkedAtSeq)
-	if err != nil {
+	if err := row.Scan(sessionDests(&s)...); err != nil {
 		return nil, err
 	}
 	return &s, nil
+}
+
+// sessionDests are the scan destinations of sessionCols, in its order.
+func sessionDests(s *Session) []any {
+	return []any{&s.Key, &s.ID, &s.AgentID, &s.Kind, &s.Label, &s.ParentKey, &s.SpawnedBy, &s.Depth, &s.Model, &s.Thinking,
+		&s.Preset, &s.Status, &s.MessageCount, &s.TokensIn, &s.TokensOut, &s.CostUSD, &s.CreatedAt, &s.UpdatedAt, &s.ArchivedAt, &s.ModelServed,
+		&s.ForkedFrom, &s.ForkedAtSeq}
 }
 
 // EnsureSession creates the session when it does not exist and returns the

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -9,137 +10,98 @@ import (
 	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
-// SessionRuns reads children, the active run and the latest run in one
-// query, with the same answers as the separate reads it replaces.
-func TestSessionRunsOneQuery(t *testing.T) {
+// SessionStatus reads the session's row, its children, the active run and
+// the latest run in one statement, with the same answers as the separate
+// reads it replaces (the runs' columns session_status uses), and
+// ErrNotFound for a session that does not exist, even when runs name it.
+func TestSessionStatusOneStatement(t *testing.T) {
 	s := openTest(t, "")
 	ctx := context.Background()
 	parent := "agent:m:main"
-	s.EnsureSession(ctx, Session{Key: parent})
-	got, err := s.SessionRuns(ctx, parent)
+	if _, err := s.EnsureSession(ctx, Session{Key: parent, Label: "p", Model: "m1"}); err != nil {
+		t.Fatal(err)
+	}
+	sess, got, err := s.SessionStatus(ctx, parent)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got.Children) != 0 || got.Active != nil || got.Last != nil {
+	if want, _ := s.GetSession(ctx, parent); !reflect.DeepEqual(sess, want) {
+		t.Fatalf("session %+v, want %+v", sess, want)
+	}
+	if got.Children == nil || len(got.Children) != 0 || got.Active != nil || got.Last != nil {
 		t.Fatalf("empty session: %+v", got)
 	}
 	for _, k := range []string{"agent:m:subagent:b", "agent:m:subagent:a", "agent:m:subagent:c"} {
-		if _, err := s.EnsureSession(ctx, Session{Key: k, ParentKey: parent, Depth: 1}); err != nil {
+		if _, err := s.EnsureSession(ctx, Session{Key: k, ParentKey: parent, Depth: 1, Thinking: "low"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	child := "agent:m:subagent:a"
 	for _, r := range []*Run{
-		{ID: "r1", ChildKey: child, RequesterKey: parent, AgentID: "m", State: RunRunning, CreatedAt: 100, Options: []byte(`{"x":1}`)},
-		{ID: "r2", ChildKey: child, RequesterKey: parent, AgentID: "m", State: RunOK, CreatedAt: 200, Cleanup: "delete"},
+		{ID: "r1", ChildKey: child, RequesterKey: parent, AgentID: "m", State: RunRunning, CreatedAt: 100, StartedAt: 110, Options: []byte(`{"x":1}`)},
+		{ID: "r2", ChildKey: child, RequesterKey: parent, AgentID: "m", State: RunOK, CreatedAt: 200, Cleanup: "delete", Options: []byte(`{"y":2}`)},
 		{ID: "r0", ChildKey: parent, RequesterKey: parent, AgentID: "m", State: RunQueued, CreatedAt: 50},
+		{ID: "r3", ChildKey: "agent:m:ghost", RequesterKey: parent, AgentID: "m", State: RunQueued, CreatedAt: 300},
 	} {
 		if err := s.InsertRun(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, err = s.SessionRuns(ctx, parent)
+	if _, err := s.DB().ExecContext(ctx, "UPDATE runs SET ended_at = 250, tokens_in = 7, tokens_out = 3, cost_usd = 0.25 WHERE id = 'r2'"); err != nil {
+		t.Fatal(err)
+	}
+	// The columns session_status reads, as GetRun reads them.
+	same := func(what string, got *Run, id string) {
+		t.Helper()
+		full, err := s.GetRun(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Run{ID: full.ID, AgentID: full.AgentID, ChildKey: full.ChildKey, State: full.State, Cleanup: full.Cleanup,
+			Options: full.Options, TokensIn: full.TokensIn, TokensOut: full.TokensOut, CostUSD: full.CostUSD,
+			CreatedAt: full.CreatedAt, StartedAt: full.StartedAt, EndedAt: full.EndedAt}
+		if got == nil || !reflect.DeepEqual(*got, want) {
+			t.Fatalf("%s run %+v, want %+v", what, got, want)
+		}
+	}
+	sess, got, err = s.SessionStatus(ctx, parent)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want, _ := s.GetSession(ctx, parent); !reflect.DeepEqual(sess, want) {
+		t.Fatalf("session %+v, want %+v", sess, want)
 	}
 	want, _ := s.Children(ctx, parent)
 	if !reflect.DeepEqual(got.Children, want) || len(want) != 3 {
 		t.Fatalf("children %v, want %v", got.Children, want)
 	}
-	if got.Active == nil || got.Active.ID != "r0" || got.Last == nil || got.Last.ID != "r0" {
-		t.Fatalf("parent's runs: active %+v last %+v", got.Active, got.Last)
-	}
-	got, err = s.SessionRuns(ctx, child)
+	same("parent's active", got.Active, "r0")
+	same("parent's last", got.Last, "r0")
+	sess, got, err = s.SessionStatus(ctx, child)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want, _ := s.GetSession(ctx, child); !reflect.DeepEqual(sess, want) {
+		t.Fatalf("child session %+v, want %+v", sess, want)
 	}
 	if len(got.Children) != 0 {
 		t.Fatalf("child's children %v", got.Children)
 	}
-	if got.Active == nil || got.Active.ID != "r1" || got.Active.State != RunRunning ||
-		string(got.Active.Options) != `{"x":1}` {
-		t.Fatalf("active %+v", got.Active)
-	}
-	full, _ := s.GetRun(ctx, "r2")
-	if !reflect.DeepEqual(got.Last, full) {
-		t.Fatalf("last run %+v, want %+v", got.Last, full)
+	same("child's active", got.Active, "r1")
+	same("child's last", got.Last, "r2")
+	if _, _, err := s.SessionStatus(ctx, "agent:m:ghost"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a session with a run but no row: err %v, want ErrNotFound", err)
 	}
 }
 
-// CreateRun in state running claims the run it creates (started, its
-// session running) unless its session already has an active run, and
-// carries a call's record with the claim of the requester's announces:
-// all in one waited write, on either backend.
-func TestCreateRunClaimedWithRecord(t *testing.T) {
-	s := openTest(t, "")
-	ctx := context.Background()
-	me := "agent:m:main"
-	s.EnsureSession(ctx, Session{Key: me})
-	// An announce waiting for me, from an earlier run.
-	if err := s.InsertRun(ctx, &Run{ID: "old", ChildKey: "agent:m:subagent:old", RequesterKey: me, AgentID: "m"}); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := s.FinishRun(ctx, "old", Outcome{State: RunOK}, &Announce{RunID: "old", RequesterKey: me, Status: RunOK, Body: "old is done"}); err != nil || !ok {
-		t.Fatalf("finish: %v %v", ok, err)
-	}
-	rec := &CallRecord{Requester: me, Messages: []Message{
-		{SessionKey: me, Role: RoleAssistant, Trust: TrustUser, Content: Content{ToolCalls: []ToolCall{{ID: "c1", Name: "sessions_spawn"}}}},
-		{SessionKey: me, Role: RoleTool, Trust: TrustExternal, Content: Content{ToolResults: []ToolResult{{CallID: "c1", Name: "sessions_spawn", Content: "accepted"}}}},
-	}}
-	child := "agent:m:subagent:new"
-	w0 := s.WriteStats()
-	r := &Run{ID: "new", Kind: "spawn", ChildKey: child, RequesterKey: me, AgentID: "m", State: RunRunning, Record: rec}
-	task := Message{SessionKey: child, Role: RoleUser, Trust: TrustUser, Content: Content{Text: "do it"}}
-	if err := s.CreateRun(ctx, &Session{Key: child, ParentKey: me, Depth: 1}, []Message{task}, r); err != nil {
-		t.Fatal(err)
-	}
-	if n := s.WriteStats().Waited - w0.Waited; n != 1 {
-		t.Fatalf("waited writes %d, want 1", n)
-	}
-	got, err := s.GetRun(ctx, "new")
-	if err != nil || got.State != RunRunning || got.StartedAt == 0 || r.State != RunRunning {
-		t.Fatalf("run %+v %v (r.State %s)", got, err, r.State)
-	}
-	if sess, _ := s.GetSession(ctx, child); sess == nil || sess.Status != "running" {
-		t.Fatalf("child session %+v", sess)
-	}
-	if !rec.Committed || len(rec.Claimed) != 1 || rec.Claimed[0].Body != "old is done" {
-		t.Fatalf("record committed %v, claimed %+v", rec.Committed, rec.Claimed)
-	}
-	if a, _ := s.GetAnnounce(ctx, "old"); a == nil || a.DeliveredAt == 0 {
-		t.Fatalf("announce not marked delivered: %+v", a)
-	}
-	msgs, _ := s.Transcript(ctx, me)
-	found := 0
-	for _, m := range msgs {
-		for _, tr := range m.Content.ToolResults {
-			if tr.CallID == "c1" {
-				found++
-			}
-		}
-	}
-	if found != 1 {
-		t.Fatalf("record in the transcript %d times, want 1", found)
-	}
-	// A second run on the same session, asked to start running, is
-	// created queued: the session is busy.
-	r2 := &Run{ID: "next", Kind: "spawn", ChildKey: child, RequesterKey: me, AgentID: "m", State: RunRunning}
-	if err := s.CreateRun(ctx, nil, nil, r2); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.GetRun(ctx, "next"); got == nil || got.State != RunQueued || r2.State != RunQueued || got.StartedAt != 0 {
-		t.Fatalf("second run %+v (r2.State %s), want queued", got, r2.State)
-	}
-}
-
-// SessionRuns reads the newest runs in index order: no sort of a session's
+// SessionStatus reads the newest runs in index order: no sort of a session's
 // runs (a long-lived session has one per send).
-func TestSessionRunsNeedNoSort(t *testing.T) {
+func TestSessionStatusNeedsNoSort(t *testing.T) {
 	if testdb.Postgres() {
 		t.Skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL plans by its statistics")
 	}
 	s := openTest(t, "")
-	rows, err := s.DB().Query("EXPLAIN QUERY PLAN "+sessionRunsQuery, "k", "k", "k")
+	rows, err := s.DB().Query("EXPLAIN QUERY PLAN "+sessionStatusQuery, "k", "k", "k", "k")
 	if err != nil {
 		t.Fatal(err)
 	}
