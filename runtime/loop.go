@@ -64,6 +64,13 @@ type Turn struct {
 	// ParkableRun is true for a run of the run manager (a background run):
 	// a call that needs approval parks it instead of being refused.
 	ParkableRun bool
+	// Known, when set (with no Input), is the session's whole transcript
+	// as its caller just committed it (a new child's session and its
+	// task, store.Run.Transcript): the turn starts from it instead of
+	// reading the session back. A message appended after that commit
+	// joins before the next model call, as one appended while the model
+	// works does.
+	Known []store.Message
 }
 
 // Result is how a run ended.
@@ -135,12 +142,14 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 			return fail(res, "record the input message: "+err.Error())
 		}
 	}
-	history, err := r.st.Transcript(ctx, t.SessionKey)
-	if err != nil {
-		if ctx.Err() != nil {
-			return stopped(ctx, res)
+	history := t.Known
+	if history == nil || t.Input != "" {
+		if history, err = r.st.Transcript(ctx, t.SessionKey); err != nil {
+			if ctx.Err() != nil {
+				return stopped(ctx, res)
+			}
+			return fail(res, "read the transcript: "+err.Error())
 		}
-		return fail(res, "read the transcript: "+err.Error())
 	}
 	msgs := toProviderMessages(history)
 	var lastSeq int64

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -441,5 +442,64 @@ func TestLoopDeferFinal(t *testing.T) {
 	msgs, _ := e.st.Transcript(context.Background(), e.key)
 	if len(msgs) != 1 { // only the input: the caller writes the answer with the run's end
 		t.Fatalf("%d messages written", len(msgs))
+	}
+}
+
+// A turn given the transcript its caller just committed (Turn.Known: a new
+// child's session and its task) starts from it without reading the
+// session back; a message appended after that commit (here before the
+// turn even began) joins before the next model call, exactly once, as
+// one appended while the model works does.
+func TestLoopKnownTranscript(t *testing.T) {
+	tb := &fakeTools{specs: spec("a"), call: func(context.Context, policy.Caller, string, json.RawMessage) ToolResult {
+		return ToolResult{Text: "ok"}
+	}}
+	e := newLoopEnv(t, tb, func(ctx context.Context, n int, req provider.Request) (*provider.Response, error) {
+		if n == 0 {
+			return &provider.Response{ToolCalls: []provider.ToolCall{call("1", "a", `{}`)}}, nil
+		}
+		return &provider.Response{Text: "done"}, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	task := []store.Message{{SessionKey: e.key, Role: store.RoleUser, Trust: store.TrustUser, Content: store.Content{Text: "the task"}}}
+	if err := e.st.AppendMessages(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	late := store.Message{SessionKey: e.key, Role: store.RoleUser, Trust: store.TrustUser, Content: store.Content{Text: "sent after the create"}}
+	if _, err := e.st.AppendMessage(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	tn := e.turn("")
+	tn.Known = task
+	res := e.rt.RunTurn(ctx, tn)
+	if res.Status != StatusOK || res.Iterations != 2 {
+		t.Fatalf("result %+v", res)
+	}
+	reqs := e.prov.requests()
+	texts := func(r provider.Request) []string {
+		var out []string
+		for _, m := range r.Messages {
+			if m.Role == provider.RoleUser {
+				out = append(out, m.Text)
+			}
+		}
+		return out
+	}
+	if got := texts(reqs[0]); !slices.Equal(got, []string{"the task"}) {
+		t.Fatalf("first model call's user messages %q, want the known task alone (no read)", got)
+	}
+	if got := texts(reqs[1]); !slices.Equal(got, []string{"the task", "sent after the create"}) {
+		t.Fatalf("second model call's user messages %q, want the late message once", got)
+	}
+	// Without Known the turn reads the session: both from the first call.
+	e.prov.mu.Lock()
+	e.prov.reqs = nil
+	e.prov.mu.Unlock()
+	if res := e.rt.RunTurn(ctx, e.turn("")); res.Status != StatusOK {
+		t.Fatalf("result %+v", res)
+	}
+	if got := texts(e.prov.requests()[0]); len(got) != 2 || got[1] != "sent after the create" {
+		t.Fatalf("a turn without Known: first call's user messages %q", got)
 	}
 }

@@ -326,7 +326,8 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, sl *slo
 		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(run.TimeoutMS)*time.Millisecond, context.DeadlineExceeded)
 		defer cancel()
 	}
-	turn.DeferFinal = true // the final answer is written with the run's end
+	turn.Known = run.Transcript // set when the run was created with its session just now
+	turn.DeferFinal = true      // the final answer is written with the run's end
 	turn.ParkableRun = true
 	// Only a run that made a tool call can have parked (a park is a tool
 	// call waiting for approval, recorded with the run's counters): a run
