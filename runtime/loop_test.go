@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"strings"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -445,11 +445,13 @@ func TestLoopDeferFinal(t *testing.T) {
 	}
 }
 
-// A turn given the transcript its caller just committed (Turn.Known: a new
-// child's session and its task) starts from it without reading the
-// session back; a message appended after that commit (here before the
-// turn even began) joins before the next model call, exactly once, as
-// one appended while the model works does.
+// A turn given the transcript its caller just committed (Turn.Known with
+// KnownCurrent: a new child's session and its task, claimed in that
+// transaction) starts from it without reading the session back; a message
+// appended after that commit (here before the turn even began) joins
+// before the next model call, exactly once, as one appended while the
+// model works does. Given a transcript known when its run was queued
+// (Known alone), a turn reads only what follows it.
 func TestLoopKnownTranscript(t *testing.T) {
 	tb := &fakeTools{specs: spec("a"), call: func(context.Context, policy.Caller, string, json.RawMessage) ToolResult {
 		return ToolResult{Text: "ok"}
@@ -470,13 +472,6 @@ func TestLoopKnownTranscript(t *testing.T) {
 	if _, err := e.st.AppendMessage(ctx, late); err != nil {
 		t.Fatal(err)
 	}
-	tn := e.turn("")
-	tn.Known = task
-	res := e.rt.RunTurn(ctx, tn)
-	if res.Status != StatusOK || res.Iterations != 2 {
-		t.Fatalf("result %+v", res)
-	}
-	reqs := e.prov.requests()
 	texts := func(r provider.Request) []string {
 		var out []string
 		for _, m := range r.Messages {
@@ -486,20 +481,37 @@ func TestLoopKnownTranscript(t *testing.T) {
 		}
 		return out
 	}
+	run := func(known []store.Message, current bool) []provider.Request {
+		t.Helper()
+		e.prov.mu.Lock()
+		e.prov.reqs = nil
+		e.prov.mu.Unlock()
+		tn := e.turn("")
+		tn.Known, tn.KnownCurrent = known, current
+		if res := e.rt.RunTurn(ctx, tn); res.Status != StatusOK {
+			t.Fatalf("result %+v", res)
+		}
+		return e.prov.requests()
+	}
+	reqs := run(task, true)
+	if len(reqs) != 2 {
+		t.Fatalf("%d model calls, want 2", len(reqs))
+	}
 	if got := texts(reqs[0]); !slices.Equal(got, []string{"the task"}) {
-		t.Fatalf("first model call's user messages %q, want the known task alone (no read)", got)
+		t.Fatalf("current: first model call's user messages %q, want the known task alone (no read)", got)
 	}
 	if got := texts(reqs[1]); !slices.Equal(got, []string{"the task", "sent after the create"}) {
-		t.Fatalf("second model call's user messages %q, want the late message once", got)
+		t.Fatalf("current: second model call's user messages %q, want the late message once", got)
 	}
-	// Without Known the turn reads the session: both from the first call.
-	e.prov.mu.Lock()
-	e.prov.reqs = nil
-	e.prov.mu.Unlock()
-	if res := e.rt.RunTurn(ctx, e.turn("")); res.Status != StatusOK {
-		t.Fatalf("result %+v", res)
+	// Known when queued: what follows it is read (the known part is not:
+	// its text here differs from the stored one on purpose).
+	stale := []store.Message{task[0]}
+	stale[0].Content.Text = "the task as known"
+	if got := texts(run(stale, false)[0]); len(got) < 2 || got[0] != "the task as known" || got[1] != "sent after the create" {
+		t.Fatalf("known when queued: first call's user messages %q", got)
 	}
-	if got := texts(e.prov.requests()[0]); len(got) != 2 || got[1] != "sent after the create" {
+	// Without Known the turn reads the whole session.
+	if got := texts(run(nil, false)[0]); len(got) < 2 || got[0] != "the task" || got[1] != "sent after the create" {
 		t.Fatalf("a turn without Known: first call's user messages %q", got)
 	}
 }
