@@ -3,7 +3,10 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+
+	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
 // CreateRun writes a session it creates with its first messages once (the
@@ -120,5 +123,45 @@ func TestCreateRunNewSessionWrittenOnce(t *testing.T) {
 	check(fork, "running", 3, "first task", "again", "forked")
 	if r5.State != RunRunning || r5.Transcript != nil {
 		t.Fatalf("forked run: state %s, transcript %+v", r5.State, r5.Transcript)
+	}
+}
+
+// The reads of active runs with no requester (the heartbeat, recovery,
+// the list of active runs) and the spawn's count of active children go
+// through the partial index of active runs, which replaced runs_state and
+// runs_owner (0014): none scans the table.
+func TestActiveRunReadsUseThePartialIndex(t *testing.T) {
+	if testdb.Postgres() {
+		t.Skip("EXPLAIN QUERY PLAN is SQLite's; PostgreSQL plans by its statistics")
+	}
+	s := openTest(t, "")
+	list, _ := listRunsQuery(RunFilter{States: []string{RunRunning, RunQueued}, Limit: 100})
+	for _, c := range []struct {
+		q    string
+		args []any
+	}{
+		{heartbeatRuns, []any{1, "i"}},
+		{foreignActiveRuns, []any{"i"}},
+		{list, nil},
+		{`SELECT count(*) FROM runs WHERE requester_key = ? AND kind = 'spawn' AND state IN ('queued','running')`, []any{"r"}},
+	} {
+		rows, err := s.DB().Query("EXPLAIN QUERY PLAN "+c.q, c.args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, notused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		joined := strings.Join(plan, "; ")
+		if !strings.Contains(joined, "runs_active_requester") {
+			t.Errorf("%s: plan %q does not use runs_active_requester", c.q, joined)
+		}
 	}
 }
