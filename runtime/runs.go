@@ -331,8 +331,12 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, sl *slo
 	// from the transcript it wrote; one that was queued since then reads
 	// only what came after it.
 	turn.Known, turn.KnownCurrent = run.Transcript, run.Transcript != nil
-	if turn.Known == nil && ar != nil {
+	if turn.Known == nil && ar != nil && len(ar.known) > 0 {
+		// Nothing was appended while it waited when its claim found the
+		// session's message count where the known transcript ends (counts
+		// only grow, and a new session's seqs run 1..count).
 		turn.Known = ar.known
+		turn.KnownCurrent = claimed != nil && claimed.SessionMessages == ar.known[len(ar.known)-1].Seq
 	}
 	turn.DeferFinal = true // the final answer is written with the run's end
 	turn.ParkableRun = true

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -91,6 +92,16 @@ func TestCreateRunNewSessionWrittenOnce(t *testing.T) {
 	if r2.State != RunQueued || len(r2.Transcript) != 1 {
 		t.Fatalf("queued run: state %s, transcript %+v", r2.State, r2.Transcript)
 	}
+
+	// Its claim says how many messages the session holds, counting what
+	// the claim appends: the waiter compares it with what it knew.
+	start := func(json.RawMessage) ([]Message, json.RawMessage, error) {
+		return []Message{{SessionKey: child2, Role: RoleUser, Trust: TrustUser, Content: Content{Text: "at the claim"}}}, nil, nil
+	}
+	if c, err := s.ClaimRunFor(ctx, "b", "inst", 1, start); err != nil || c == nil || c.SessionMessages != 2 {
+		t.Fatalf("claim of b: %+v %v, want 2 session messages", c, err)
+	}
+	check(child2, "running", 2, "second", "at the claim")
 
 	// Over the limit: nothing is written, nothing handed over.
 	child3 := "agent:m:subagent:c"

@@ -74,6 +74,11 @@ type Run struct {
 	// Record, when set on a new run, is the tool call's own transcript
 	// record, written in CreateRun's transaction. Not stored as a column.
 	Record *CallRecord
+	// SessionMessages, set by a claim (ClaimRunFor, FinishRunAndClaim), is
+	// the message count of the run's session as the claim left it (-1:
+	// no session row): a waiter that knew the transcript up to that count
+	// need not read it. Not stored.
+	SessionMessages int64
 	// Transcript, set by CreateRun when it created the run's session
 	// (not a fork) with the run, is that session's whole transcript as
 	// committed: the messages it was created with, their seqs assigned.
@@ -427,7 +432,11 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = ?`, now, r.ChildKey); err != nil {
+	err = s.queryRow(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = ? RETURNING message_count`, now, r.ChildKey).Scan(&r.SessionMessages)
+	if errors.Is(err, sql.ErrNoRows) {
+		r.SessionMessages, err = -1, nil // no session row: nothing to count (as before, not an error here)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if start == nil {
@@ -440,6 +449,11 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 	if len(msgs) > 0 {
 		if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
 			return nil, err
+		}
+		for _, m := range msgs {
+			if m.SessionKey == r.ChildKey && r.SessionMessages >= 0 {
+				r.SessionMessages++
+			}
 		}
 	}
 	if newOpts != nil {
