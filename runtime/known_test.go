@@ -110,3 +110,19 @@ max_concurrent = 1
 		}
 	}
 }
+
+// Children's keys (and new sessions' ids) grow with time, so a burst of
+// spawns appends to the indexes keyed by them instead of writing a
+// random page of each.
+func TestChildKeysGrowWithTime(t *testing.T) {
+	parent := policy.Caller{Key: "agent:main:main", AgentID: "main"}
+	prevKey, prevID := "", ""
+	for i := 0; i < 200; i++ {
+		key := ChildKey(parent, "main")
+		id := store.NewSession(store.Session{Key: key}).ID
+		if !strings.HasPrefix(key, "agent:main:subagent:") || key <= prevKey || id <= prevID {
+			t.Fatalf("spawn %d: key %q after %q, session id %q after %q", i, key, prevKey, id, prevID)
+		}
+		prevKey, prevID = key, id
+	}
+}

@@ -118,7 +118,7 @@ func NewSession(in Session) Session {
 		in.AgentID = AgentOf(in.Key)
 	}
 	if in.ID == "" {
-		in.ID = uuid.NewString()
+		in.ID = uuid.Must(uuid.NewV7()).String() // time-ordered: appended to the session_id index
 	}
 	if in.Status == "" {
 		in.Status = "idle"
