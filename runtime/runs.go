@@ -333,10 +333,10 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, sl *slo
 	turn.Known, turn.KnownCurrent = run.Transcript, run.Transcript != nil
 	if turn.Known == nil && ar != nil && len(ar.known) > 0 {
 		// Nothing was appended while it waited when its claim found the
-		// session's message count where the known transcript ends (counts
-		// only grow, and a new session's seqs run 1..count).
+		// session's newest message where the known transcript ends (seqs
+		// only grow).
 		turn.Known = ar.known
-		turn.KnownCurrent = claimed != nil && claimed.SessionMessages == ar.known[len(ar.known)-1].Seq
+		turn.KnownCurrent = claimed != nil && claimed.SessionLastSeq == ar.known[len(ar.known)-1].Seq
 	}
 	turn.DeferFinal = true // the final answer is written with the run's end
 	turn.ParkableRun = true

@@ -93,13 +93,13 @@ func TestCreateRunNewSessionWrittenOnce(t *testing.T) {
 		t.Fatalf("queued run: state %s, transcript %+v", r2.State, r2.Transcript)
 	}
 
-	// Its claim says how many messages the session holds, counting what
-	// the claim appends: the waiter compares it with what it knew.
+	// Its claim says which seq the session's newest message has, counting
+	// what the claim appends: the waiter compares it with what it knew.
 	start := func(json.RawMessage) ([]Message, json.RawMessage, error) {
 		return []Message{{SessionKey: child2, Role: RoleUser, Trust: TrustUser, Content: Content{Text: "at the claim"}}}, nil, nil
 	}
-	if c, err := s.ClaimRunFor(ctx, "b", "inst", 1, start); err != nil || c == nil || c.SessionMessages != 2 {
-		t.Fatalf("claim of b: %+v %v, want 2 session messages", c, err)
+	if c, err := s.ClaimRunFor(ctx, "b", "inst", 1, start); err != nil || c == nil || c.SessionLastSeq != 2 {
+		t.Fatalf("claim of b: %+v %v, want newest seq 2", c, err)
 	}
 	check(child2, "running", 2, "second", "at the claim")
 

@@ -74,11 +74,11 @@ type Run struct {
 	// Record, when set on a new run, is the tool call's own transcript
 	// record, written in CreateRun's transaction. Not stored as a column.
 	Record *CallRecord
-	// SessionMessages, set by a claim (ClaimRunFor, FinishRunAndClaim), is
-	// the message count of the run's session as the claim left it (-1:
-	// no session row): a waiter that knew the transcript up to that count
+	// SessionLastSeq, set by a claim (ClaimRunFor, FinishRunAndClaim), is
+	// the seq of the newest message of the run's session as the claim
+	// left it (0: none): a waiter that knew the transcript up to that seq
 	// need not read it. Not stored.
-	SessionMessages int64
+	SessionLastSeq int64
 	// Transcript, set by CreateRun when it created the run's session
 	// (not a fork) with the run, is that session's whole transcript as
 	// committed: the messages it was created with, their seqs assigned.
@@ -405,7 +405,7 @@ func (s *Store) ClaimRunFor(ctx context.Context, id, instance string, pid int, s
 	var r *Run
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		r, err = s.claimRunTx(ctx, tx, id, instance, pid, start, s.nowMS())
+		r, err = s.claimRunSeqTx(ctx, tx, id, instance, pid, start, s.nowMS())
 		return err
 	})
 	if err != nil {
@@ -432,11 +432,7 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 	if err != nil {
 		return nil, err
 	}
-	err = s.queryRow(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = ? RETURNING message_count`, now, r.ChildKey).Scan(&r.SessionMessages)
-	if errors.Is(err, sql.ErrNoRows) {
-		r.SessionMessages, err = -1, nil // no session row: nothing to count (as before, not an error here)
-	}
-	if err != nil {
+	if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = ?`, now, r.ChildKey); err != nil {
 		return nil, err
 	}
 	if start == nil {
@@ -450,17 +446,27 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 		if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
 			return nil, err
 		}
-		for _, m := range msgs {
-			if m.SessionKey == r.ChildKey && r.SessionMessages >= 0 {
-				r.SessionMessages++
-			}
-		}
 	}
 	if newOpts != nil {
 		if _, err := s.exec(ctx, tx, `UPDATE runs SET options = ? WHERE id = ?`, string(newOpts), id); err != nil {
 			return nil, err
 		}
 		r.Options = newOpts
+	}
+	return r, nil
+}
+
+// claimRunSeqTx is claimRunTx that also reads, in tx, the seq of the
+// newest message of the claimed run's session (Run.SessionLastSeq): the
+// messages themselves, so it holds whatever this transaction appended,
+// however the session row's counters are kept.
+func (s *Store) claimRunSeqTx(ctx context.Context, tx *sql.Tx, id, instance string, pid int, start StartFunc, now int64) (*Run, error) {
+	r, err := s.claimRunTx(ctx, tx, id, instance, pid, start, now)
+	if r == nil || err != nil {
+		return r, err
+	}
+	if err := s.queryRow(ctx, tx, `SELECT COALESCE(max(seq), 0) FROM messages WHERE session_key = ?`, r.ChildKey).Scan(&r.SessionLastSeq); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
