@@ -362,6 +362,42 @@ func TestSpawnQueueAndLimits(t *testing.T) {
 	}
 }
 
+// A spawn that asks no approval is counted against max_children_per_agent
+// in its own transaction only, not read before it as well; a spawn over
+// the limit that a later check also refuses (allow_agents, the thinking
+// level, the child's preparation, spawn_agent's own options) is still
+// refused for the limit, first, in the documented order.
+func TestSpawnLimitRefusedFirst(t *testing.T) {
+	// No approval: nothing asks for the count before the transaction
+	// (TestSpawnQueueAndLimits has the default, "auto").
+	f, _ := newSpawnFixture(t, "max_concurrent = 1\nmax_children_per_agent = 1\n[approval]\nspawn-subagent = \"none\"")
+	a := f.spawn(map[string]any{"task": "slow one"})
+	waitFor(t, "the first run to start", func() bool { return f.runState(a.RunID) == "running" })
+	for _, c := range []struct {
+		tool string
+		args map[string]any
+	}{
+		{"sessions_spawn", map[string]any{"task": "quick", "agentId": "ops"}},
+		{"sessions_spawn", map[string]any{"task": "quick", "thinking": "sideways"}},
+		{"sessions_spawn", map[string]any{"task": "quick", "preset": "no-such-preset"}},
+		{"sessions_spawn", map[string]any{"task": "quick"}},
+		{"spawn_agent", map[string]any{"task": "quick", "delegate_only": true, "allow_tools": []string{"sessions_list"}, "nonblocking": true}},
+		{"spawn_agent", map[string]any{"task": "quick", "nonblocking": true}},
+	} {
+		var out spawnOut
+		res := f.call(c.tool, c.args, &out)
+		if !res.IsError || out.Rule != "subagents.max_children_per_agent" {
+			t.Errorf("%s %v over the limit: rule %q: %s", c.tool, c.args, out.Rule, text(res))
+		}
+	}
+	f.call("cancel_spawn", map[string]any{"task_id": a.RunID}, nil)
+	// Under the limit the other checks answer for themselves.
+	waitFor(t, "the first run to end", func() bool { return f.runState(a.RunID) != "running" })
+	if no := f.spawn(map[string]any{"task": "quick", "agentId": "ops"}); no.Rule != "subagents.allow_agents" {
+		t.Fatalf("disallowed agent under the limit: %+v", no)
+	}
+}
+
 func TestSpawnCrossAgent(t *testing.T) {
 	f, _ := newSpawnFixture(t, "")
 	ok := f.spawn(map[string]any{"task": "quick research", "agentId": "researcher"})

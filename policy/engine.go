@@ -353,7 +353,21 @@ func (e *Engine) ChildAccess(ctx context.Context, c Caller, key string) Decision
 	return e.access(ctx, c, key, true)
 }
 
+// NewChildAccess is ChildAccess for a key no session can have yet (a
+// child's key made just now around a new uuid, runtime.ChildKey): the
+// same decision, without looking the key's stored owner up (there is
+// none: the owner is the agent in the key).
+func (e *Engine) NewChildAccess(ctx context.Context, c Caller, key string) Decision {
+	return e.decideAccess(ctx, c, key, true, false)
+}
+
 func (e *Engine) access(ctx context.Context, c Caller, key string, child bool) Decision {
+	return e.decideAccess(ctx, c, key, child, true)
+}
+
+// decideAccess is access; lookup false skips reading key's stored owner,
+// for a key known to have no session.
+func (e *Engine) decideAccess(ctx context.Context, c Caller, key string, child, lookup bool) Decision {
 	key = ResolveKey(c, key)
 	if err := ValidKey(key); err != nil {
 		return deny("sessions.key", "", "%v", err)
@@ -364,9 +378,13 @@ func (e *Engine) access(ctx context.Context, c Caller, key string, child bool) D
 	if e.sessions == nil {
 		return deny("policy.error", "", "could not evaluate access to %s: the policy engine has no session store (denied)", key)
 	}
-	stored, ok, err := e.sessions.Owner(ctx, key)
-	if err != nil {
-		return deny("policy.error", "", "could not evaluate access to %s: %v (denied)", key, err)
+	var stored string
+	var ok bool
+	if lookup {
+		var err error
+		if stored, ok, err = e.sessions.Owner(ctx, key); err != nil {
+			return deny("policy.error", "", "could not evaluate access to %s: %v (denied)", key, err)
+		}
 	}
 	owner := store.AgentOf(key)
 	if ok && stored != "" && (owner == "" || owner == c.AgentID) {

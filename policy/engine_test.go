@@ -1140,3 +1140,31 @@ func TestCanonicalAndExpand(t *testing.T) {
 		t.Errorf("Canonical = %q", got)
 	}
 }
+
+// NewChildAccess decides a brand-new child key as ChildAccess does when
+// the store has no session for it, without asking the store (here every
+// lookup fails, which would deny with policy.error).
+func TestNewChildAccess(t *testing.T) {
+	keys := []string{"agent:main:subagent:new", "agent:other:subagent:new", "agent:research:subagent:new",
+		"agent:main:subagent:1:subagent:new", "agent:main:subagent:bad key"}
+	callers := []who{{}, {layers: []string{"plain"}}, {layers: []string{"research"}}, {layers: []string{"cross"}},
+		{layers: []string{"mainonly", "projects"}}, {key: "agent:main:subagent:1", depth: 1}}
+	for _, vis := range []string{"", "self", "tree", "agent", "all"} {
+		toml := accessPresets
+		if vis != "" {
+			toml += "[tools.sessions]\nvisibility = \"" + vis + "\"\n"
+		}
+		looked := newEngine(t, toml, storeOf(nil, nil))
+		blind := newEngine(t, toml, failing)
+		for _, w := range callers {
+			for _, key := range keys {
+				want := looked.ChildAccess(context.Background(), w.caller(t, looked), key)
+				got := blind.NewChildAccess(context.Background(), w.caller(t, blind), key)
+				if ruleOf(got) != ruleOf(want) || got.Message != want.Message {
+					t.Errorf("visibility %q, caller %+v, key %q: NewChildAccess %q (%s), ChildAccess %q (%s)",
+						vis, w, key, ruleOf(got), got.Message, ruleOf(want), want.Message)
+				}
+			}
+		}
+	}
+}

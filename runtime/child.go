@@ -60,7 +60,11 @@ type Child struct {
 // ChildKey makes a child's session key: agent:<agent>:subagent:<uuid>, or
 // the parent's key plus :subagent:<uuid> when the parent is itself a child.
 func ChildKey(parent policy.Caller, agentID string) string {
-	id := uuid.NewString()
+	// A v7 uuid grows with time, so a new child's key lands at the end of
+	// every index keyed by it (sessions, messages, runs_child) instead of
+	// on a random page of each: one hot page per index for a burst of
+	// spawns.
+	id := uuid.Must(uuid.NewV7()).String()
 	if parent.Depth > 0 && agentID == parent.AgentID {
 		return parent.Key + ":subagent:" + id
 	}

@@ -230,8 +230,14 @@ func (m *Manager) track(id string) (context.Context, *activeRun, func()) {
 	}
 }
 
-func (m *Manager) scheduleKind(id, kind string) {
+func (m *Manager) scheduleKind(id, kind string) { m.scheduleKnown(id, kind, nil) }
+
+// scheduleKnown is scheduleKind for a run whose session's transcript was
+// known when it was queued (store.Run.Transcript of a new child): its
+// turn reads only what was appended since.
+func (m *Manager) scheduleKnown(id, kind string, known []store.Message) {
 	runCtx, ar, done := m.track(id)
+	ar.known = known
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()

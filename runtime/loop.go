@@ -64,6 +64,15 @@ type Turn struct {
 	// ParkableRun is true for a run of the run manager (a background run):
 	// a call that needs approval parks it instead of being refused.
 	ParkableRun bool
+	// Known, when set (with no Input), is the session's transcript up to
+	// its last message, as committed: the turn reads only the messages
+	// after it. With KnownCurrent its caller just committed it (a new
+	// child's session and its task, claimed in that transaction,
+	// store.Run.Transcript) and the turn reads nothing: a message
+	// appended after that commit joins before the next model call, as one
+	// appended while the model works does.
+	Known        []store.Message
+	KnownCurrent bool
 }
 
 // Result is how a run ended.
@@ -135,7 +144,15 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 			return fail(res, "record the input message: "+err.Error())
 		}
 	}
-	history, err := r.st.Transcript(ctx, t.SessionKey)
+	history := t.Known
+	switch {
+	case len(history) == 0 || t.Input != "":
+		history, err = r.st.Transcript(ctx, t.SessionKey)
+	case !t.KnownCurrent:
+		var extra []store.Message
+		extra, err = r.st.MessagesAfter(ctx, t.SessionKey, history[len(history)-1].Seq)
+		history = append(history[:len(history):len(history)], extra...)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return stopped(ctx, res)

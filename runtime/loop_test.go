@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -441,5 +442,76 @@ func TestLoopDeferFinal(t *testing.T) {
 	msgs, _ := e.st.Transcript(context.Background(), e.key)
 	if len(msgs) != 1 { // only the input: the caller writes the answer with the run's end
 		t.Fatalf("%d messages written", len(msgs))
+	}
+}
+
+// A turn given the transcript its caller just committed (Turn.Known with
+// KnownCurrent: a new child's session and its task, claimed in that
+// transaction) starts from it without reading the session back; a message
+// appended after that commit (here before the turn even began) joins
+// before the next model call, exactly once, as one appended while the
+// model works does. Given a transcript known when its run was queued
+// (Known alone), a turn reads only what follows it.
+func TestLoopKnownTranscript(t *testing.T) {
+	tb := &fakeTools{specs: spec("a"), call: func(context.Context, policy.Caller, string, json.RawMessage) ToolResult {
+		return ToolResult{Text: "ok"}
+	}}
+	e := newLoopEnv(t, tb, func(ctx context.Context, n int, req provider.Request) (*provider.Response, error) {
+		if n == 0 {
+			return &provider.Response{ToolCalls: []provider.ToolCall{call("1", "a", `{}`)}}, nil
+		}
+		return &provider.Response{Text: "done"}, nil
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	task := []store.Message{{SessionKey: e.key, Role: store.RoleUser, Trust: store.TrustUser, Content: store.Content{Text: "the task"}}}
+	if err := e.st.AppendMessages(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	late := store.Message{SessionKey: e.key, Role: store.RoleUser, Trust: store.TrustUser, Content: store.Content{Text: "sent after the create"}}
+	if _, err := e.st.AppendMessage(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	texts := func(r provider.Request) []string {
+		var out []string
+		for _, m := range r.Messages {
+			if m.Role == provider.RoleUser {
+				out = append(out, m.Text)
+			}
+		}
+		return out
+	}
+	run := func(known []store.Message, current bool) []provider.Request {
+		t.Helper()
+		e.prov.mu.Lock()
+		e.prov.reqs = nil
+		e.prov.mu.Unlock()
+		tn := e.turn("")
+		tn.Known, tn.KnownCurrent = known, current
+		if res := e.rt.RunTurn(ctx, tn); res.Status != StatusOK {
+			t.Fatalf("result %+v", res)
+		}
+		return e.prov.requests()
+	}
+	reqs := run(task, true)
+	if len(reqs) != 2 {
+		t.Fatalf("%d model calls, want 2", len(reqs))
+	}
+	if got := texts(reqs[0]); !slices.Equal(got, []string{"the task"}) {
+		t.Fatalf("current: first model call's user messages %q, want the known task alone (no read)", got)
+	}
+	if got := texts(reqs[1]); !slices.Equal(got, []string{"the task", "sent after the create"}) {
+		t.Fatalf("current: second model call's user messages %q, want the late message once", got)
+	}
+	// Known when queued: what follows it is read (the known part is not:
+	// its text here differs from the stored one on purpose).
+	stale := []store.Message{task[0]}
+	stale[0].Content.Text = "the task as known"
+	if got := texts(run(stale, false)[0]); len(got) < 2 || got[0] != "the task as known" || got[1] != "sent after the create" {
+		t.Fatalf("known when queued: first call's user messages %q", got)
+	}
+	// Without Known the turn reads the whole session.
+	if got := texts(run(nil, false)[0]); len(got) < 2 || got[0] != "the task" || got[1] != "sent after the create" {
+		t.Fatalf("a turn without Known: first call's user messages %q", got)
 	}
 }

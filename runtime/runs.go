@@ -128,6 +128,7 @@ type activeRun struct {
 	cancel context.CancelCauseFunc
 	done   chan struct{}
 	prog   func(step int, note string)
+	known  []store.Message // the transcript when it was queued (scheduleKnown); nil: unknown
 }
 
 // NewManager returns a manager for rt. Call Start to begin.
@@ -261,7 +262,7 @@ func (m *Manager) submitWith(ctx context.Context, sess *store.Session, msgs []st
 	if err := m.st.CreateRun(ctx, sess, msgs, r); err != nil {
 		return fmt.Errorf("record the run: %w", err)
 	}
-	m.scheduleKind(r.ID, r.Kind)
+	m.scheduleKnown(r.ID, r.Kind, r.Transcript)
 	return nil
 }
 
@@ -325,6 +326,17 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, sl *slo
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(run.TimeoutMS)*time.Millisecond, context.DeadlineExceeded)
 		defer cancel()
+	}
+	// A run created with its session just now (and claimed with it) starts
+	// from the transcript it wrote; one that was queued since then reads
+	// only what came after it.
+	turn.Known, turn.KnownCurrent = run.Transcript, run.Transcript != nil
+	if turn.Known == nil && ar != nil && len(ar.known) > 0 {
+		// Nothing was appended while it waited when its claim found the
+		// session's newest message where the known transcript ends (seqs
+		// only grow).
+		turn.Known = ar.known
+		turn.KnownCurrent = claimed != nil && claimed.SessionLastSeq == ar.known[len(ar.known)-1].Seq
 	}
 	turn.DeferFinal = true // the final answer is written with the run's end
 	turn.ParkableRun = true

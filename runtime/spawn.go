@@ -37,7 +37,8 @@ func (m *Manager) Spawn(ctx context.Context, gate *policy.Engine, spec ChildSpec
 	// it could start work whose transcript, status and result it may not
 	// read (its key_prefix, allowed_keys, cross_agent and visibility bound
 	// where its children live, too).
-	if d := gate.ChildAccess(ctx, spec.Parent, child.Key); !d.Allowed() {
+	// The key is new (ChildKey: a new uuid), so no stored owner is read.
+	if d := gate.NewChildAccess(ctx, spec.Parent, child.Key); !d.Allowed() {
 		d.Message = "the child's session would be one you may not read: " + d.Message
 		return nil, &policy.Denied{Decision: d}
 	}

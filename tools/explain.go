@@ -213,9 +213,14 @@ func explainSpawn(ctx context.Context, call *Call, c policy.Caller, s ExplainSpa
 	d := call.Env.Policy.Decide(ctx, c, t.Name, t.Class, policy.Targets{Agent: s.AgentID})
 	if d.Effect != policy.Deny {
 		// The handler's own guards, in the handler's order (this Call has
-		// no pending approval: Approve is a no-op).
+		// no pending approval: Approve is a no-op). The children are
+		// counted first, as the spawn's own transaction would.
 		guard := &Call{Caller: c, Env: call.Env, reg: call.reg}
-		if err := spawnGuards(ctx, guard, s.AgentID, s.Thinking, ""); err != nil {
+		err := childLimit(ctx, guard)
+		if err == nil {
+			err = spawnGuards(ctx, guard, s.AgentID, s.Thinking, "")
+		}
+		if err != nil {
 			d = denial(err)
 		}
 	}

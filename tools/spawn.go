@@ -74,39 +74,80 @@ func runsOf(call *Call) (*spruntime.Manager, error) {
 
 // spawnGuards applies the limits a spawn checks in its handler, in order:
 // max_children_per_agent, allow_agents, thinking; then approval.
+//
+// max_children_per_agent is a limit, so it is counted in the run's own
+// transaction (CreateRun), where concurrent spawns cannot pass it
+// together. It is read here too only where the order of refusals needs
+// it before the spawn's transaction: when another guard refuses (the
+// limit is reported first) and before a human is asked to approve (no
+// one approves a spawn that the limit refuses). A spawn that needs
+// neither — nearly all — is counted once, in its transaction, and a
+// refusal found after these guards goes through limitFirst.
 func spawnGuards(ctx context.Context, call *Call, agentID, thinking, summary string) error {
-	cfg := call.Env.Config
-	n, err := call.Env.Store.ActiveChildren(ctx, call.Caller.Key)
-	if err != nil {
-		return err
-	}
-	if limit := cfg.Agents.Defaults.Subagents.MaxChildrenPerAgent; n >= limit {
-		return tooManyChildren(call.Caller.Key, n, limit)
-	}
+	var refused error
 	if d := call.Env.Policy.SpawnAgent(call.Caller, agentID); !d.Allowed() {
-		return &policy.Denied{Decision: d}
+		refused = &policy.Denied{Decision: d}
+	} else if _, err := call.Env.Runtime.ResolveThinking(thinking, agentID); err != nil {
+		refused = fmt.Errorf("invalid thinking: %v", err)
 	}
-	if _, err := call.Env.Runtime.ResolveThinking(thinking, agentID); err != nil {
-		return fmt.Errorf("invalid thinking: %v", err)
+	if refused != nil || call.pending != nil {
+		if err := childLimit(ctx, call); err != nil {
+			return err
+		}
+	}
+	if refused != nil {
+		return refused
 	}
 	return call.Approve(ctx, summary)
 }
 
+// childLimit refuses a spawn when the caller already has
+// max_children_per_agent queued or running children.
+func childLimit(ctx context.Context, call *Call) error {
+	n, err := call.Env.Store.ActiveChildren(ctx, call.Caller.Key)
+	if err != nil {
+		return err
+	}
+	if limit := call.Env.Config.Agents.Defaults.Subagents.MaxChildrenPerAgent; n >= limit {
+		return tooManyChildren(call.Caller.Key, n, limit)
+	}
+	return nil
+}
+
+// limitFirst returns the refusal a spawn over max_children_per_agent gets
+// in place of err, a refusal found after spawnGuards (which did not count
+// the children when nothing needed it): the limit comes first whichever
+// check failed. Otherwise it returns err.
+func limitFirst(ctx context.Context, call *Call, err error) error {
+	var le *store.LimitError
+	if err == nil || errors.As(err, &le) {
+		return err
+	}
+	if lerr := childLimit(ctx, call); lerr != nil {
+		var denied *policy.Denied
+		if errors.As(lerr, &denied) {
+			return lerr
+		}
+	}
+	return err
+}
+
 // tooManyChildren is the refusal of a spawn over max_children_per_agent
-// (checked first by spawnGuards, then again in the run's own transaction).
+// (found by spawnGuards or limitFirst, or in the run's own transaction).
 func tooManyChildren(key string, n, limit int) error {
 	return &policy.Denied{Decision: policy.Decision{Rule: "subagents.max_children_per_agent", Hint: "agents.defaults.subagents.max_children_per_agent",
 		Message: fmt.Sprintf("%s already has %d active children (max_children_per_agent = %d): wait for one to finish, kill one, or raise agents.defaults.subagents.max_children_per_agent", key, n, limit)}}
 }
 
 // spawnErr turns a limit found in the spawn's transaction into the same
-// refusal spawnGuards gives.
-func spawnErr(err error) error {
+// refusal spawnGuards gives; any other refusal is preceded by the limit
+// (limitFirst).
+func spawnErr(ctx context.Context, call *Call, err error) error {
 	var le *store.LimitError
 	if errors.As(err, &le) {
 		return tooManyChildren(le.Requester, le.Active, le.Limit)
 	}
-	return err
+	return limitFirst(ctx, call, err)
 }
 
 func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, string, error) {
@@ -155,7 +196,7 @@ func sessionsSpawn(ctx context.Context, call *Call, in SpawnIn) (SpawnOut, strin
 		},
 	}, in.Cleanup)
 	if err != nil {
-		return SpawnOut{}, "", spawnErr(err)
+		return SpawnOut{}, "", spawnErr(ctx, call, err)
 	}
 	out, text := render(tk)
 	return out, text, nil
@@ -246,7 +287,7 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 	if in.DelegateOnly {
 		allow = delegateTools
 		if len(in.AllowTools) > 0 {
-			return SpawnAgentOut{}, "", errors.New("delegate_only and allow_tools cannot be combined: delegate_only already sets the allowed tools")
+			return SpawnAgentOut{}, "", limitFirst(ctx, call, errors.New("delegate_only and allow_tools cannot be combined: delegate_only already sets the allowed tools"))
 		}
 	}
 	timeout := in.TimeoutSeconds
@@ -256,7 +297,7 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 	var schema json.RawMessage
 	if in.OutputSchema != nil {
 		if _, ok := in.OutputSchema.(map[string]any); !ok {
-			return SpawnAgentOut{}, "", errors.New("output_schema must be a JSON Schema object, e.g. {\"type\":\"object\",\"properties\":{...}}")
+			return SpawnAgentOut{}, "", limitFirst(ctx, call, errors.New("output_schema must be a JSON Schema object, e.g. {\"type\":\"object\",\"properties\":{...}}"))
 		}
 		schema, _ = json.Marshal(in.OutputSchema)
 	}
@@ -266,7 +307,7 @@ func spawnAgent(ctx context.Context, call *Call, in SpawnAgentIn) (SpawnAgentOut
 		Timeout: time.Duration(timeout) * time.Second, ContextMode: in.ContextMode, Budget: budget,
 	}, "keep")
 	if err != nil {
-		return SpawnAgentOut{}, "", spawnErr(err)
+		return SpawnAgentOut{}, "", spawnErr(ctx, call, err)
 	}
 	out := SpawnAgentOut{TaskID: tk.RunID, Model: tk.Model, Preset: tk.Preset, StartedAt: tk.CreatedAt, Warnings: tk.Warnings}
 	if in.Nonblocking {

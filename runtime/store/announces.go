@@ -88,7 +88,7 @@ func (s *Store) FinishRunAndClaim(ctx context.Context, id string, o Outcome, ann
 			done = ended
 			return err
 		}
-		claimed, err = s.claimRunTx(ctx, tx, next.RunID, next.Instance, next.PID, next.Start, now)
+		claimed, err = s.claimRunSeqTx(ctx, tx, next.RunID, next.Instance, next.PID, next.Start, now)
 		done = ended
 		return err
 	})

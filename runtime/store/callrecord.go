@@ -20,14 +20,12 @@ type CallRecord struct {
 	Claimed   []Announce // the announces claimed with it, oldest first
 }
 
-// recordTx appends rec's messages and claims its requester's announces
-// (only when some may be pending: the in-memory signal) inside tx. It may
-// run more than once (a retried batch): it starts over each time.
-func (s *Store) recordTx(ctx context.Context, tx *sql.Tx, rec *CallRecord, gen uint64, now int64) error {
+// claimForRecordTx claims rec's requester's announces inside tx, whose
+// caller appends rec's messages in it too (only when some may be pending:
+// the in-memory signal). It may run more than once (a retried batch): it
+// starts over each time.
+func (s *Store) claimForRecordTx(ctx context.Context, tx *sql.Tx, rec *CallRecord, gen uint64, now int64) error {
 	rec.Claimed = nil
-	if err := s.appendMessagesTx(ctx, tx, rec.Messages, now); err != nil {
-		return err
-	}
 	if s.ann.isClear(rec.Requester, gen) {
 		return nil
 	}

@@ -36,7 +36,7 @@ func (s *Store) Heartbeat(ctx context.Context, instance string) error {
 		if _, err := s.exec(ctx, tx, "UPDATE instances SET heartbeat_at = ? WHERE id = ?", now, instance); err != nil {
 			return err
 		}
-		_, err := s.exec(ctx, tx, "UPDATE runs SET heartbeat_at = ? WHERE owner_instance = ? AND state = 'running'", now, instance)
+		_, err := s.exec(ctx, tx, heartbeatRuns, now, instance)
 		return err
 	})
 }
@@ -84,9 +84,17 @@ func (s *Store) Instances(ctx context.Context) ([]Instance, error) {
 	return out, rows.Err()
 }
 
+// heartbeatRuns stamps an instance's running runs. Its state IN (...)
+// lets the partial index of active runs serve it (0014).
+const heartbeatRuns = "UPDATE runs SET heartbeat_at = ? WHERE owner_instance = ? AND state = 'running' AND state IN ('queued','running')"
+
+// foreignActiveRuns reads the active runs of other instances (through
+// the partial index of active runs).
+const foreignActiveRuns = "SELECT " + runCols + " FROM runs WHERE state IN ('queued','running') AND owner_instance != ?"
+
 // ForeignActiveRuns lists queued or running runs owned by other instances.
 func (s *Store) ForeignActiveRuns(ctx context.Context, self string) ([]*Run, error) {
-	rows, err := s.readRows(ctx, "SELECT "+runCols+" FROM runs WHERE state IN ('queued','running') AND owner_instance != ?", self)
+	rows, err := s.readRows(ctx, foreignActiveRuns, self)
 	if err != nil {
 		return nil, err
 	}

@@ -131,6 +131,14 @@ func (s *Store) encodeMessages(msgs []Message) ([]string, error) {
 // appendEncodedTx is appendMessagesTx with the contents already encoded
 // (bodies[i] is msgs[i]'s, from encodeMessages).
 func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64) error {
+	return s.appendFromTx(ctx, tx, msgs, bodies, now, nil)
+}
+
+// appendFromTx is appendEncodedTx where each session in first (key → the
+// seq its first message in msgs takes) was written by the caller in tx
+// with its counters already counting these messages (a session created
+// with its first messages, CreateRun): its seqs are not reserved again.
+func (s *Store) appendFromTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64, first map[string]int64) error {
 	// Reserve each session's seqs with one UPDATE per session per batch.
 	type span struct {
 		count         int64
@@ -153,6 +161,10 @@ func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 	}
 	next := make(map[string]int64, len(order))
 	for _, key := range order {
+		if seq, ok := first[key]; ok {
+			next[key] = seq
+			continue
+		}
 		sp := spans[key]
 		var last int64
 		err := s.queryRow(ctx, tx, `UPDATE sessions SET message_count = message_count + ?,

@@ -74,6 +74,17 @@ type Run struct {
 	// Record, when set on a new run, is the tool call's own transcript
 	// record, written in CreateRun's transaction. Not stored as a column.
 	Record *CallRecord
+	// SessionLastSeq, set by a claim (ClaimRunFor, FinishRunAndClaim), is
+	// the seq of the newest message of the run's session as the claim
+	// left it (0: none): a waiter that knew the transcript up to that seq
+	// need not read it. Not stored.
+	SessionLastSeq int64
+	// Transcript, set by CreateRun when it created the run's session
+	// (not a fork) with the run, is that session's whole transcript as
+	// committed: the messages it was created with, their seqs assigned.
+	// Whoever executes the run at once may start from it instead of
+	// reading it back. Not stored.
+	Transcript []Message
 }
 
 // LimitError is returned when recording a run would exceed a limit that is
@@ -145,6 +156,11 @@ func (s *Store) insertRunTx(ctx context.Context, tx *sql.Tx, r *Run) error {
 // session is queued or running it is created queued instead (r.State
 // says which), as ClaimRun would refuse it. r.Record, when set, is written
 // in the same transaction too.
+//
+// When the session is created here (not forked) with msgs, all of them
+// its, the new row carries their counts and its status, and nothing else
+// can be in it: its seqs start at 1, no other run of it exists, and
+// r.Transcript is set to msgs as written.
 func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r *Run) error {
 	if r.State == "" {
 		r.State = RunQueued
@@ -158,12 +174,34 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 	}
 	want := r.State
 	gen := s.ann.gen.Load()
-	err := s.Tx(ctx, func(tx *sql.Tx) error {
+	// The task and the call's record go in one append (one INSERT).
+	all := msgs
+	if r.Record != nil {
+		all = append(append(make([]Message, 0, len(msgs)+len(r.Record.Messages)), msgs...), r.Record.Messages...)
+	}
+	bodies, err := s.encodeMessages(all)
+	if err != nil {
+		return err
+	}
+	whole := sess != nil && sess.ForkedFrom == "" && sess.Key == r.ChildKey && allOf(msgs, sess.Key)
+	err = s.Tx(ctx, func(tx *sql.Tx) error {
 		r.State = want // the closure may run again: start over
+		r.Transcript = nil
+		fresh := false // the session is created here, with msgs alone
 		if sess != nil {
-			if err := s.ensureSessionTx(ctx, tx, sess, now); err != nil {
+			var counted []Message
+			status := ""
+			if whole {
+				counted = msgs
+				if want == RunRunning {
+					status = RunRunning
+				}
+			}
+			created, err := s.createSessionTx(ctx, tx, sess, now, status, counted)
+			if err != nil {
 				return err
 			}
+			fresh = created && whole
 		}
 		// The limit is counted and the run inserted in one transaction, so
 		// concurrent spawns can never pass it together.
@@ -177,12 +215,16 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 				return &LimitError{Requester: r.RequesterKey, Active: n, Limit: r.MaxActiveSiblings}
 			}
 		}
-		if len(msgs) > 0 {
-			if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
+		if len(all) > 0 {
+			var first map[string]int64
+			if fresh && len(msgs) > 0 {
+				first = map[string]int64{sess.Key: 1}
+			}
+			if err := s.appendFromTx(ctx, tx, all, bodies, now, first); err != nil {
 				return err
 			}
 		}
-		if r.State == RunRunning {
+		if r.State == RunRunning && !fresh {
 			var busy int
 			if err := s.queryRow(ctx, tx, `SELECT count(*) FROM runs WHERE child_key = ? AND state IN ('queued','running')`, r.ChildKey).Scan(&busy); err != nil {
 				return err
@@ -198,22 +240,39 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 		if err := s.insertRunTx(ctx, tx, r); err != nil {
 			return err
 		}
-		if r.State == RunRunning {
+		if r.State == RunRunning && !fresh {
 			if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = ?`, now, r.ChildKey); err != nil {
 				return err
 			}
 		}
+		if fresh {
+			r.Transcript = append([]Message(nil), all[:len(msgs)]...)
+		}
 		if r.Record != nil {
-			return s.recordTx(ctx, tx, r.Record, gen, now)
+			return s.claimForRecordTx(ctx, tx, r.Record, gen, now)
 		}
 		return nil
 	})
-	if err == nil {
-		if r.Record != nil {
-			s.recorded(r.Record, gen)
+	if err != nil {
+		r.Transcript = nil
+		return err
+	}
+	copy(msgs, all[:len(msgs)]) // the seqs assigned, as AppendMessages gives them back
+	if r.Record != nil {
+		copy(r.Record.Messages, all[len(msgs):])
+		s.recorded(r.Record, gen)
+	}
+	return nil
+}
+
+// allOf reports whether every message of msgs is in session key.
+func allOf(msgs []Message, key string) bool {
+	for i := range msgs {
+		if msgs[i].SessionKey != key {
+			return false
 		}
 	}
-	return err
+	return true
 }
 
 // GetRun returns a run, or ErrNotFound.
@@ -236,10 +295,35 @@ type RunFilter struct {
 
 // ListRuns returns runs newest first.
 func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
+	q, args := listRunsQuery(f)
+	rows, err := s.readRows(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list runs: %w", err)
+	}
+	defer rows.Close()
+	var out []*Run
+	for rows.Next() {
+		r, err := scanRun(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// listRunsQuery is ListRuns' query for f and its arguments.
+func listRunsQuery(f RunFilter) (string, []any) {
 	var where []string
 	var args []any
 	whereIn(&where, &args, "requester_key", f.Requesters)
-	whereIn(&where, &args, "state", f.States)
+	if activeOnly(f.States) {
+		// Spelled as the partial index of active runs is, so it serves
+		// the read (a list of active runs, with no requester).
+		where = append(where, "state IN ('queued','running')")
+	} else {
+		whereIn(&where, &args, "state", f.States)
+	}
 	if f.Kind != "" {
 		where = append(where, "kind = ?")
 		args = append(args, f.Kind)
@@ -256,20 +340,23 @@ func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	rows, err := s.readRows(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list runs: %w", err)
-	}
-	defer rows.Close()
-	var out []*Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, err
+	return q, args
+}
+
+// activeOnly reports whether states are exactly queued and running.
+func activeOnly(states []string) bool {
+	q, r := false, false
+	for _, st := range states {
+		switch st {
+		case RunQueued:
+			q = true
+		case RunRunning:
+			r = true
+		default:
+			return false
 		}
-		out = append(out, r)
 	}
-	return out, rows.Err()
+	return q && r
 }
 
 func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?,", n), ",") }
@@ -318,7 +405,7 @@ func (s *Store) ClaimRunFor(ctx context.Context, id, instance string, pid int, s
 	var r *Run
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		r, err = s.claimRunTx(ctx, tx, id, instance, pid, start, s.nowMS())
+		r, err = s.claimRunSeqTx(ctx, tx, id, instance, pid, start, s.nowMS())
 		return err
 	})
 	if err != nil {
@@ -365,6 +452,21 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 			return nil, err
 		}
 		r.Options = newOpts
+	}
+	return r, nil
+}
+
+// claimRunSeqTx is claimRunTx that also reads, in tx, the seq of the
+// newest message of the claimed run's session (Run.SessionLastSeq): the
+// messages themselves, so it holds whatever this transaction appended,
+// however the session row's counters are kept.
+func (s *Store) claimRunSeqTx(ctx context.Context, tx *sql.Tx, id, instance string, pid int, start StartFunc, now int64) (*Run, error) {
+	r, err := s.claimRunTx(ctx, tx, id, instance, pid, start, now)
+	if r == nil || err != nil {
+		return r, err
+	}
+	if err := s.queryRow(ctx, tx, `SELECT COALESCE(max(seq), 0) FROM messages WHERE session_key = ?`, r.ChildKey).Scan(&r.SessionLastSeq); err != nil {
+		return nil, err
 	}
 	return r, nil
 }

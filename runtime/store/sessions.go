@@ -118,7 +118,7 @@ func NewSession(in Session) Session {
 		in.AgentID = AgentOf(in.Key)
 	}
 	if in.ID == "" {
-		in.ID = uuid.NewString()
+		in.ID = uuid.Must(uuid.NewV7()).String() // time-ordered: appended to the session_id index
 	}
 	if in.Status == "" {
 		in.Status = "idle"
@@ -127,23 +127,47 @@ func NewSession(in Session) Session {
 }
 
 func (s *Store) ensureSessionTx(ctx context.Context, tx *sql.Tx, in *Session, now int64) error {
+	_, err := s.createSessionTx(ctx, tx, in, now, "", nil)
+	return err
+}
+
+// createSessionTx inserts in (its derived fields filled, see NewSession)
+// unless a session with its key exists: created says which. status, when
+// not "", is the new row's status instead of in.Status. msgs, all of them
+// in's, are counted in the new row (message_count, tokens, cost) for a
+// caller that inserts them in tx with seqs from 1 (appendFromTx), so the
+// row is written once; they are not counted when the session existed. A
+// new session forked from another gets its transcript copy here.
+func (s *Store) createSessionTx(ctx context.Context, tx *sql.Tx, in *Session, now int64, status string, msgs []Message) (created bool, err error) {
 	*in = NewSession(*in)
+	if status == "" {
+		status = in.Status
+	}
 	var parent any
 	if in.ParentKey != "" {
 		parent = in.ParentKey
 	}
+	var tokIn, tokOut int64
+	var cost float64
+	for _, m := range msgs {
+		tokIn, tokOut, cost = tokIn+m.TokensIn, tokOut+m.TokensOut, cost+m.CostUSD
+	}
 	res, err := s.exec(ctx, tx, `INSERT INTO sessions (key, session_id, agent_id, kind, label, parent_key, spawned_by, depth,
-		model, thinking, preset, status, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
+		model, thinking, preset, status, message_count, tokens_in, tokens_out, cost_usd, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
 		in.Key, in.ID, in.AgentID, in.Kind, in.Label, parent, in.SpawnedBy, in.Depth,
-		in.Model, in.Thinking, in.Preset, in.Status, now, now)
-	if err != nil || in.ForkedFrom == "" {
-		return err
+		in.Model, in.Thinking, in.Preset, status, len(msgs), tokIn, tokOut, cost, now, now)
+	if err != nil {
+		return false, err
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		return s.copyTranscriptTx(ctx, tx, in.ForkedFrom, in.Key, in.ForkedAtSeq)
+	n, err := res.RowsAffected()
+	if err != nil || n != 1 {
+		return false, err
 	}
-	return nil
+	if in.ForkedFrom != "" {
+		return true, s.copyTranscriptTx(ctx, tx, in.ForkedFrom, in.Key, in.ForkedAtSeq)
+	}
+	return true, nil
 }
 
 // GetSession returns the session with that key, or ErrNotFound.
