@@ -110,50 +110,48 @@ func (s *Store) patientTx(ctx context.Context, fn func(tx *sql.Tx) error) error 
 
 // finishRunTx is FinishRun's work inside tx: false when the run had
 // already ended (nothing is written but o.Messages).
+//
+// The run's row is updated first and names its session (RETURNING), so
+// the session's status, archive mark and served model go into the same
+// UPDATE that appends the final answer: one statement per session row.
 func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, id string, o Outcome, announce *Announce, now int64) (bool, error) {
-	if len(o.Messages) > 0 {
-		if err := s.appendMessagesTx(ctx, tx, o.Messages, now); err != nil {
-			return false, err
-		}
-	}
 	var resJSON any
 	if len(o.ResultJSON) > 0 {
 		resJSON = string(o.ResultJSON)
 	}
-	res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
-		tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?)
-		WHERE id = ? AND state IN ('queued', 'running', 'input_required')`,
-		o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now, id)
-	if err != nil {
+	var child string
+	err := s.queryRow(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
+		tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?),
+		model_served = CASE WHEN ? = '' THEN model_served ELSE ? END
+		WHERE id = ? AND state IN ('queued', 'running', 'input_required') RETURNING child_key`,
+		o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now,
+		o.ModelServed, o.ModelServed, id).Scan(&child)
+	ended := err == nil
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, err
 	}
-	if n, _ := res.RowsAffected(); n != 1 {
+	var set *sessionSet
+	if ended && (o.SessionStatus != "" || o.Archive || o.ModelServed != "") {
+		set = &sessionSet{key: child, status: o.SessionStatus, archive: o.Archive, modelServed: o.ModelServed}
+	}
+	if len(o.Messages) > 0 {
+		// Appended whether or not the run had ended: what the model said
+		// is kept either way.
+		bodies, err := s.encodeMessages(o.Messages)
+		if err != nil {
+			return false, err
+		}
+		if err := s.appendSetTx(ctx, tx, o.Messages, bodies, now, set); err != nil {
+			return false, err
+		}
+	} else if err := s.setSessionTx(ctx, tx, set, now); err != nil {
+		return false, err
+	}
+	if !ended {
 		return false, nil
 	}
 	if err := s.Notify(ctx, tx, TopicRuns); err != nil {
 		return false, err
-	}
-	if o.ModelServed != "" {
-		if err := s.recordModelServedTx(ctx, tx, id, o.ModelServed); err != nil {
-			return false, err
-		}
-	}
-	switch {
-	case o.SessionStatus != "" && o.Archive: // one update of the session row
-		if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ?, archived_at = COALESCE(archived_at, ?)
-			WHERE key = (SELECT child_key FROM runs WHERE id = ?)`, o.SessionStatus, now, now, id); err != nil {
-			return false, err
-		}
-	case o.SessionStatus != "":
-		if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = ?, updated_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?)`,
-			o.SessionStatus, now, id); err != nil {
-			return false, err
-		}
-	case o.Archive:
-		if _, err := s.exec(ctx, tx, `UPDATE sessions SET archived_at = ? WHERE key = (SELECT child_key FROM runs WHERE id = ?) AND archived_at IS NULL`,
-			now, id); err != nil {
-			return false, err
-		}
 	}
 	if announce == nil {
 		return true, nil

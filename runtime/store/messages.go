@@ -111,6 +111,16 @@ func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message
 	return s.appendEncodedTx(ctx, tx, msgs, bodies, now)
 }
 
+// appendMessagesSetTx is appendMessagesTx that also applies set (may be
+// nil), as appendSetTx does.
+func (s *Store) appendMessagesSetTx(ctx context.Context, tx *sql.Tx, msgs []Message, now int64, set *sessionSet) error {
+	bodies, err := s.encodeMessages(msgs)
+	if err != nil {
+		return err
+	}
+	return s.appendSetTx(ctx, tx, msgs, bodies, now, set)
+}
+
 // encodeMessages returns each message's stored content (its JSON),
 // checked against the size limits.
 func (s *Store) encodeMessages(msgs []Message) ([]string, error) {
@@ -131,6 +141,58 @@ func (s *Store) encodeMessages(msgs []Message) ([]string, error) {
 // appendEncodedTx is appendMessagesTx with the contents already encoded
 // (bodies[i] is msgs[i]'s, from encodeMessages).
 func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64) error {
+	return s.appendSetTx(ctx, tx, msgs, bodies, now, nil)
+}
+
+// sessionSet is a change of one session row made together with an append
+// (appendSetTx): a run's end or start sets its session's status in the
+// UPDATE that reserves the session's seqs instead of a second UPDATE of the
+// same row (and the same updated_at index entry).
+type sessionSet struct {
+	key         string
+	status      string // "" = unchanged
+	archive     bool   // archived_at = now unless already archived
+	modelServed string // "" = unchanged
+}
+
+// clause is the SET items (with their arguments) the change adds.
+func (c *sessionSet) clause(now int64) (string, []any) {
+	var b strings.Builder
+	var args []any
+	if c.status != "" {
+		b.WriteString(", status = ?")
+		args = append(args, c.status)
+	}
+	if c.archive {
+		b.WriteString(", archived_at = COALESCE(archived_at, ?)")
+		args = append(args, now)
+	}
+	if c.modelServed != "" {
+		b.WriteString(", model_served = ?")
+		args = append(args, c.modelServed)
+	}
+	return b.String(), args
+}
+
+// setSessionTx applies set alone (no message of its session was
+// appended): a status change also moves updated_at, as an append does.
+func (s *Store) setSessionTx(ctx context.Context, tx *sql.Tx, set *sessionSet, now int64) error {
+	if set == nil {
+		return nil
+	}
+	clause, args := set.clause(now)
+	q := "UPDATE sessions SET " + clause[2:]
+	if set.status != "" {
+		q += ", updated_at = ?"
+		args = append(args, now)
+	}
+	_, err := s.exec(ctx, tx, q+" WHERE key = ?", append(args, set.key)...)
+	return err
+}
+
+// appendSetTx is appendEncodedTx that also applies set (may be nil) to its
+// session, in the append's UPDATE when a message goes to that session.
+func (s *Store) appendSetTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64, set *sessionSet) error {
 	// Reserve each session's seqs with one UPDATE per session per batch.
 	type span struct {
 		count         int64
@@ -155,9 +217,17 @@ func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 	for _, key := range order {
 		sp := spans[key]
 		var last int64
-		err := s.queryRow(ctx, tx, `UPDATE sessions SET message_count = message_count + ?,
-			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ? WHERE key = ? RETURNING message_count`,
-			sp.count, sp.tokIn, sp.tokOut, sp.cost, now, key).Scan(&last)
+		q := `UPDATE sessions SET message_count = message_count + ?,
+			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ? WHERE key = ? RETURNING message_count`
+		args := []any{sp.count, sp.tokIn, sp.tokOut, sp.cost, now}
+		if set != nil && set.key == key {
+			clause, extra := set.clause(now)
+			q = `UPDATE sessions SET message_count = message_count + ?,
+			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ?` + clause + ` WHERE key = ? RETURNING message_count`
+			args = append(args, extra...)
+			set = nil // applied
+		}
+		err := s.queryRow(ctx, tx, q, append(args, key)...).Scan(&last)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("store: append to session %q: %w", key, ErrNotFound)
 		}
@@ -165,6 +235,9 @@ func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 			return err
 		}
 		next[key] = last - sp.count + 1
+	}
+	if err := s.setSessionTx(ctx, tx, set, now); err != nil { // no message went to its session
+		return err
 	}
 	for i := range msgs {
 		if msgs[i].Role == RoleAssistant && msgs[i].Content.Text != "" {
