@@ -150,6 +150,7 @@ func benchFinish(b *testing.B, chains int) {
 	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(chains*per), "cpu-µs/op")
 	w := s.WriteStats()
 	b.ReportMetric(float64(w.Commits-w0.Commits)/float64(chains*per), "commits/op")
+	b.ReportMetric(float64(w.Statements-w0.Statements)/float64(chains*per), "stmts/op")
 }
 
 func cpuTime() time.Duration {

@@ -282,6 +282,7 @@ func (s *Store) appendSetTx(ctx context.Context, tx *sql.Tx, msgs []Message, bod
 			}
 		}
 		var err error
+		s.wstats.stmts.Add(1)
 		if ins != nil {
 			_, err = ins.ExecContext(ctx, args...)
 		} else {
