@@ -134,14 +134,34 @@ func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, id string, o Outcom
 	if ended && (o.SessionStatus != "" || o.Archive || o.ModelServed != "") {
 		set = &sessionSet{key: child, status: o.SessionStatus, archive: o.Archive, modelServed: o.ModelServed}
 	}
-	if len(o.Messages) > 0 {
-		// Appended whether or not the run had ended: what the model said
-		// is kept either way.
-		bodies, err := s.encodeMessages(o.Messages)
+	// The run's own messages are appended whether or not it had ended:
+	// what the model said is kept either way.
+	msgs := o.Messages
+	bodies, err := s.encodeMessages(msgs)
+	if err != nil {
+		return false, err
+	}
+	optional := ""
+	if ended && announce != nil {
+		if err := s.insertAnnounceRow(ctx, tx, id, announce, now); err != nil {
+			return false, err
+		}
+		// The announce also lands in the requester's transcript (when that
+		// session exists), in the INSERT of the final answer. It is not
+		// full-text indexed: the child's answer is indexed in the child's
+		// session, and indexing its copy would double every hit. Nor is it
+		// held to the message size limits: a run's end never fails on it.
+		b, err := json.Marshal(Content{Text: announce.Body})
 		if err != nil {
 			return false, err
 		}
-		if err := s.appendSetTx(ctx, tx, o.Messages, bodies, now, set); err != nil {
+		msgs = append(msgs[:len(msgs):len(msgs)], Message{SessionKey: announce.RequesterKey, Role: RoleUser, Trust: TrustInterSession,
+			Content: Content{Text: announce.Body}, CreatedAt: now, noIndex: true})
+		bodies = append(bodies, string(b))
+		optional = announce.RequesterKey
+	}
+	if len(msgs) > 0 {
+		if err := s.appendSetTx(ctx, tx, msgs, bodies, now, set, optional); err != nil {
 			return false, err
 		}
 	} else if err := s.setSessionTx(ctx, tx, set, now); err != nil {
@@ -150,16 +170,12 @@ func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, id string, o Outcom
 	if !ended {
 		return false, nil
 	}
-	if err := s.Notify(ctx, tx, TopicRuns); err != nil {
-		return false, err
-	}
-	if announce == nil {
-		return true, nil
-	}
-	return true, s.insertAnnounce(ctx, tx, id, announce, now)
+	return true, s.Notify(ctx, tx, TopicRuns)
 }
 
-func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a *Announce, now int64) error {
+// insertAnnounceRow writes the announce's row (once per run) and wakes
+// its watchers.
+func (s *Store) insertAnnounceRow(ctx context.Context, tx *sql.Tx, runID string, a *Announce, now int64) error {
 	silent := 0
 	if a.Silent {
 		silent = 1
@@ -168,25 +184,7 @@ func (s *Store) insertAnnounce(ctx context.Context, tx *sql.Tx, runID string, a 
 		VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING`, runID, a.RequesterKey, a.Status, a.Body, silent, now); err != nil {
 		return err
 	}
-	if err := s.Notify(ctx, tx, TopicAnnounces); err != nil {
-		return err
-	}
-	// The announce also lands in the requester's transcript (when it exists).
-	// It is not full-text indexed (body ''): the child's answer is indexed
-	// in the child's session, and indexing its copy would double every hit.
-	var last int64
-	err := s.queryRow(ctx, tx, `UPDATE sessions SET message_count = message_count + 1, updated_at = ? WHERE key = ? RETURNING message_count`,
-		now, a.RequesterKey).Scan(&last)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	body, _ := json.Marshal(Content{Text: a.Body})
-	_, err = s.exec(ctx, tx, `INSERT INTO messages (session_key, seq, role, content, body, trust, created_at) VALUES (?, ?, 'user', ?, '', 'inter_session', ?)`,
-		a.RequesterKey, last, string(body), now)
-	return err
+	return s.Notify(ctx, tx, TopicAnnounces)
 }
 
 // KillRun marks a queued or running run killed (with its announce). It

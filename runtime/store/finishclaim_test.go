@@ -135,3 +135,58 @@ func TestClaimNotificationsAsyncOnce(t *testing.T) {
 	default:
 	}
 }
+
+// A run's end writes its final answer and the announce's copy in the
+// requester's transcript with one INSERT: the copy is there (user,
+// inter_session), it is not full-text indexed (a search finds the answer
+// once, in the child's session), and a requester session that does not
+// exist gets no copy while the end is still recorded.
+func TestFinishWritesTheAnnounceCopyUnindexed(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	const req, child = "agent:m:main", "agent:m:subagent:z"
+	if _, err := s.EnsureSession(ctx, Session{Key: req}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"z1", "z2"} {
+		r := &Run{ID: id, Kind: "spawn", ChildKey: child + id, RequesterKey: req, AgentID: "m", State: RunRunning}
+		if id == "z2" {
+			r.RequesterKey = "agent:m:gone"
+		}
+		if err := s.CreateRun(ctx, &Session{Key: r.ChildKey}, nil, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final := Message{SessionKey: child + "z1", Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "zanzibar quokka"}}
+	done, err := s.FinishRun(ctx, "z1", Outcome{State: RunOK, SessionStatus: "done", Messages: []Message{final}},
+		&Announce{RequesterKey: req, Status: RunOK, Body: "Result: zanzibar quokka"})
+	if err != nil || !done {
+		t.Fatalf("finish z1: %v %v", done, err)
+	}
+	tr, err := s.Transcript(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := tr[len(tr)-1]
+	if last.Content.Text != "Result: zanzibar quokka" || last.Role != RoleUser || last.Trust != TrustInterSession {
+		t.Fatalf("the requester's last message: %+v", last)
+	}
+	if sess, _ := s.GetSession(ctx, req); sess.MessageCount != int(last.Seq) {
+		t.Fatalf("requester message_count %d, last seq %d", sess.MessageCount, last.Seq)
+	}
+	var keys []string
+	if err := s.Search(ctx, SearchQuery{Query: "zanzibar quokka"}, func(h Hit) bool { keys = append(keys, h.Key); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0] != child+"z1" {
+		t.Fatalf("search hits %v, want the child's answer only", keys)
+	}
+	done, err = s.FinishRun(ctx, "z2", Outcome{State: RunOK, Messages: []Message{{SessionKey: child + "z2", Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "ok"}}}},
+		&Announce{RequesterKey: "agent:m:gone", Status: RunOK, Body: "Result: ok"})
+	if err != nil || !done {
+		t.Fatalf("finish z2 (requester session missing): %v %v", done, err)
+	}
+	if a, err := s.GetAnnounce(ctx, "z2"); err != nil || a.Body != "Result: ok" {
+		t.Fatalf("z2's announce: %+v %v", a, err)
+	}
+}

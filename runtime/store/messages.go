@@ -66,6 +66,12 @@ type Message struct {
 	TokensOut  int64
 	CostUSD    float64 // estimated cost of the model call that produced it
 	CreatedAt  int64
+
+	// noIndex keeps the message's text out of the full-text index (an
+	// announce's copy in the requester's transcript: the child's answer is
+	// indexed in the child's session, and indexing its copy would double
+	// every hit).
+	noIndex bool
 }
 
 // IndexText is what the full-text index holds for a message: its text.
@@ -118,7 +124,7 @@ func (s *Store) appendMessagesSetTx(ctx context.Context, tx *sql.Tx, msgs []Mess
 	if err != nil {
 		return err
 	}
-	return s.appendSetTx(ctx, tx, msgs, bodies, now, set)
+	return s.appendSetTx(ctx, tx, msgs, bodies, now, set, "")
 }
 
 // encodeMessages returns each message's stored content (its JSON),
@@ -141,7 +147,7 @@ func (s *Store) encodeMessages(msgs []Message) ([]string, error) {
 // appendEncodedTx is appendMessagesTx with the contents already encoded
 // (bodies[i] is msgs[i]'s, from encodeMessages).
 func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64) error {
-	return s.appendSetTx(ctx, tx, msgs, bodies, now, nil)
+	return s.appendSetTx(ctx, tx, msgs, bodies, now, nil, "")
 }
 
 // sessionSet is a change of one session row made together with an append
@@ -192,7 +198,9 @@ func (s *Store) setSessionTx(ctx context.Context, tx *sql.Tx, set *sessionSet, n
 
 // appendSetTx is appendEncodedTx that also applies set (may be nil) to its
 // session, in the append's UPDATE when a message goes to that session.
-func (s *Store) appendSetTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64, set *sessionSet) error {
+// The messages of session optional ("" = none) are left out when that
+// session does not exist; any other missing session is an error.
+func (s *Store) appendSetTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64, set *sessionSet, optional string) error {
 	// Reserve each session's seqs with one UPDATE per session per batch.
 	type span struct {
 		count         int64
@@ -214,6 +222,7 @@ func (s *Store) appendSetTx(ctx context.Context, tx *sql.Tx, msgs []Message, bod
 		sp.cost += msgs[i].CostUSD
 	}
 	next := make(map[string]int64, len(order))
+	skip := "" // the optional session, found missing
 	for _, key := range order {
 		sp := spans[key]
 		var last int64
@@ -228,6 +237,10 @@ func (s *Store) appendSetTx(ctx context.Context, tx *sql.Tx, msgs []Message, bod
 			set = nil // applied
 		}
 		err := s.queryRow(ctx, tx, q, append(args, key)...).Scan(&last)
+		if errors.Is(err, sql.ErrNoRows) && key == optional {
+			skip = key
+			continue
+		}
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("store: append to session %q: %w", key, ErrNotFound)
 		}
@@ -251,12 +264,18 @@ func (s *Store) appendSetTx(ctx context.Context, tx *sql.Tx, msgs []Message, bod
 	// The rows go in multi-row INSERTs of up to insertChunk rows: a
 	// statement execution per chunk instead of per message (a run of
 	// coalesced records is dozens of rows).
-	bound := map[int]*sql.Stmt{} // chunk size → its statement, bound to tx
+	bound := map[int]*sql.Stmt{}      // chunk size → its statement, bound to tx
+	rows := make([]int, 0, len(msgs)) // the messages inserted, by index
+	for i := range msgs {
+		if skip == "" || msgs[i].SessionKey != skip {
+			rows = append(rows, i)
+		}
+	}
 	var args []any
-	for i := 0; i < len(msgs); {
-		n := min(len(msgs)-i, insertChunk)
+	for i := 0; i < len(rows); {
+		n := min(len(rows)-i, insertChunk)
 		args = args[:0]
-		for j := i; j < i+n; j++ {
+		for _, j := range rows[i : i+n] {
 			m := &msgs[j]
 			if m.CreatedAt == 0 {
 				m.CreatedAt = now
@@ -264,9 +283,13 @@ func (s *Store) appendSetTx(ctx context.Context, tx *sql.Tx, msgs []Message, bod
 			seq := next[m.SessionKey]
 			next[m.SessionKey] = seq + 1
 			m.Seq = seq
-			args = append(args, m.SessionKey, seq, m.Role, bodies[j], m.Content.IndexText(), m.Trust, m.TokensIn, m.TokensOut, m.CreatedAt)
+			text := m.Content.IndexText()
+			if m.noIndex {
+				text = ""
+			}
+			args = append(args, m.SessionKey, seq, m.Role, bodies[j], text, m.Trust, m.TokensIn, m.TokensOut, m.CreatedAt)
 			if s.d == postgresDialect {
-				args = append(args, lexemes(m.Content.IndexText()))
+				args = append(args, lexemes(text))
 			}
 		}
 		q := s.d.insertMessages(n)
