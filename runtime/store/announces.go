@@ -335,10 +335,20 @@ func (s *Store) ClaimNotificationsAsync(ctx context.Context, requester string, t
 	if pending == 0 {
 		return nil
 	}
+	// A claim for requester queued and not started yet takes these
+	// announces too (they were committed before this call, so before it
+	// runs): one claim serves every run that ended meanwhile.
+	if _, queued := s.notifyQueued.LoadOrStore(requester, struct{}{}); queued {
+		s.wstats.notifySkipped.Add(1)
+		return nil
+	}
 	var out []Announce
 	bg := context.Background()
 	req := &txReq{ctx: bg, done: make(chan error, 1), committed: make(chan struct{})}
 	req.fn = func(tx *sql.Tx) error {
+		// From here on a new call queues a claim of its own: this one may
+		// not see its announces.
+		s.notifyQueued.Delete(requester)
 		var err error
 		out, err = s.claimNotificationsTx(bg, tx, requester)
 		return err
@@ -358,9 +368,11 @@ func (s *Store) ClaimNotificationsAsync(ctx context.Context, requester string, t
 	case s.writes <- req:
 		return nil
 	case <-s.stop:
+		s.notifyQueued.Delete(requester)
 		req.answer(ErrClosed)
 		return ErrClosed
 	case <-ctx.Done():
+		s.notifyQueued.Delete(requester)
 		return ctx.Err()
 	}
 }

@@ -57,6 +57,7 @@ type WriteStats struct {
 
 type writeCounters struct {
 	waited, async, commits, stmts atomic.Uint64
+	notifySkipped                 atomic.Uint64 // notification claims left to one already queued
 }
 
 // WriteStats returns the writer's counts so far (benchmarks and tests

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"testing"
 )
@@ -188,5 +189,58 @@ func TestFinishWritesTheAnnounceCopyUnindexed(t *testing.T) {
 	}
 	if a, err := s.GetAnnounce(ctx, "z2"); err != nil || a.Body != "Result: ok" {
 		t.Fatalf("z2's announce: %+v %v", a, err)
+	}
+}
+
+// Notification claims asked for while one for the same requester waits in
+// the writer's queue are left to it: it runs after their announces were
+// committed, so one claim hands them all over, once. A claim asked for
+// after the queued one started is queued anew.
+func TestClaimNotificationsAsyncJoinsTheQueuedClaim(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	const req = "agent:m:main"
+	finish := func(id string) {
+		t.Helper()
+		if err := s.CreateRun(ctx, &Session{Key: "agent:m:subagent:" + id}, nil, &Run{ID: id, Kind: "spawn", ChildKey: "agent:m:subagent:" + id, RequesterKey: req, AgentID: "m", State: RunRunning}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.FinishRun(ctx, id, Outcome{State: RunOK}, &Announce{RequesterKey: req, Status: RunOK, Body: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finish("j1")
+	// Hold the writer so the claim stays queued.
+	hold, held, released := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() { released <- s.Tx(ctx, func(*sql.Tx) error { close(held); <-hold; return nil }) }()
+	<-held
+	got := make(chan []Announce, 4)
+	for i := 0; i < 3; i++ {
+		if err := s.ClaimNotificationsAsync(ctx, req, func(a []Announce) { got <- a }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.wstats.notifySkipped.Load(); n != 2 {
+		t.Fatalf("claims left to the queued one: %d, want 2", n)
+	}
+	close(hold)
+	if err := <-released; err != nil {
+		t.Fatal(err)
+	}
+	if a := <-got; len(a) != 1 || a[0].RunID != "j1" {
+		t.Fatalf("claimed: %+v, want j1", a)
+	}
+	// The queued claim ran: the next one is queued again and takes j2.
+	finish("j2")
+	if err := s.ClaimNotificationsAsync(ctx, req, func(a []Announce) { got <- a }); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-got; len(a) != 1 || a[0].RunID != "j2" {
+		t.Fatalf("claimed: %+v, want j2", a)
+	}
+	select {
+	case a := <-got:
+		t.Fatalf("announces handed over twice: %+v", a)
+	default:
 	}
 }
