@@ -331,15 +331,19 @@ func (s *Store) ClaimRunFor(ctx context.Context, id, instance string, pid int, s
 // FinishRunAndClaim): nil when the run is not queued or its session is
 // busy.
 func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string, pid int, start StartFunc, now int64) (*Run, error) {
-	// The claimed row comes back from the UPDATE itself (no second read).
-	r, err := scanRun(s.queryRow(ctx, tx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
+	// UPDATE then SELECT: an UPDATE ... RETURNING of the row costs as
+	// much (SQLite fills an ephemeral table with what it returns).
+	res, err := s.exec(ctx, tx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
 		WHERE id = ? AND state = 'queued'
 		AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.child_key = runs.child_key AND o.id != runs.id
-			AND (o.state = 'running' OR (o.state = 'queued' AND o.id < runs.id)))
-		RETURNING `+runCols, instance, pid, now, now, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
+			AND (o.state = 'running' OR (o.state = 'queued' AND o.id < runs.id)))`, instance, pid, now, now, id)
+	if err != nil {
+		return nil, err
 	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, err
+	}
+	r, err := scanRun(s.queryRow(ctx, tx, "SELECT "+runCols+" FROM runs WHERE id = ?", id))
 	if err != nil {
 		return nil, err
 	}
