@@ -229,6 +229,7 @@ spawn-subagent = "none"
 		b.ReportMetric(float64(w1.Waited-w0.Waited)/n, "waited-writes/spawn")
 		b.ReportMetric(float64(w1.Waited+w1.Async-w0.Waited-w0.Async)/n, "writes/spawn")
 		b.ReportMetric(float64(w1.Commits-w0.Commits)/n, "commits/spawn")
+		b.ReportMetric(float64(w1.Statements-w0.Statements)/n, "stmts/spawn")
 		ideal := time.Duration((n+lane-1)/lane) * model
 		sort.Slice(lat, func(a, c int) bool { return lat[a] < lat[c] })
 		b.ReportMetric(wall.Seconds(), "wall-s")

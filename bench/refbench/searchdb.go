@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"flag"
 	"fmt"
 	"os"
@@ -54,6 +55,18 @@ func searchDB(path string, queries int) error {
 	if err := s.DB().QueryRow(`SELECT count(*) FROM messages`).Scan(&n); err != nil {
 		return err
 	}
+	if *flagSearchWrite {
+		// A server's pool has several connections (calls run at once):
+		// open a second one, so the writer's commits land on another
+		// connection than the searches, as they do in a server.
+		c1, err1 := s.DB().Conn(ctx)
+		c2, err2 := s.DB().Conn(ctx)
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("open two connections: %v %v", err1, err2)
+		}
+		c1.Close()
+		c2.Close()
+	}
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	mix := searchQueries()
@@ -88,7 +101,12 @@ func searchDB(path string, queries int) error {
 		if *flagSearchWrite {
 			// Untimed: the WAL changes, so the next read transaction of
 			// every connection starts with an empty page cache.
-			if _, err := s.DB().ExecContext(ctx, `UPDATE sessions SET updated_at = updated_at + 1 WHERE key = (SELECT max(key) FROM sessions)`); err != nil {
+			// Through the store's writer, as a server writes: on another
+			// connection than the search's once the pool has two.
+			if err := s.Tx(ctx, func(tx *sql.Tx) error {
+				_, err := tx.ExecContext(ctx, `UPDATE sessions SET updated_at = updated_at + 1 WHERE key = (SELECT max(key) FROM sessions)`)
+				return err
+			}); err != nil {
 				return fmt.Errorf("write between searches: %w", err)
 			}
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,4 +89,72 @@ func BenchmarkSearch100k(b *testing.B) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*95/100].Microseconds())/1000, "p95-ms")
+}
+
+// BenchmarkFinishRunAndClaim is the finish side of a spawn in the writer:
+// a run's end with its final answer and announce, and the claim of the
+// next queued run, in chains (each chain ends a run and claims its
+// successor) of which `chains` run at once, so concurrent ends share
+// commits as in the fan-out. cpu-µs/op is the process CPU per end.
+func BenchmarkFinishRunAndClaim(b *testing.B) {
+	for _, chains := range []int{1, 16} {
+		b.Run(fmt.Sprintf("chains=%d", chains), func(b *testing.B) { benchFinish(b, chains) })
+	}
+}
+
+func benchFinish(b *testing.B, chains int) {
+	ctx := context.Background()
+	s, err := Open(ctx, testdb.DSN(b, "b.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	const req = "agent:b:main"
+	if _, err := s.EnsureSession(ctx, Session{Key: req}); err != nil {
+		b.Fatal(err)
+	}
+	per := b.N/chains + 1
+	id := func(c, i int) string { return fmt.Sprintf("r%03d-%07d", c, i) }
+	for c := 0; c < chains; c++ {
+		for i := 0; i <= per; i++ {
+			state := RunQueued
+			if i == 0 {
+				state = RunRunning
+			}
+			child := fmt.Sprintf("agent:b:subagent:%03d-%07d", c, i)
+			if err := s.CreateRun(ctx, &Session{Key: child}, nil, &Run{ID: id(c, i), Kind: "spawn", ChildKey: child, RequesterKey: req, AgentID: "b", State: state}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	cpu0, w0 := cpuTime(), s.WriteStats()
+	for c := 0; c < chains; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				child := fmt.Sprintf("agent:b:subagent:%03d-%07d", c, i)
+				final := Message{SessionKey: child, Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "the answer to task " + id(c, i)}, TokensIn: 10, TokensOut: 5}
+				done, claimed, err := s.FinishRunAndClaim(ctx, id(c, i), Outcome{State: RunOK, ResultText: "ok", SessionStatus: "done", Messages: []Message{final}},
+					&Announce{RequesterKey: req, Status: RunOK, Body: "Result: ok"}, &NextClaim{RunID: id(c, i+1), Instance: "bench", PID: 1})
+				if err != nil || !done || claimed == nil {
+					b.Errorf("finish %s: done %v claimed %v err %v", id(c, i), done, claimed != nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(chains*per), "cpu-µs/op")
+	w := s.WriteStats()
+	b.ReportMetric(float64(w.Commits-w0.Commits)/float64(chains*per), "commits/op")
+	b.ReportMetric(float64(w.Statements-w0.Statements)/float64(chains*per), "stmts/op")
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -47,14 +47,20 @@ type WriteStats struct {
 	Waited  uint64 // writes whose caller waited for the commit (Tx and the methods built on it)
 	Async   uint64 // writes handed over without waiting (read-only calls' records)
 	Commits uint64 // transactions the writer committed (a batch is one)
+	// Statements is how many statements writes ran inside the writer's
+	// transactions (through exec, queryRow, txQuery and the message
+	// INSERTs), a batch's rerun with savepoints included.
+	Statements uint64
 }
 
 type writeCounters struct {
-	waited, async, commits atomic.Uint64
+	waited, async, commits, stmts atomic.Uint64
+	notifySkipped                 atomic.Uint64 // notification claims left to one already queued
 }
 
 // WriteStats returns the writer's counts so far (benchmarks and tests
 // count writes per operation with it).
 func (s *Store) WriteStats() WriteStats {
-	return WriteStats{Waited: s.wstats.waited.Load(), Async: s.wstats.async.Load(), Commits: s.wstats.commits.Load()}
+	return WriteStats{Waited: s.wstats.waited.Load(), Async: s.wstats.async.Load(), Commits: s.wstats.commits.Load(),
+		Statements: s.wstats.stmts.Load()}
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"testing"
 )
@@ -128,6 +129,114 @@ func TestClaimNotificationsAsyncOnce(t *testing.T) {
 	}
 	if w := s.WriteStats(); w.Async != w0.Async+1 {
 		t.Fatalf("a claim with nothing pending was written: %+v", w)
+	}
+	select {
+	case a := <-got:
+		t.Fatalf("announces handed over twice: %+v", a)
+	default:
+	}
+}
+
+// A run's end writes its final answer and the announce's copy in the
+// requester's transcript with one INSERT: the copy is there (user,
+// inter_session), it is not full-text indexed (a search finds the answer
+// once, in the child's session), and a requester session that does not
+// exist gets no copy while the end is still recorded.
+func TestFinishWritesTheAnnounceCopyUnindexed(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	const req, child = "agent:m:main", "agent:m:subagent:z"
+	if _, err := s.EnsureSession(ctx, Session{Key: req}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"z1", "z2"} {
+		r := &Run{ID: id, Kind: "spawn", ChildKey: child + id, RequesterKey: req, AgentID: "m", State: RunRunning}
+		if id == "z2" {
+			r.RequesterKey = "agent:m:gone"
+		}
+		if err := s.CreateRun(ctx, &Session{Key: r.ChildKey}, nil, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	final := Message{SessionKey: child + "z1", Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "zanzibar quokka"}}
+	done, err := s.FinishRun(ctx, "z1", Outcome{State: RunOK, SessionStatus: "done", Messages: []Message{final}},
+		&Announce{RequesterKey: req, Status: RunOK, Body: "Result: zanzibar quokka"})
+	if err != nil || !done {
+		t.Fatalf("finish z1: %v %v", done, err)
+	}
+	tr, err := s.Transcript(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := tr[len(tr)-1]
+	if last.Content.Text != "Result: zanzibar quokka" || last.Role != RoleUser || last.Trust != TrustInterSession {
+		t.Fatalf("the requester's last message: %+v", last)
+	}
+	if sess, _ := s.GetSession(ctx, req); sess.MessageCount != int(last.Seq) {
+		t.Fatalf("requester message_count %d, last seq %d", sess.MessageCount, last.Seq)
+	}
+	var keys []string
+	if err := s.Search(ctx, SearchQuery{Query: "zanzibar quokka"}, func(h Hit) bool { keys = append(keys, h.Key); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0] != child+"z1" {
+		t.Fatalf("search hits %v, want the child's answer only", keys)
+	}
+	done, err = s.FinishRun(ctx, "z2", Outcome{State: RunOK, Messages: []Message{{SessionKey: child + "z2", Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "ok"}}}},
+		&Announce{RequesterKey: "agent:m:gone", Status: RunOK, Body: "Result: ok"})
+	if err != nil || !done {
+		t.Fatalf("finish z2 (requester session missing): %v %v", done, err)
+	}
+	if a, err := s.GetAnnounce(ctx, "z2"); err != nil || a.Body != "Result: ok" {
+		t.Fatalf("z2's announce: %+v %v", a, err)
+	}
+}
+
+// Notification claims asked for while one for the same requester waits in
+// the writer's queue are left to it: it runs after their announces were
+// committed, so one claim hands them all over, once. A claim asked for
+// after the queued one started is queued anew.
+func TestClaimNotificationsAsyncJoinsTheQueuedClaim(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	const req = "agent:m:main"
+	finish := func(id string) {
+		t.Helper()
+		if err := s.CreateRun(ctx, &Session{Key: "agent:m:subagent:" + id}, nil, &Run{ID: id, Kind: "spawn", ChildKey: "agent:m:subagent:" + id, RequesterKey: req, AgentID: "m", State: RunRunning}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.FinishRun(ctx, id, Outcome{State: RunOK}, &Announce{RequesterKey: req, Status: RunOK, Body: id}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finish("j1")
+	// Hold the writer so the claim stays queued.
+	hold, held, released := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	go func() { released <- s.Tx(ctx, func(*sql.Tx) error { close(held); <-hold; return nil }) }()
+	<-held
+	got := make(chan []Announce, 4)
+	for i := 0; i < 3; i++ {
+		if err := s.ClaimNotificationsAsync(ctx, req, func(a []Announce) { got <- a }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.wstats.notifySkipped.Load(); n != 2 {
+		t.Fatalf("claims left to the queued one: %d, want 2", n)
+	}
+	close(hold)
+	if err := <-released; err != nil {
+		t.Fatal(err)
+	}
+	if a := <-got; len(a) != 1 || a[0].RunID != "j1" {
+		t.Fatalf("claimed: %+v, want j1", a)
+	}
+	// The queued claim ran: the next one is queued again and takes j2.
+	finish("j2")
+	if err := s.ClaimNotificationsAsync(ctx, req, func(a []Announce) { got <- a }); err != nil {
+		t.Fatal(err)
+	}
+	if a := <-got; len(a) != 1 || a[0].RunID != "j2" {
+		t.Fatalf("claimed: %+v, want j2", a)
 	}
 	select {
 	case a := <-got:

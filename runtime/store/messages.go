@@ -66,6 +66,12 @@ type Message struct {
 	TokensOut  int64
 	CostUSD    float64 // estimated cost of the model call that produced it
 	CreatedAt  int64
+
+	// noIndex keeps the message's text out of the full-text index (an
+	// announce's copy in the requester's transcript: the child's answer is
+	// indexed in the child's session, and indexing its copy would double
+	// every hit).
+	noIndex bool
 }
 
 // IndexText is what the full-text index holds for a message: its text.
@@ -111,6 +117,16 @@ func (s *Store) appendMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message
 	return s.appendEncodedTx(ctx, tx, msgs, bodies, now)
 }
 
+// appendMessagesSetTx is appendMessagesTx that also applies set (may be
+// nil), as appendSetTx does.
+func (s *Store) appendMessagesSetTx(ctx context.Context, tx *sql.Tx, msgs []Message, now int64, set *sessionSet) error {
+	bodies, err := s.encodeMessages(msgs)
+	if err != nil {
+		return err
+	}
+	return s.appendSetTx(ctx, tx, msgs, bodies, now, set, "")
+}
+
 // encodeMessages returns each message's stored content (its JSON),
 // checked against the size limits.
 func (s *Store) encodeMessages(msgs []Message) ([]string, error) {
@@ -131,7 +147,7 @@ func (s *Store) encodeMessages(msgs []Message) ([]string, error) {
 // appendEncodedTx is appendMessagesTx with the contents already encoded
 // (bodies[i] is msgs[i]'s, from encodeMessages).
 func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64) error {
-	return s.appendFromTx(ctx, tx, msgs, bodies, now, nil)
+	return s.appendSetFromTx(ctx, tx, msgs, bodies, now, nil, "", nil)
 }
 
 // appendFromTx is appendEncodedTx where each session in first (key → the
@@ -139,6 +155,67 @@ func (s *Store) appendEncodedTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 // with its counters already counting these messages (a session created
 // with its first messages, CreateRun): its seqs are not reserved again.
 func (s *Store) appendFromTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64, first map[string]int64) error {
+	return s.appendSetFromTx(ctx, tx, msgs, bodies, now, nil, "", first)
+}
+
+// sessionSet is a change of one session row made together with an append
+// (appendSetTx): a run's end or start sets its session's status in the
+// UPDATE that reserves the session's seqs instead of a second UPDATE of the
+// same row (and the same updated_at index entry).
+type sessionSet struct {
+	key         string
+	status      string // "" = unchanged
+	archive     bool   // archived_at = now unless already archived
+	modelServed string // "" = unchanged
+}
+
+// clause is the SET items (with their arguments) the change adds.
+func (c *sessionSet) clause(now int64) (string, []any) {
+	var b strings.Builder
+	var args []any
+	if c.status != "" {
+		b.WriteString(", status = ?")
+		args = append(args, c.status)
+	}
+	if c.archive {
+		b.WriteString(", archived_at = COALESCE(archived_at, ?)")
+		args = append(args, now)
+	}
+	if c.modelServed != "" {
+		b.WriteString(", model_served = ?")
+		args = append(args, c.modelServed)
+	}
+	return b.String(), args
+}
+
+// setSessionTx applies set alone (no message of its session was
+// appended): a status change also moves updated_at, as an append does.
+func (s *Store) setSessionTx(ctx context.Context, tx *sql.Tx, set *sessionSet, now int64) error {
+	if set == nil {
+		return nil
+	}
+	clause, args := set.clause(now)
+	q := "UPDATE sessions SET " + clause[2:]
+	if set.status != "" {
+		q += ", updated_at = ?"
+		args = append(args, now)
+	}
+	_, err := s.exec(ctx, tx, q+" WHERE key = ?", append(args, set.key)...)
+	return err
+}
+
+// appendSetTx is appendEncodedTx that also applies set (may be nil) to its
+// session, in the append's UPDATE when a message goes to that session.
+// The messages of session optional ("" = none) are left out when that
+// session does not exist; any other missing session is an error.
+func (s *Store) appendSetTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64, set *sessionSet, optional string) error {
+	return s.appendSetFromTx(ctx, tx, msgs, bodies, now, set, optional, nil)
+}
+
+// appendSetFromTx is appendSetTx and appendFromTx in one: set (may be nil)
+// applied with the append, optional's messages left out when it is
+// missing, and the sessions in first taken as already counted.
+func (s *Store) appendSetFromTx(ctx context.Context, tx *sql.Tx, msgs []Message, bodies []string, now int64, set *sessionSet, optional string, first map[string]int64) error {
 	// Reserve each session's seqs with one UPDATE per session per batch.
 	type span struct {
 		count         int64
@@ -160,6 +237,7 @@ func (s *Store) appendFromTx(ctx context.Context, tx *sql.Tx, msgs []Message, bo
 		sp.cost += msgs[i].CostUSD
 	}
 	next := make(map[string]int64, len(order))
+	skip := "" // the optional session, found missing
 	for _, key := range order {
 		if seq, ok := first[key]; ok {
 			next[key] = seq
@@ -167,9 +245,21 @@ func (s *Store) appendFromTx(ctx context.Context, tx *sql.Tx, msgs []Message, bo
 		}
 		sp := spans[key]
 		var last int64
-		err := s.queryRow(ctx, tx, `UPDATE sessions SET message_count = message_count + ?,
-			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ? WHERE key = ? RETURNING message_count`,
-			sp.count, sp.tokIn, sp.tokOut, sp.cost, now, key).Scan(&last)
+		q := `UPDATE sessions SET message_count = message_count + ?,
+			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ? WHERE key = ? RETURNING message_count`
+		args := []any{sp.count, sp.tokIn, sp.tokOut, sp.cost, now}
+		if set != nil && set.key == key {
+			clause, extra := set.clause(now)
+			q = `UPDATE sessions SET message_count = message_count + ?,
+			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ?` + clause + ` WHERE key = ? RETURNING message_count`
+			args = append(args, extra...)
+			set = nil // applied
+		}
+		err := s.queryRow(ctx, tx, q, append(args, key)...).Scan(&last)
+		if errors.Is(err, sql.ErrNoRows) && key == optional {
+			skip = key
+			continue
+		}
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("store: append to session %q: %w", key, ErrNotFound)
 		}
@@ -177,6 +267,9 @@ func (s *Store) appendFromTx(ctx context.Context, tx *sql.Tx, msgs []Message, bo
 			return err
 		}
 		next[key] = last - sp.count + 1
+	}
+	if err := s.setSessionTx(ctx, tx, set, now); err != nil { // no message went to its session
+		return err
 	}
 	for i := range msgs {
 		if msgs[i].Role == RoleAssistant && msgs[i].Content.Text != "" {
@@ -190,12 +283,18 @@ func (s *Store) appendFromTx(ctx context.Context, tx *sql.Tx, msgs []Message, bo
 	// The rows go in multi-row INSERTs of up to insertChunk rows: a
 	// statement execution per chunk instead of per message (a run of
 	// coalesced records is dozens of rows).
-	bound := map[int]*sql.Stmt{} // chunk size → its statement, bound to tx
+	bound := map[int]*sql.Stmt{}      // chunk size → its statement, bound to tx
+	rows := make([]int, 0, len(msgs)) // the messages inserted, by index
+	for i := range msgs {
+		if skip == "" || msgs[i].SessionKey != skip {
+			rows = append(rows, i)
+		}
+	}
 	var args []any
-	for i := 0; i < len(msgs); {
-		n := min(len(msgs)-i, insertChunk)
+	for i := 0; i < len(rows); {
+		n := min(len(rows)-i, insertChunk)
 		args = args[:0]
-		for j := i; j < i+n; j++ {
+		for _, j := range rows[i : i+n] {
 			m := &msgs[j]
 			if m.CreatedAt == 0 {
 				m.CreatedAt = now
@@ -203,9 +302,13 @@ func (s *Store) appendFromTx(ctx context.Context, tx *sql.Tx, msgs []Message, bo
 			seq := next[m.SessionKey]
 			next[m.SessionKey] = seq + 1
 			m.Seq = seq
-			args = append(args, m.SessionKey, seq, m.Role, bodies[j], m.Content.IndexText(), m.Trust, m.TokensIn, m.TokensOut, m.CreatedAt)
+			text := m.Content.IndexText()
+			if m.noIndex {
+				text = ""
+			}
+			args = append(args, m.SessionKey, seq, m.Role, bodies[j], text, m.Trust, m.TokensIn, m.TokensOut, m.CreatedAt)
 			if s.d == postgresDialect {
-				args = append(args, lexemes(m.Content.IndexText()))
+				args = append(args, lexemes(text))
 			}
 		}
 		q := s.d.insertMessages(n)
@@ -221,6 +324,7 @@ func (s *Store) appendFromTx(ctx context.Context, tx *sql.Tx, msgs []Message, bo
 			}
 		}
 		var err error
+		s.wstats.stmts.Add(1)
 		if ins != nil {
 			_, err = ins.ExecContext(ctx, args...)
 		} else {

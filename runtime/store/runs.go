@@ -418,6 +418,8 @@ func (s *Store) ClaimRunFor(ctx context.Context, id, instance string, pid int, s
 // FinishRunAndClaim): nil when the run is not queued or its session is
 // busy.
 func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string, pid int, start StartFunc, now int64) (*Run, error) {
+	// UPDATE then SELECT: an UPDATE ... RETURNING of the row costs as
+	// much (SQLite fills an ephemeral table with what it returns).
 	res, err := s.exec(ctx, tx, `UPDATE runs SET state = 'running', owner_instance = ?, owner_pid = ?, started_at = ?, heartbeat_at = ?
 		WHERE id = ? AND state = 'queued'
 		AND NOT EXISTS (SELECT 1 FROM runs o WHERE o.child_key = runs.child_key AND o.id != runs.id
@@ -432,20 +434,22 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.exec(ctx, tx, `UPDATE sessions SET status = 'running', updated_at = ? WHERE key = ?`, now, r.ChildKey); err != nil {
-		return nil, err
-	}
-	if start == nil {
-		return r, nil
-	}
-	msgs, newOpts, err := start(r.Options)
-	if err != nil {
-		return nil, err
-	}
-	if len(msgs) > 0 {
-		if err := s.appendMessagesTx(ctx, tx, msgs, now); err != nil {
+	set := &sessionSet{key: r.ChildKey, status: "running"}
+	var msgs []Message
+	var newOpts json.RawMessage
+	if start != nil {
+		if msgs, newOpts, err = start(r.Options); err != nil {
 			return nil, err
 		}
+	}
+	if len(msgs) > 0 {
+		// The session's status goes into the append's UPDATE when a
+		// message is for it.
+		if err := s.appendMessagesSetTx(ctx, tx, msgs, now, set); err != nil {
+			return nil, err
+		}
+	} else if err := s.setSessionTx(ctx, tx, set, now); err != nil {
+		return nil, err
 	}
 	if newOpts != nil {
 		if _, err := s.exec(ctx, tx, `UPDATE runs SET options = ? WHERE id = ?`, string(newOpts), id); err != nil {

@@ -98,6 +98,7 @@ func (s *Store) readRows(ctx context.Context, q string, args ...any) (*sql.Rows,
 
 // exec runs a cached statement inside tx.
 func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	s.wstats.stmts.Add(1)
 	st, err := s.txStmt(ctx, q)
 	if err != nil {
 		return nil, err
@@ -110,6 +111,7 @@ func (s *Store) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sq
 
 // txQuery runs a cached statement that returns rows inside tx.
 func (s *Store) txQuery(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+	s.wstats.stmts.Add(1)
 	st, err := s.txStmt(ctx, q)
 	if err != nil {
 		return nil, err
@@ -122,6 +124,7 @@ func (s *Store) txQuery(ctx context.Context, tx *sql.Tx, q string, args ...any) 
 
 // queryRow runs a cached single-row statement inside tx.
 func (s *Store) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) *sql.Row {
+	s.wstats.stmts.Add(1)
 	st, err := s.txStmt(ctx, q)
 	if err != nil || st == nil {
 		return tx.QueryRowContext(ctx, s.d.rebind(q), args...) // reports the prepare error the usual way

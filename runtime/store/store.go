@@ -101,6 +101,10 @@ type Store struct {
 	recLinger time.Duration
 
 	wstats writeCounters // WriteStats (callrecord.go)
+
+	// notifyQueued holds the requesters with a notification claim handed
+	// to the writer and not started yet (ClaimNotificationsAsync).
+	notifyQueued sync.Map // requester key → struct{}
 }
 
 type txReq struct {
