@@ -235,7 +235,11 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 		}
 		r.StartedAt = 0
 		if r.State == RunRunning {
-			r.StartedAt = now
+			// The start is read inside the transaction: a run whose busy
+			// check saw the session's previous run ended starts no earlier
+			// than that run's end, even when this transaction waited in the
+			// writer's queue (or was retried on PostgreSQL) after now.
+			r.StartedAt = max(now, s.nowMS())
 		}
 		if err := s.insertRunTx(ctx, tx, r); err != nil {
 			return err
