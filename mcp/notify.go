@@ -166,16 +166,13 @@ func (s *Server) pushDeliveries(ctx context.Context, o *owner) {
 	}
 	after := o.seenSeq
 	o.mu.Unlock()
-	msgs, err := st.MessagesAfter(ctx, key, after)
+	last, texts, err := st.DeliveredAfter(ctx, key, after)
 	if err != nil {
 		return
 	}
 	var from []string
-	last := after
-	for _, m := range msgs {
-		last = max(last, m.Seq)
-		if m.Role != store.RoleAssistant && m.Role != store.RoleTool && m.Trust == store.TrustInterSession && strings.HasPrefix(m.Content.Text, "[From: ") {
-			sender := strings.TrimPrefix(m.Content.Text, "[From: ")
+	for _, text := range texts {
+		if sender, ok := strings.CutPrefix(text, "[From: "); ok {
 			if i := strings.IndexByte(sender, ']'); i >= 0 {
 				sender = sender[:i]
 			}
