@@ -113,14 +113,9 @@ func (s *Store) RunsIn(ctx context.Context, key string, limit int) ([]*Run, erro
 	if err != nil {
 		return nil, fmt.Errorf("store: runs in %q: %w", key, err)
 	}
-	defer rows.Close()
-	var out []*Run
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: runs in %q: %w", key, err)
-		}
-		out = append(out, r)
+	out, err := scanRuns(rows)
+	if err != nil {
+		return nil, fmt.Errorf("store: runs in %q: %w", key, err)
 	}
-	return out, rows.Err()
+	return out, nil
 }

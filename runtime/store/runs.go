@@ -304,6 +304,11 @@ func (s *Store) ListRuns(ctx context.Context, f RunFilter) ([]*Run, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: list runs: %w", err)
 	}
+	return scanRuns(rows)
+}
+
+// scanRuns reads every row of rows (runCols, in order) and closes it.
+func scanRuns(rows *sql.Rows) ([]*Run, error) {
 	defer rows.Close()
 	var out []*Run
 	for rows.Next() {
