@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/policy"
@@ -15,7 +16,8 @@ import (
 // A new child's run, created with its session, hands its turn the
 // transcript it wrote (no read back): claimed at once, the first model
 // call sees its task; queued behind a full lane, it still sees what was
-// appended to its session while it waited (a subagents send), once.
+// appended to its session while it waited (a subagents send), once; and a
+// message delivered during its last model call gets one more call.
 func TestSpawnTurnKnownTranscript(t *testing.T) {
 	cfg, err := config.Parse([]byte(`
 [providers.fake]
@@ -108,6 +110,40 @@ max_concurrent = 1
 		if r := ended(t, m, id); r.State != store.RunOK {
 			t.Fatalf("run %s: %s", id, r.State)
 		}
+	}
+
+	// A message another session sends while the model makes what would be
+	// the run's last call is read by that run: one more call sees it.
+	c := spawn("c")
+	only := <-calls
+	if _, err := st.AppendMessage(ctx, store.Message{SessionKey: c.ChildKey, Role: store.RoleUser, Trust: store.TrustInterSession,
+		Content: store.Content{Text: "[From: agent:peer:main]\n\nsent during the call"}}); err != nil {
+		t.Fatal(err)
+	}
+	close(only.release)
+	var again call
+	select {
+	case again = <-calls:
+	case <-time.After(20 * time.Second): // bounded: without the extra call the run just ends
+		t.Fatal("no model call after a message delivered during the last one")
+	}
+	if len(again.texts) != 2 || again.texts[0] != "task c" || !strings.Contains(again.texts[1], "[From: agent:peer:main]\n\nsent during the call") {
+		t.Fatalf("the call after a delivery: user messages %q", again.texts)
+	}
+	close(again.release)
+	if r := ended(t, m, "c"); r.State != store.RunOK || r.Iterations != 2 {
+		t.Fatalf("run c: %s after %d model calls, want ok after 2", r.State, r.Iterations)
+	}
+	msgs, err := st.Transcript(ctx, c.ChildKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roles []string
+	for _, m := range msgs {
+		roles = append(roles, m.Role)
+	}
+	if got := strings.Join(roles, ","); got != "user,user,assistant,assistant" {
+		t.Fatalf("transcript roles %s, want the task, the delivery (committed during the call), both answers", got)
 	}
 }
 

@@ -270,6 +270,16 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		if resp.Reasoning != nil {
 			sm.Content.Reasoning, _ = json.Marshal(resp.Reasoning)
 		}
+		if len(resp.ToolCalls) == 0 && sink.schema == nil && res.Iterations < maxIter && r.deliveredMeanwhile(ctx, t.SessionKey, lastSeq) {
+			// Another session sent a message while the model worked (or
+			// since the turn read its transcript): this answer did not see
+			// it. Keep the answer and make one more call that does, so a
+			// subagents send to a running child is read by that run.
+			if err := persist(sm); err != nil {
+				return fail(res, "record the model's answer: "+err.Error())
+			}
+			continue
+		}
 		if len(resp.ToolCalls) == 0 && sink.schema == nil && t.DeferFinal {
 			// The final answer is written by the caller together with the
 			// run's end, in one transaction (Result.Final).
@@ -494,4 +504,14 @@ func specNames(specs []provider.ToolSpec) string {
 		names[i] = s.Name
 	}
 	return strings.Join(names, ", ")
+}
+
+// deliveredMeanwhile reports whether other sessions delivered a message
+// (trust inter_session: a subagents send, a sessions_send, a child's
+// announce) to key after seq, the newest message the turn has read. A
+// failed read reports false: the run ends as it would have, and the
+// message stays in the transcript for the session's next run.
+func (r *Runtime) deliveredMeanwhile(ctx context.Context, key string, seq int64) bool {
+	_, texts, err := r.st.DeliveredAfter(ctx, key, seq)
+	return err == nil && len(texts) > 0
 }
