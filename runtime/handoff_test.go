@@ -23,26 +23,7 @@ import (
 // but that hand-off after the first.
 func TestLaneSlotPassesWithTheNextClaim(t *testing.T) {
 	f := injectFaults(t, nil) // counts the claims and finishes
-	cfg, err := config.Parse([]byte(`
-[providers.fake]
-kind = "openai-compatible"
-[[models]]
-id = "fake/m"
-provider = "fake"
-[agents.defaults]
-model = "fake/m"
-[agents.defaults.subagents]
-max_concurrent = 1
-`), "handoff.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, testdb.DSN(t, "handoff.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 
 	// Each model call says which task it serves and waits to be let go.
 	type turn struct {
@@ -75,18 +56,7 @@ max_concurrent = 1
 			return nil, ctx.Err()
 		}
 	}}
-	rt := New(cfg, st, &Options{Providers: map[string]provider.Provider{"fake": prov}})
-	rt.SetTools(&fakeTools{})
-	m := NewManager(rt)
-	gate, err := policy.New(cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.SetGate(gate)
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m, st := laneOfOne(t, "handoff", prov)
 
 	lined := make(chan string, 8)
 	laneWaitHook = func(id string) { lined <- id }
@@ -149,4 +119,44 @@ max_concurrent = 1
 	if got := f.count("finish"); got != n {
 		t.Fatalf("outcome writes: %d, want %d", got, n)
 	}
+}
+
+// laneOfOne starts a run manager over a new store whose subagent lane
+// holds one run at a time (max_concurrent = 1) and whose one model,
+// fake/m, is served by prov. Both are closed when the test ends.
+func laneOfOne(t *testing.T, name string, prov provider.Provider) (*Manager, *store.Store) {
+	t.Helper()
+	cfg, err := config.Parse([]byte(`
+[providers.fake]
+kind = "openai-compatible"
+[[models]]
+id = "fake/m"
+provider = "fake"
+[agents.defaults]
+model = "fake/m"
+[agents.defaults.subagents]
+max_concurrent = 1
+`), name+".toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st, err := store.Open(ctx, testdb.DSN(t, name+".db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	rt := New(cfg, st, &Options{Providers: map[string]provider.Provider{"fake": prov}})
+	rt.SetTools(&fakeTools{})
+	m := NewManager(rt)
+	gate, err := policy.New(cfg, st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.SetGate(gate)
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, st
 }

@@ -6,9 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sessionplane/sessionplane/internal/testdb"
 	"github.com/sessionplane/sessionplane/policy"
-	"github.com/sessionplane/sessionplane/runtime/config"
 	"github.com/sessionplane/sessionplane/runtime/provider"
 	"github.com/sessionplane/sessionplane/runtime/store"
 )
@@ -19,26 +17,7 @@ import (
 // appended to its session while it waited (a subagents send), once; and a
 // message delivered during its last model call gets one more call.
 func TestSpawnTurnKnownTranscript(t *testing.T) {
-	cfg, err := config.Parse([]byte(`
-[providers.fake]
-kind = "openai-compatible"
-[[models]]
-id = "fake/m"
-provider = "fake"
-[agents.defaults]
-model = "fake/m"
-[agents.defaults.subagents]
-max_concurrent = 1
-`), "known.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	st, err := store.Open(ctx, testdb.DSN(t, "known.db"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	type call struct {
 		texts   []string
 		release chan struct{}
@@ -63,18 +42,7 @@ max_concurrent = 1
 			return nil, ctx.Err()
 		}
 	}}
-	rt := New(cfg, st, &Options{Providers: map[string]provider.Provider{"fake": prov}})
-	rt.SetTools(&fakeTools{})
-	m := NewManager(rt)
-	gate, err := policy.New(cfg, st, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.SetGate(gate)
-	if err := m.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m, st := laneOfOne(t, "known", prov)
 
 	spawn := func(id string) *store.Run {
 		t.Helper()
