@@ -225,14 +225,8 @@ func waitQueued(s *Store, n int) {
 // records queued before it (it sees their seqs), and the whole batch is
 // one commit.
 func TestRecordsCoalescedKeepOrder(t *testing.T) {
-	s := openTest(t, "")
+	s, a, b := openTwoSessions(t)
 	ctx := context.Background()
-	const a, b = "agent:main:main", "agent:other:main"
-	for _, k := range []string{a, b} {
-		if _, err := s.EnsureSession(ctx, Session{Key: k}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	release := holdWriter(t, s)
 	queued := 0
 	record := func(key string, i int) {
@@ -450,14 +444,8 @@ func TestRecordLingerEndsWhenNeeded(t *testing.T) {
 // 40 messages of two sessions in one append (chunks of 16, 16 and 8) keep
 // their order and seqs, and the text of each is searchable.
 func TestAppendManyMessagesInChunks(t *testing.T) {
-	s := openTest(t, "")
+	s, a, b := openTwoSessions(t)
 	ctx := context.Background()
-	const a, b = "agent:main:main", "agent:other:main"
-	for _, k := range []string{a, b} {
-		if _, err := s.EnsureSession(ctx, Session{Key: k}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	var msgs []Message
 	var wantA, wantB []string
 	for i := 0; i < 40; i++ {
@@ -485,4 +473,18 @@ func TestAppendManyMessagesInChunks(t *testing.T) {
 			t.Fatalf("search %s: hits in %v, want one in %s", word, keys, msgs[i].SessionKey)
 		}
 	}
+}
+
+// openTwoSessions opens a new store holding two empty sessions and
+// returns it with their keys.
+func openTwoSessions(t *testing.T) (s *Store, a, b string) {
+	t.Helper()
+	s = openTest(t, "")
+	a, b = "agent:main:main", "agent:other:main"
+	for _, k := range []string{a, b} {
+		if _, err := s.EnsureSession(context.Background(), Session{Key: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s, a, b
 }
