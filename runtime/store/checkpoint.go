@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -110,6 +111,12 @@ func (s *Store) checkpointer() {
 	defer s.ckptWG.Done()
 	gap := time.NewTimer(0)
 	defer gap.Stop()
+	var conn *sql.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
 	for {
 		select {
 		case <-s.ckptNudge:
@@ -117,11 +124,26 @@ func (s *Store) checkpointer() {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), checkpointTimeout)
+		var err error
+		if conn == nil {
+			// A connection of its own, held: borrowing one from the pool
+			// would often take the one the writer just committed on, the
+			// only one whose page cache and mapping that commit left valid,
+			// and send the next search to a cold one (21 ms instead of 4 ms
+			// at 1M messages).
+			conn, err = s.db.Conn(ctx)
+		}
 		var busy, frames, done int64
-		err := s.db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
+		if err == nil {
+			err = conn.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &done)
+		}
 		cancel()
 		if err != nil {
 			s.log.Debug("store: background checkpoint", "err", err)
+			if conn != nil {
+				conn.Close()
+				conn = nil
+			}
 		} else {
 			s.wstats.checkpoints.Add(1)
 			if s.ckptSeen != nil {
