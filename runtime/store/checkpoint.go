@@ -71,9 +71,15 @@ func (s *Store) checkpointWAL(ctx context.Context, limit int64) (bool, error) {
 }
 
 // autoCheckpointFrames is SQLite's own auto-checkpoint threshold on this
-// store's connections: a fallback. The checkpointer copies the log back
-// long before it, so a commit that crosses it is rare.
-const autoCheckpointFrames = 8000
+// store's connections: a fallback, and what restarts the log. The
+// checkpointer copies the log back as it grows, but a log restarts from its
+// beginning only when a write begins with all of it copied back, which a
+// steady stream of commits rarely allows while a checkpoint runs beside
+// them: the commit that crosses this threshold then copies the few frames
+// not yet copied and the next write restarts the log. 4,000 pages of 4 KiB
+// stay below walLimit, so the heartbeat's truncation (which makes writers
+// wait) is not needed for it.
+const autoCheckpointFrames = 4000
 
 // checkpointGap is the least time between two of the checkpointer's
 // checkpoints: under a steady stream of commits the log is copied back
