@@ -81,10 +81,17 @@ func (s *Store) checkpointWAL(ctx context.Context, limit int64) (bool, error) {
 // wait) is not needed for it.
 const autoCheckpointFrames = 4000
 
-// checkpointGap is the least time between two of the checkpointer's
-// checkpoints: under a steady stream of commits the log is copied back
-// about ten times a second, a few hundred frames at a time.
-const checkpointGap = 100 * time.Millisecond
+// checkpointGap and checkpointMaxGap bound the time between two of the
+// checkpointer's checkpoints. Within them the gap doubles while a
+// checkpoint finds fewer than checkpointFrames/2 new frames and halves
+// while it finds more than twice as many: each checkpoint syncs the log
+// and the file, so it should carry about as many frames as SQLite's own
+// did (1,000), and a quiet server checkpoints at most once a second.
+const (
+	checkpointGap    = 100 * time.Millisecond
+	checkpointMaxGap = time.Second
+	checkpointFrames = 1000
+)
 
 // checkpointTimeout bounds one background checkpoint (a passive one
 // never waits for a lock; this bounds the I/O).
@@ -103,7 +110,8 @@ func (s *Store) committedFrames() {
 }
 
 // checkpointer copies the WAL back into the database file after commits,
-// at most once per ckptGap, with a passive checkpoint on a pool connection.
+// at most once per ckptGap (paced up to checkpointMaxGap by the frames each
+// checkpoint found), with a passive checkpoint on a connection it holds.
 //
 // SQLite's auto-checkpoint runs inside the commit that crosses its
 // threshold, so every 1,000 frames (about 40 spawns committed one at a
@@ -117,6 +125,8 @@ func (s *Store) checkpointer() {
 	defer s.ckptWG.Done()
 	gap := time.NewTimer(0)
 	defer gap.Stop()
+	wait := s.ckptGap
+	var last int64 // frames in the log at the last checkpoint
 	var conn *sql.Conn
 	defer func() {
 		if conn != nil {
@@ -151,6 +161,17 @@ func (s *Store) checkpointer() {
 				conn = nil
 			}
 		} else {
+			grown := frames - last
+			if frames < last { // the log restarted meanwhile
+				grown = frames
+			}
+			last = frames
+			switch {
+			case grown < checkpointFrames/2:
+				wait = min(2*wait, max(checkpointMaxGap, s.ckptGap))
+			case grown > 2*checkpointFrames:
+				wait = max(wait/2, s.ckptGap)
+			}
 			s.wstats.checkpoints.Add(1)
 			if s.ckptSeen != nil {
 				select {
@@ -159,7 +180,7 @@ func (s *Store) checkpointer() {
 				}
 			}
 		}
-		gap.Reset(s.ckptGap)
+		gap.Reset(wait)
 		select {
 		case <-gap.C:
 		case <-s.exited:
