@@ -156,7 +156,9 @@ func (s *Store) checkpointer() {
 		cancel()
 		if err != nil {
 			s.log.Debug("store: background checkpoint", "err", err)
-			if conn != nil {
+			// Busy: another process's checkpoint runs; this connection is
+			// fine. Anything else: take another one next time.
+			if conn != nil && !isSQLiteBusy(err) {
 				conn.Close()
 				conn = nil
 			}
