@@ -51,16 +51,20 @@ type WriteStats struct {
 	// transactions (through exec, queryRow, txQuery and the message
 	// INSERTs), a batch's rerun with savepoints included.
 	Statements uint64
+	// Checkpoints is how many times the background checkpointer copied the
+	// WAL back (SQLite; checkpoint.go).
+	Checkpoints uint64
 }
 
 type writeCounters struct {
 	waited, async, commits, stmts atomic.Uint64
 	notifySkipped                 atomic.Uint64 // notification claims left to one already queued
+	checkpoints                   atomic.Uint64 // background checkpoints run (checkpointer)
 }
 
 // WriteStats returns the writer's counts so far (benchmarks and tests
 // count writes per operation with it).
 func (s *Store) WriteStats() WriteStats {
 	return WriteStats{Waited: s.wstats.waited.Load(), Async: s.wstats.async.Load(), Commits: s.wstats.commits.Load(),
-		Statements: s.wstats.stmts.Load()}
+		Statements: s.wstats.stmts.Load(), Checkpoints: s.wstats.checkpoints.Load()}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // The -wal file stays bounded when a reader kept the log from restarting:
@@ -93,4 +94,60 @@ func fileSize(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// Commits are copied back into the database by the background
+// checkpointer, not by SQLite's auto-checkpoint inside a commit (whose
+// threshold is set past what this test writes): after the last commit the
+// checkpointer reports the whole log copied back, and nobody else asked
+// for a checkpoint.
+func TestCheckpointerCopiesTheLogBackBesideTheWriter(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sp.db")
+	seen := make(chan checkpointResult, 256)
+	ctx := context.Background()
+	s, err := Open(ctx, path, &Options{checkpointed: seen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var auto int
+	if err := s.DB().QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&auto); err != nil || auto != autoCheckpointFrames {
+		t.Fatalf("wal_autocheckpoint = %d (%v), want %d", auto, err, autoCheckpointFrames)
+	}
+	if err := s.Tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `CREATE TABLE ballast (b BLOB)`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	const commits = 20 // 20 × 16 pages: well under autoCheckpointFrames
+	for i := 0; i < commits; i++ {
+		if err := s.Tx(ctx, func(tx *sql.Tx) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO ballast (b) VALUES (randomblob(65536))`)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The last commit nudged the checkpointer: a checkpoint starts after
+	// it, and with nothing written since, it copies the whole log back.
+	deadline := time.NewTimer(30 * time.Second)
+	defer deadline.Stop()
+	for {
+		select {
+		case r := <-seen:
+			if r.Log > 0 && r.Copied == r.Log && !r.Busy {
+				if got := s.WriteStats().Checkpoints; got == 0 {
+					t.Fatalf("WriteStats.Checkpoints = 0 after a reported checkpoint")
+				}
+				var n int
+				if err := s.DB().QueryRowContext(ctx, `SELECT count(*) FROM ballast`).Scan(&n); err != nil || n != commits {
+					t.Fatalf("rows = %d (%v), want %d", n, err, commits)
+				}
+				return
+			}
+		case <-deadline.C:
+			t.Fatal("no background checkpoint copied the whole log back within 30 s of the last commit")
+		}
+	}
 }

@@ -43,6 +43,9 @@ type Options struct {
 	Limits Limits
 
 	noTemplate bool // a new file is made by the migrations (TestSQLiteTemplate)
+	// checkpointed, when set, gets each background checkpoint's result
+	// (tests; never blocks the checkpointer).
+	checkpointed chan<- checkpointResult
 }
 
 // Store is an open sessionplane database. It is safe for concurrent use.
@@ -97,6 +100,13 @@ type Store struct {
 	// nudge ends the writer's linger at once: someone (Flush) waits for
 	// the records it holds.
 	nudge chan struct{}
+	// ckptNudge tells the checkpointer that the writer committed (SQLite
+	// only; nil on PostgreSQL). ckptGap is the least time between two of
+	// its checkpoints.
+	ckptNudge chan struct{}
+	ckptGap   time.Duration
+	ckptWG    sync.WaitGroup
+	ckptSeen  chan<- checkpointResult // Options.checkpointed
 	// recLinger is recordLinger (tests lengthen it to show what ends it).
 	recLinger time.Duration
 
@@ -170,6 +180,10 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	q.Add("_pragma", "foreign_keys(1)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "temp_store(MEMORY)") // a batch's savepoint journals stay off disk
+	// Checkpoints run beside the writer (checkpointer, checkpoint.go), not
+	// inside the commit that crosses SQLite's 1,000 frames: this larger
+	// threshold is only the fallback for when that goroutine falls behind.
+	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", autoCheckpointFrames))
 	// Reads map the file (up to mmapBytes) instead of copying each page
 	// with pread into every connection's own cache, which SQLite empties
 	// whenever another connection has committed: searching a large store
@@ -189,7 +203,7 @@ func Open(ctx context.Context, path string, opts *Options) (*Store, error) {
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	s := &Store{db: db, d: sqliteDialect, path: path, busy: busy, log: log, now: now, writes: make(chan *txReq, 256), stop: make(chan struct{}), exited: make(chan struct{}),
-		limits: opts.Limits.effective()}
+		limits: opts.Limits.effective(), ckptSeen: opts.checkpointed}
 	// Processes opening a new file at once race to switch it to WAL, and
 	// SQLite answers a loser SQLITE_BUSY at once, busy_timeout or not:
 	// retry (each attempt opens a fresh connection) for up to busy_timeout.
@@ -210,6 +224,12 @@ func (s *Store) start(ctx context.Context) (*Store, error) {
 	s.recLinger = recordLinger
 	s.writerWG.Add(1)
 	go s.writer()
+	if s.d == sqliteDialect {
+		s.ckptNudge = make(chan struct{}, 1)
+		s.ckptGap = checkpointGap
+		s.ckptWG.Add(1)
+		go s.checkpointer()
+	}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, s.fault(err)
@@ -256,6 +276,7 @@ func (s *Store) Close() error {
 		}
 		close(s.stop)
 		s.writerWG.Wait()
+		s.ckptWG.Wait()
 		// Fold the WAL back into the main file so a clean shutdown leaves one file.
 		s.stmtMu.Lock()
 		s.closed = true
@@ -433,6 +454,7 @@ func (s *Store) commitBatch(batch []*txReq) {
 	}
 	if err == nil {
 		s.wstats.commits.Add(1)
+		s.committedFrames()
 	}
 	if err != nil && s.d.retryable(err) {
 		err = fmt.Errorf("store: database stayed locked by another process (or, on PostgreSQL, its transactions kept conflicting): %w", err)
