@@ -17,19 +17,21 @@ import (
 // and the many small segments were merged again later. Indexed at the end,
 // a transaction writes one segment, whatever number of appends it holds.
 //
-// How: a write that inserts messages calls markIndex first, which notes
-// the largest message id once per transaction (the write lock is held from
-// BEGIN IMMEDIATE on, so no other process inserts meanwhile, and new ids
-// are larger); commitWrite then indexes every message with text and a
-// larger id, whoever inserted it in the transaction (an append, a fork's
-// copy, a Copy into this store), unless it is indexed already. A message
-// inserted and deleted in the same transaction is not in the index, so the
-// delete trigger only removes entries that exist (messages_fts_docsize). A
-// transaction that inserts no message reads nothing more. On PostgreSQL the
-// INSERT carries the search vector itself: nothing to do.
+// How: before a transaction's first new message, the largest message id
+// is noted once (markIndex reads it; an append's INSERT reports it instead,
+// markIndexFrom). The write lock is held from BEGIN IMMEDIATE on, so no
+// other process inserts meanwhile, and new ids are larger. commitWrite then
+// indexes every message with text and a larger id, whoever inserted it in
+// the transaction (an append, a fork's copy, a Copy into this store),
+// unless it is indexed already. A message inserted and deleted in the same
+// transaction is not in the index, so the delete trigger only removes
+// entries that exist (messages_fts_docsize). A transaction that inserts no
+// message does nothing more. On PostgreSQL the INSERT carries the search
+// vector itself: nothing to do.
 //
 // Every statement that inserts into messages must come after markIndex in
-// its transaction (TestEveryMessagePathIsIndexed).
+// its transaction, or be an append's INSERT followed by markIndexFrom
+// (TestEveryMessagePathIsIndexed).
 
 // indexMarkSQL is the id above which this transaction's messages lie.
 const indexMarkSQL = `SELECT coalesce(max(id), 0) FROM messages`
@@ -56,6 +58,23 @@ func (s *Store) markIndex(ctx context.Context, tx *sql.Tx) error {
 		return nil
 	}
 	return s.queryRow(ctx, tx, indexMarkSQL).Scan(&s.indexMark)
+}
+
+// markIndexFrom is markIndex for a write that has just inserted n
+// messages with the transaction's first INSERT into messages, res its
+// result: SQLite gave them consecutive ids after the largest one (an
+// INTEGER PRIMARY KEY without AUTOINCREMENT takes max(id)+1 for each new
+// row), so the mark is the last id less n, and no read is needed.
+func (s *Store) markIndexFrom(res sql.Result, n int) error {
+	if !s.indexTx || s.indexMark >= 0 {
+		return nil
+	}
+	last, err := res.LastInsertId()
+	if err != nil {
+		return err
+	}
+	s.indexMark = last - int64(n)
+	return nil
 }
 
 // commitWrite indexes the messages the transaction inserted (SQLite) and

@@ -288,11 +288,6 @@ func (s *Store) appendSetFromTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 			rows = append(rows, i)
 		}
 	}
-	if len(rows) > 0 {
-		if err := s.markIndex(ctx, tx); err != nil {
-			return err
-		}
-	}
 	var args []any
 	for i := 0; i < len(rows); {
 		n := min(len(rows)-i, insertChunk)
@@ -326,14 +321,18 @@ func (s *Store) appendSetFromTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 				bound[n] = ins
 			}
 		}
+		var res sql.Result
 		var err error
 		s.wstats.stmts.Add(1)
 		if ins != nil {
-			_, err = ins.ExecContext(ctx, args...)
+			res, err = ins.ExecContext(ctx, args...)
 		} else {
-			_, err = tx.ExecContext(ctx, s.d.rebind(q), args...) // not cached (yet): run on tx
+			res, err = tx.ExecContext(ctx, s.d.rebind(q), args...) // not cached (yet): run on tx
 		}
 		if err != nil {
+			return err
+		}
+		if err := s.markIndexFrom(res, n); err != nil {
 			return err
 		}
 		i += n
