@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"sort"
 	"sync"
@@ -157,4 +158,93 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkAppendOne is the transcript append path alone: one message per
+// transaction (a run's model turn, a call's record), from `writers`
+// goroutines each writing its own session, so concurrent appends share the
+// writer's commits as in the fan-out. Reports the process CPU and the
+// writer's statements per append.
+func BenchmarkAppendOne(b *testing.B) {
+	for _, writers := range []int{1, 16} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) { benchAppendOne(b, writers) })
+	}
+}
+
+func benchAppendOne(b *testing.B, writers int) {
+	ctx := context.Background()
+	s, err := Open(ctx, testdb.DSN(b, "b.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	// Sessions enough that their rows span several pages, as in a store
+	// that has seen a fan-out.
+	for i := 0; i < 1000; i++ {
+		if _, err := s.EnsureSession(ctx, Session{Key: fmt.Sprintf("agent:b:s%04d", i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	per := b.N/writers + 1
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	cpu0, w0 := cpuTime(), s.WriteStats()
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := fmt.Sprintf("agent:b:s%04d", w*37%1000)
+			for i := 0; i < per; i++ {
+				m := Message{SessionKey: key, Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "turn " + fmt.Sprint(i)}, TokensIn: 3, TokensOut: 2}
+				if _, err := s.AppendMessage(ctx, m); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(writers*per), "cpu-µs/op")
+	wst := s.WriteStats()
+	b.ReportMetric(float64(wst.Commits-w0.Commits)/float64(writers*per), "commits/op")
+	b.ReportMetric(float64(wst.Statements-w0.Statements)/float64(writers*per), "stmts/op")
+}
+
+// BenchmarkAppendInTx is the statements of an append alone: 200 appends
+// of one message each (to 200 of 1,000 sessions) inside one write
+// transaction, so the commit is a small share. Reports the process CPU and
+// the writer's statements per append.
+func BenchmarkAppendInTx(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(ctx, testdb.DSN(b, "b.db"), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	for i := 0; i < 1000; i++ {
+		if _, err := s.EnsureSession(ctx, Session{Key: fmt.Sprintf("agent:b:s%04d", i)}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const per = 200
+	b.ResetTimer()
+	cpu0, w0 := cpuTime(), s.WriteStats()
+	for i := 0; i < b.N; i += per {
+		err := s.Tx(ctx, func(tx *sql.Tx) error {
+			for j := 0; j < per; j++ {
+				m := []Message{{SessionKey: fmt.Sprintf("agent:b:s%04d", (i+j)*7%1000), Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "turn"}, TokensIn: 3, TokensOut: 2}}
+				if err := s.appendMessagesTx(ctx, tx, m, s.nowMS()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	n := (b.N + per - 1) / per * per
+	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(n), "cpu-µs/op")
+	wst := s.WriteStats()
+	b.ReportMetric(float64(wst.Statements-w0.Statements)/float64(n), "stmts/op")
 }

@@ -392,6 +392,11 @@ const copyChunk = 100
 // to name the row at fault.
 func (s *Store) insertPage(ctx context.Context, t copyTable, cols []string, keyAt int, page [][]any) error {
 	err := s.Tx(ctx, func(tx *sql.Tx) error {
+		if t.name == "messages" {
+			if err := s.markIndex(ctx, tx); err != nil { // index what the page inserts (ftsindex.go)
+				return err
+			}
+		}
 		for i := 0; i < len(page); i += copyChunk {
 			chunk := page[i:min(i+copyChunk, len(page))]
 			if _, err := tx.ExecContext(ctx, s.insertSQL(t.name, cols, len(chunk)), flatten(chunk)...); err != nil {

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"database/sql"
 	"errors"
 	"net/url"
@@ -47,6 +46,13 @@ type dialect struct {
 	// copyMessages copies a session's messages up to a seq into another
 	// session (fork), index data included. Args: dst, src, atSeq.
 	copyMessages string
+	// returningSeq reserves a session's seqs with UPDATE … RETURNING
+	// message_count (reserveSeqs); false: a read of message_count, then the
+	// UPDATE.
+	returningSeq bool
+	// deferredIndex: the search index is filled at the end of each write
+	// transaction (ftsindex.go), not by an insert trigger.
+	deferredIndex bool
 	// runDay is the SQL expression of a run's UTC creation day, YYYY-MM-DD.
 	runDay string
 	// The search primitives (search.go).
@@ -81,6 +87,7 @@ var sqliteDialect = &dialect{
 	txOpts:        nil,
 	migrations:    "migrations/sqlite",
 	insertMessage: sqliteInsertMessage,
+	deferredIndex: true,
 	copyMessages: `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
 		SELECT ?, seq, role, content, body, trust, tokens_in, tokens_out, created_at FROM messages
 		WHERE session_key = ? AND seq <= ? ORDER BY seq`,
@@ -98,11 +105,12 @@ var sqliteDialect = &dialect{
 }
 
 var postgresDialect = &dialect{
-	name:       BackendPostgres,
-	rebind:     rebindDollar,
-	retryable:  isPGRetryable,
-	txOpts:     &sql.TxOptions{Isolation: sql.LevelSerializable},
-	migrations: "migrations/postgres",
+	name:         BackendPostgres,
+	rebind:       rebindDollar,
+	retryable:    isPGRetryable,
+	txOpts:       &sql.TxOptions{Isolation: sql.LevelSerializable},
+	migrations:   "migrations/postgres",
+	returningSeq: true,
 	insertMessage: `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at, tsv)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS tsvector))`,
 	copyMessages: `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at, tsv)
@@ -249,11 +257,6 @@ func isIdentByte(c byte) bool {
 
 // Backend is "sqlite" or "postgres".
 func (s *Store) Backend() string { return s.d.name }
-
-// beginWrite begins a write transaction the backend's way.
-func (s *Store) beginWrite(ctx context.Context) (*sql.Tx, error) {
-	return s.db.BeginTx(ctx, s.d.txOpts)
-}
 
 // insertMessages is the INSERT of n transcript messages (1 ≤ n ≤
 // insertChunk): insertMessage's row of values repeated.

@@ -56,6 +56,9 @@ func (s *Store) ForkSession(ctx context.Context, dst Session) (*Session, error) 
 // copy's length and records the fork. Token counters and cost of dst stay
 // zero: the fork spent nothing.
 func (s *Store) copyTranscriptTx(ctx context.Context, tx *sql.Tx, src, dst string, atSeq int64) error {
+	if err := s.markIndex(ctx, tx); err != nil {
+		return err
+	}
 	if _, err := s.exec(ctx, tx, s.d.copyMessages, dst, src, atSeq); err != nil {
 		return err
 	}

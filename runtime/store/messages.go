@@ -244,18 +244,16 @@ func (s *Store) appendSetFromTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 			continue
 		}
 		sp := spans[key]
-		var last int64
 		q := `UPDATE sessions SET message_count = message_count + ?,
-			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ? WHERE key = ? RETURNING message_count`
+			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ?`
 		args := []any{sp.count, sp.tokIn, sp.tokOut, sp.cost, now}
 		if set != nil && set.key == key {
 			clause, extra := set.clause(now)
-			q = `UPDATE sessions SET message_count = message_count + ?,
-			tokens_in = tokens_in + ?, tokens_out = tokens_out + ?, cost_usd = cost_usd + ?, updated_at = ?` + clause + ` WHERE key = ? RETURNING message_count`
+			q += clause
 			args = append(args, extra...)
 			set = nil // applied
 		}
-		err := s.queryRow(ctx, tx, q, append(args, key)...).Scan(&last)
+		first, err := s.reserveSeqs(ctx, tx, q+` WHERE key = ?`, append(args, key), key, sp.count)
 		if errors.Is(err, sql.ErrNoRows) && key == optional {
 			skip = key
 			continue
@@ -266,7 +264,7 @@ func (s *Store) appendSetFromTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 		if err != nil {
 			return err
 		}
-		next[key] = last - sp.count + 1
+		next[key] = first
 	}
 	if err := s.setSessionTx(ctx, tx, set, now); err != nil { // no message went to its session
 		return err
@@ -323,19 +321,51 @@ func (s *Store) appendSetFromTx(ctx context.Context, tx *sql.Tx, msgs []Message,
 				bound[n] = ins
 			}
 		}
+		var res sql.Result
 		var err error
 		s.wstats.stmts.Add(1)
 		if ins != nil {
-			_, err = ins.ExecContext(ctx, args...)
+			res, err = ins.ExecContext(ctx, args...)
 		} else {
-			_, err = tx.ExecContext(ctx, s.d.rebind(q), args...) // not cached (yet): run on tx
+			res, err = tx.ExecContext(ctx, s.d.rebind(q), args...) // not cached (yet): run on tx
 		}
 		if err != nil {
+			return err
+		}
+		if err := s.markIndexFrom(res, n); err != nil {
 			return err
 		}
 		i += n
 	}
 	return nil
+}
+
+// reserveSeqs runs update (an UPDATE of session key's row, ending in
+// "WHERE key = ?", that adds n to message_count) and returns the first of
+// the n seqs it reserved; sql.ErrNoRows when the session does not exist.
+//
+// On PostgreSQL the UPDATE comes first and says the new count itself
+// (RETURNING): its row lock is what serializes writers on other hosts, so
+// no read may come before it. On SQLite the write transaction already
+// holds the database's one write lock (BEGIN IMMEDIATE), so nothing can
+// change the row between a read and the UPDATE, and a point read of
+// message_count plus a plain UPDATE is cheaper than UPDATE … RETURNING,
+// which builds an ephemeral table on every execution.
+func (s *Store) reserveSeqs(ctx context.Context, tx *sql.Tx, update string, args []any, key string, n int64) (int64, error) {
+	var last int64
+	if s.d.returningSeq {
+		if err := s.queryRow(ctx, tx, update+` RETURNING message_count`, args...).Scan(&last); err != nil {
+			return 0, err
+		}
+		return last - n + 1, nil
+	}
+	if err := s.queryRow(ctx, tx, `SELECT message_count FROM sessions WHERE key = ?`, key).Scan(&last); err != nil {
+		return 0, err
+	}
+	if _, err := s.exec(ctx, tx, update, args...); err != nil {
+		return 0, err
+	}
+	return last + 1, nil
 }
 
 // insertChunk is the most rows one INSERT of appendEncodedTx carries.

@@ -50,13 +50,22 @@ type Options struct {
 
 // Store is an open sessionplane database. It is safe for concurrent use.
 type Store struct {
-	db     *sql.DB
-	d      *dialect
-	path   string        // the SQLite file, or the PostgreSQL URL without its password
-	busy   time.Duration // how long a connection waits for a lock (SQLite busy_timeout)
-	log    *slog.Logger
-	now    func() time.Time
-	schema int
+	db *sql.DB
+	// indexTx: the writer's current transaction fills the search index
+	// before it commits; indexMark is the largest message id before its
+	// first insert of a message (-1: none yet). See ftsindex.go; only the
+	// writer goroutine uses them.
+	indexTx   bool
+	indexMark int64
+	// indexAtCommit: write transactions fill the search index before they
+	// commit (SQLite, once migration 0015 is applied).
+	indexAtCommit atomic.Bool
+	d             *dialect
+	path          string        // the SQLite file, or the PostgreSQL URL without its password
+	busy          time.Duration // how long a connection waits for a lock (SQLite busy_timeout)
+	log           *slog.Logger
+	now           func() time.Time
+	schema        int
 
 	// Group commit: write transactions queue here and one writer goroutine
 	// runs whatever is queued in a single SQLite transaction.
@@ -234,6 +243,7 @@ func (s *Store) start(ctx context.Context) (*Store, error) {
 		s.Close()
 		return nil, s.fault(err)
 	}
+	s.indexAtCommit.Store(s.d.deferredIndex) // the schema has no insert trigger now (0015)
 	return s, nil
 }
 
@@ -542,7 +552,7 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 			}
 			return []error{ferr}, nil
 		}
-		if err := tx.Commit(); err != nil {
+		if err := s.commitWrite(tx); err != nil {
 			return nil, err
 		}
 		return errs, nil
@@ -569,7 +579,7 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 		}
 	}
 	if plain {
-		if err := tx.Commit(); err != nil {
+		if err := s.commitWrite(tx); err != nil {
 			return nil, err
 		}
 		return errs, nil
@@ -603,7 +613,7 @@ func (s *Store) runBatch(batch []*txReq) (errs []error, err error) {
 			return nil, err
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	if err := s.commitWrite(tx); err != nil {
 		return nil, err
 	}
 	return errs, nil
