@@ -203,12 +203,13 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 			}
 			fresh = created && whole
 		}
-		// The limit is counted and the run inserted in one transaction, so
-		// concurrent spawns can never pass it together.
+		// The limit is read and the run inserted in one transaction, so
+		// concurrent spawns can never pass it together. The count is kept
+		// by the triggers on runs (migration 0016): one row to read, not
+		// the requester's active runs to scan.
 		if r.MaxActiveSiblings > 0 {
-			var n int
-			if err := s.queryRow(ctx, tx, `SELECT count(*) FROM runs WHERE requester_key = ? AND kind = 'spawn' AND state IN ('queued','running')`,
-				r.RequesterKey).Scan(&n); err != nil {
+			n, err := s.activeChildrenTx(ctx, tx, r.RequesterKey)
+			if err != nil {
 				return err
 			}
 			if n >= r.MaxActiveSiblings {
@@ -512,8 +513,28 @@ func (s *Store) RunStates(ctx context.Context, ids []string) (map[string]string,
 
 // ActiveChildren counts a requester's queued or running spawned children.
 func (s *Store) ActiveChildren(ctx context.Context, requester string) (int, error) {
+	return s.activeChildrenTx(ctx, nil, requester)
+}
+
+// activeChildrenQuery reads a requester's count of queued or running
+// spawns, kept in run_children by the triggers on runs (migration 0016)
+// in every transaction that inserts a run or moves it in or out of those
+// states. No row: none ever was.
+const activeChildrenQuery = `SELECT active FROM run_children WHERE requester_key = ?`
+
+// activeChildrenTx is ActiveChildren inside tx (nil: a read transaction
+// of its own).
+func (s *Store) activeChildrenTx(ctx context.Context, tx *sql.Tx, requester string) (int, error) {
 	var n int
-	err := s.readRow(ctx, `SELECT count(*) FROM runs WHERE requester_key = ? AND kind = 'spawn' AND state IN ('queued','running')`, requester).Scan(&n)
+	var err error
+	if tx == nil {
+		err = s.readRow(ctx, activeChildrenQuery, requester).Scan(&n)
+	} else {
+		err = s.queryRow(ctx, tx, activeChildrenQuery, requester).Scan(&n)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
 	return n, err
 }
 
