@@ -145,23 +145,27 @@ func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, id string, o Outcom
 	}
 	// The run's session, read first: a RETURNING clause costs SQLite an
 	// ephemeral table per execution (about 12 µs, more than this read).
+	// With o.UnlessDelivered the same statement looks for a message
+	// delivered to that session after o.ReadSeq, in the writer's
+	// transaction: no read transaction of its own, and nothing committed
+	// by any process can slip between the check and the end.
 	var child string
-	if err := s.queryRow(ctx, tx, `SELECT child_key FROM runs WHERE id = ?`, id).Scan(&child); err != nil && !errors.Is(err, sql.ErrNoRows) {
+	var delivered int
+	var err error
+	if o.UnlessDelivered {
+		// A run that has ended (killed meanwhile) goes on with nothing.
+		err = s.queryRow(ctx, tx, `SELECT child_key, CASE WHEN state = 'running' AND EXISTS (SELECT 1 FROM messages m
+			WHERE m.session_key = runs.child_key AND m.seq > ? AND m.trust = 'inter_session' AND m.role NOT IN ('assistant', 'tool'))
+			THEN 1 ELSE 0 END FROM runs WHERE id = ?`, o.ReadSeq, id).Scan(&child, &delivered)
+	} else {
+		err = s.queryRow(ctx, tx, `SELECT child_key FROM runs WHERE id = ?`, id).Scan(&child)
+	}
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, err
 	}
-	if o.UnlessDelivered && child != "" {
-		// The writer's connection reads the session's newest page, which
-		// its own commits keep in its cache: no read transaction of its own.
-		var delivered int
-		err := s.queryRow(ctx, tx, `SELECT count(*) FROM (SELECT 1 FROM messages WHERE session_key = ? AND seq > ?
-			AND trust = 'inter_session' AND role NOT IN ('assistant', 'tool') LIMIT 1) AS d`, child, o.ReadSeq).Scan(&delivered)
-		if err != nil {
-			return false, err
-		}
-		if delivered > 0 {
-			*more = true
-			return false, s.appendRunMessagesTx(ctx, tx, o.Messages, now)
-		}
+	if delivered > 0 {
+		*more = true
+		return false, s.appendRunMessagesTx(ctx, tx, o.Messages, now)
 	}
 	res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
 		tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?),

@@ -70,3 +70,30 @@ func TestFinishUnlessDeliveredMeanwhile(t *testing.T) {
 		t.Fatalf("run: %+v (%v), want ok", got, err)
 	}
 }
+
+// A run killed while its last model call ran is not continued by a
+// delivery: its end is refused as a killed run's is (nothing but the
+// answer written), never ErrDeliveredMeanwhile.
+func TestFinishUnlessDeliveredKilledRunEnds(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	child := "agent:w:subagent:k1"
+	r := &Run{ID: "k1", Kind: "spawn", ChildKey: child, RequesterKey: "agent:main:main", AgentID: "w", State: RunRunning}
+	if err := s.CreateRun(ctx, &Session{Key: child}, []Message{{SessionKey: child, Role: RoleUser, Trust: TrustInterSession, Content: Content{Text: "task"}}}, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendMessages(ctx, []Message{{SessionKey: child, Role: RoleUser, Trust: TrustInterSession, Content: Content{Text: "late"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.KillRun(ctx, r.ID, "killed", nil); err != nil || !ok {
+		t.Fatalf("kill: %v %v", ok, err)
+	}
+	done, _, err := s.FinishRunAndClaim(ctx, r.ID, Outcome{State: RunOK, UnlessDelivered: true, ReadSeq: 1,
+		Messages: []Message{{SessionKey: child, Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "answer"}}}}, nil, nil)
+	if err != nil || done {
+		t.Fatalf("end of a killed run: done %v, err %v; want false, nil", done, err)
+	}
+	if got, err := s.GetRun(ctx, r.ID); err != nil || got.State != RunKilled {
+		t.Fatalf("run: %+v (%v), want killed", got, err)
+	}
+}
