@@ -138,13 +138,37 @@ func (s *Store) insertRunTx(ctx context.Context, tx *sql.Tx, r *Run) error {
 	if r.StartedAt != 0 {
 		started = r.StartedAt
 	}
-	_, err := s.exec(ctx, tx, `INSERT INTO runs (id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking,
-		cleanup, timeout_ms, depth, role, state, options, owner_pid, owner_instance, heartbeat_at, created_at, started_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.Kind, r.ChildKey, r.RequesterKey, r.AgentID, r.Label, r.Task, r.Preset, r.Model, r.Thinking,
-		r.Cleanup, r.TimeoutMS, r.Depth, r.Role, r.State, string(r.Options), r.OwnerPID, r.OwnerInstance, r.CreatedAt, r.CreatedAt, started)
-	return err
+	args := []any{r.ID, r.Kind, r.ChildKey, r.RequesterKey, r.AgentID, r.Label, r.Task, r.Preset, r.Model, r.Thinking,
+		r.Cleanup, r.TimeoutMS, r.Depth, r.Role, r.State, string(r.Options), r.OwnerPID, r.OwnerInstance, r.CreatedAt, r.CreatedAt, started}
+	if r.MaxActiveSiblings <= 0 {
+		_, err := s.exec(ctx, tx, `INSERT INTO runs (`+insertRunCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+		return err
+	}
+	// The limit is read and the run inserted in one statement of the
+	// run's transaction, so concurrent spawns can never pass it together
+	// (SQLite: one writer; PostgreSQL: SERIALIZABLE, and the count's row
+	// is written by the insert's trigger). The count is the one the
+	// triggers on runs keep (migration 0016): one row to read, not the
+	// requester's active runs to scan, and no statement of its own.
+	res, err := s.exec(ctx, tx, `INSERT INTO runs (`+insertRunCols+`)
+		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT), ?, ?, ?, CAST(? AS BIGINT), ?,
+			CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT)
+		WHERE COALESCE((SELECT active FROM run_children WHERE requester_key = ?), 0) < ?`, append(args, r.RequesterKey, r.MaxActiveSiblings)...)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	n, err := s.activeChildrenTx(ctx, tx, r.RequesterKey)
+	if err != nil {
+		return err
+	}
+	return &LimitError{Requester: r.RequesterKey, Active: n, Limit: r.MaxActiveSiblings}
 }
+
+const insertRunCols = `id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking,
+	cleanup, timeout_ms, depth, role, state, options, owner_pid, owner_instance, heartbeat_at, created_at, started_at`
 
 // CreateRun writes, in one transaction, the session the run works in (when
 // sess is non-nil and it does not exist yet), the messages that start it
@@ -203,19 +227,7 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 			}
 			fresh = created && whole
 		}
-		// The limit is read and the run inserted in one transaction, so
-		// concurrent spawns can never pass it together. The count is kept
-		// by the triggers on runs (migration 0016): one row to read, not
-		// the requester's active runs to scan.
-		if r.MaxActiveSiblings > 0 {
-			n, err := s.activeChildrenTx(ctx, tx, r.RequesterKey)
-			if err != nil {
-				return err
-			}
-			if n >= r.MaxActiveSiblings {
-				return &LimitError{Requester: r.RequesterKey, Active: n, Limit: r.MaxActiveSiblings}
-			}
-		}
+		// r.MaxActiveSiblings is checked by the run's INSERT (insertRunTx).
 		if len(all) > 0 {
 			var first map[string]int64
 			if fresh && len(msgs) > 0 {
