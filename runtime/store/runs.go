@@ -103,12 +103,15 @@ const runCols = `id, kind, child_key, requester_key, agent_id, label, task, pres
 	state, note, result_text, COALESCE(result_json, ''), options, iterations, tool_calls, tokens_in, tokens_out, cost_usd,
 	owner_pid, owner_instance, heartbeat_at, created_at, COALESCE(started_at, 0), COALESCE(ended_at, 0), model_served`
 
-func scanRun(row interface{ Scan(...any) error }) (*Run, error) {
+// scanRun reads a row of runCols, then the extra columns that follow
+// them into extra.
+func scanRun(row interface{ Scan(...any) error }, extra ...any) (*Run, error) {
 	var r Run
 	var resJSON, opts string
-	err := row.Scan(&r.ID, &r.Kind, &r.ChildKey, &r.RequesterKey, &r.AgentID, &r.Label, &r.Task, &r.Preset, &r.Model, &r.Thinking,
+	err := row.Scan(append([]any{&r.ID, &r.Kind, &r.ChildKey, &r.RequesterKey, &r.AgentID, &r.Label, &r.Task, &r.Preset, &r.Model, &r.Thinking,
 		&r.Cleanup, &r.TimeoutMS, &r.Depth, &r.Role, &r.State, &r.Note, &r.ResultText, &resJSON, &opts, &r.Iterations, &r.ToolCalls,
-		&r.TokensIn, &r.TokensOut, &r.CostUSD, &r.OwnerPID, &r.OwnerInstance, &r.HeartbeatAt, &r.CreatedAt, &r.StartedAt, &r.EndedAt, &r.ModelServed)
+		&r.TokensIn, &r.TokensOut, &r.CostUSD, &r.OwnerPID, &r.OwnerInstance, &r.HeartbeatAt, &r.CreatedAt, &r.StartedAt, &r.EndedAt, &r.ModelServed},
+		extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -452,7 +455,11 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return nil, err
 	}
-	r, err := scanRun(s.queryRow(ctx, tx, "SELECT "+runCols+" FROM runs WHERE id = ?", id))
+	// The row and the seq of its session's newest message (before this
+	// claim's appends) in one statement.
+	var last int64
+	r, err := scanRun(s.queryRow(ctx, tx, "SELECT "+runCols+`, (SELECT COALESCE(max(seq), 0) FROM messages WHERE session_key = runs.child_key)
+		FROM runs WHERE id = ?`, id), &last)
 	if err != nil {
 		return nil, err
 	}
@@ -470,6 +477,11 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 		if err := s.appendMessagesSetTx(ctx, tx, msgs, now, set); err != nil {
 			return nil, err
 		}
+		for i := range msgs { // appended after every message read above
+			if msgs[i].SessionKey == r.ChildKey {
+				last = max(last, msgs[i].Seq)
+			}
+		}
 	} else if err := s.setSessionTx(ctx, tx, set, now); err != nil {
 		return nil, err
 	}
@@ -479,22 +491,18 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 		}
 		r.Options = newOpts
 	}
+	r.SessionLastSeq = last
 	return r, nil
 }
 
-// claimRunSeqTx is claimRunTx that also reads, in tx, the seq of the
-// newest message of the claimed run's session (Run.SessionLastSeq): the
-// messages themselves, so it holds whatever this transaction appended,
-// however the session row's counters are kept.
+// claimRunSeqTx is claimRunTx, which also sets Run.SessionLastSeq: the
+// seq of the newest message of the claimed run's session as the claim
+// left it, read from the messages themselves (the row's statement reads
+// them; the claim's own appends are counted from their seqs), so it holds
+// whatever this transaction appended, however the session row's counters
+// are kept.
 func (s *Store) claimRunSeqTx(ctx context.Context, tx *sql.Tx, id, instance string, pid int, start StartFunc, now int64) (*Run, error) {
-	r, err := s.claimRunTx(ctx, tx, id, instance, pid, start, now)
-	if r == nil || err != nil {
-		return r, err
-	}
-	if err := s.queryRow(ctx, tx, `SELECT COALESCE(max(seq), 0) FROM messages WHERE session_key = ?`, r.ChildKey).Scan(&r.SessionLastSeq); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return s.claimRunTx(ctx, tx, id, instance, pid, start, now)
 }
 
 // RunStates returns the current state of each run id (for cancellation
