@@ -434,7 +434,7 @@ func (m *Manager) finishAndPass(ctx context.Context, run *store.Run, opts runOpt
 	}
 	out := store.Outcome{State: state, Note: res.Note, ResultText: res.Text, ResultJSON: res.Output, Iterations: res.Iterations,
 		ToolCalls: res.ToolCalls, TokensIn: res.TokensIn, TokensOut: res.TokensOut, CostUSD: res.CostUSD, SessionStatus: status,
-		Archive: run.Kind == KindSpawn && (run.Cleanup == "delete" || res.CloseAfter)}
+		Archive: run.Kind == KindSpawn && (run.Cleanup == "delete" || res.CloseAfter), ChildKey: run.ChildKey}
 	if res.Final != nil {
 		out.Messages = []store.Message{*res.Final}
 		out.UnlessDelivered, out.ReadSeq = res.MayContinue, res.ReadSeq

@@ -44,6 +44,9 @@ type Outcome struct {
 	// end (left for the session's next run).
 	UnlessDelivered bool
 	ReadSeq         int64
+	// ChildKey, when the caller knows it, is the run's session: the end
+	// then reads nothing before its UPDATE (a wrong one costs that read).
+	ChildKey string
 }
 
 // ErrDeliveredMeanwhile is returned by FinishRun and FinishRunAndClaim
@@ -143,44 +146,67 @@ func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, id string, o Outcom
 	if len(o.ResultJSON) > 0 {
 		resJSON = string(o.ResultJSON)
 	}
-	// The run's session, read first: a RETURNING clause costs SQLite an
-	// ephemeral table per execution (about 12 µs, more than this read).
-	// With o.UnlessDelivered the same statement looks for a message
-	// delivered to that session after o.ReadSeq, in the writer's
-	// transaction: no read transaction of its own, and nothing committed
-	// by any process can slip between the check and the end.
-	var child string
-	var delivered int
-	var err error
-	if o.UnlessDelivered {
-		// A run that has ended (killed meanwhile) goes on with nothing.
-		err = s.queryRow(ctx, tx, `SELECT child_key, CASE WHEN state = 'running' AND EXISTS (SELECT 1 FROM messages m
-			WHERE m.session_key = runs.child_key AND m.seq > ? AND m.trust = 'inter_session' AND m.role NOT IN ('assistant', 'tool'))
-			THEN 1 ELSE 0 END FROM runs WHERE id = ?`, o.ReadSeq, id).Scan(&child, &delivered)
-	} else {
-		err = s.queryRow(ctx, tx, `SELECT child_key FROM runs WHERE id = ?`, id).Scan(&child)
+	end := func(where string, args ...any) (bool, error) {
+		res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
+			tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?),
+			model_served = CASE WHEN ? = '' THEN model_served ELSE ? END
+			WHERE id = ? AND state IN ('queued', 'running', 'input_required')`+where,
+			append([]any{o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now,
+				o.ModelServed, o.ModelServed, id}, args...)...)
+		if err != nil {
+			return false, err
+		}
+		n, err := res.RowsAffected()
+		return n == 1, err
 	}
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return false, err
+	// With o.UnlessDelivered the end looks for a message delivered to the
+	// run's session after o.ReadSeq, in the writer's transaction: no read
+	// transaction of its own, and nothing committed by any process can slip
+	// between the check and the end. A run that has ended (killed
+	// meanwhile) goes on with nothing, so only a running run is held.
+	const deliveredTo = `EXISTS (SELECT 1 FROM messages m WHERE m.session_key = %s AND m.seq > ?
+		AND m.trust = 'inter_session' AND m.role NOT IN ('assistant', 'tool'))`
+	child := o.ChildKey
+	ended := false
+	if child != "" {
+		// The caller named the run's session: the end is one UPDATE that
+		// also holds the check, and nothing is read first when it ends.
+		var err error
+		if o.UnlessDelivered {
+			ended, err = end(` AND child_key = ? AND NOT (state = 'running' AND `+fmt.Sprintf(deliveredTo, "?")+`)`, child, child, o.ReadSeq)
+		} else {
+			ended, err = end(` AND child_key = ?`, child)
+		}
+		if err != nil {
+			return false, err
+		}
 	}
-	if delivered > 0 {
-		*more = true
-		return false, s.appendRunMessagesTx(ctx, tx, o.Messages, now)
+	if !ended {
+		// The run's session, read (a RETURNING clause costs SQLite an
+		// ephemeral table per execution, about 12 µs, more than this
+		// read), and why the UPDATE above did not end the run: a delivery,
+		// the run already ended, or no session named.
+		var delivered int
+		var err error
+		if o.UnlessDelivered {
+			err = s.queryRow(ctx, tx, `SELECT child_key, CASE WHEN state = 'running' AND `+fmt.Sprintf(deliveredTo, "runs.child_key")+`
+				THEN 1 ELSE 0 END FROM runs WHERE id = ?`, o.ReadSeq, id).Scan(&child, &delivered)
+		} else {
+			err = s.queryRow(ctx, tx, `SELECT child_key FROM runs WHERE id = ?`, id).Scan(&child)
+		}
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
+		if delivered > 0 {
+			*more = true
+			return false, s.appendRunMessagesTx(ctx, tx, o.Messages, now)
+		}
+		if o.ChildKey == "" || (child != "" && child != o.ChildKey) {
+			if ended, err = end(""); err != nil {
+				return false, err
+			}
+		}
 	}
-	res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
-		tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?),
-		model_served = CASE WHEN ? = '' THEN model_served ELSE ? END
-		WHERE id = ? AND state IN ('queued', 'running', 'input_required')`,
-		o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now,
-		o.ModelServed, o.ModelServed, id)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, err
-	}
-	ended := n == 1
 	var set *sessionSet
 	if ended && (o.SessionStatus != "" || o.Archive || o.ModelServed != "") {
 		set = &sessionSet{key: child, status: o.SessionStatus, archive: o.Archive, modelServed: o.ModelServed}

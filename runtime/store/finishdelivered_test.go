@@ -12,7 +12,17 @@ import (
 // from another host: the final answer is kept, the run stays running, the
 // lane's next run is not claimed. The run's own messages and the
 // deliveries it read do not hold it.
+//
+// The end is checked alike whether the caller names the run's session
+// (Outcome.ChildKey: one UPDATE holds the check), names a wrong one, or
+// names none (the run row is read first).
 func TestFinishUnlessDeliveredMeanwhile(t *testing.T) {
+	for _, named := range []string{"", "agent:w:subagent:d1", "agent:w:subagent:wrong"} {
+		t.Run("child="+named, func(t *testing.T) { finishUnlessDelivered(t, named) })
+	}
+}
+
+func finishUnlessDelivered(t *testing.T, named string) {
 	a, b := twoHosts(t)
 	ctx := context.Background()
 	const req = "agent:main:main"
@@ -37,7 +47,7 @@ func TestFinishUnlessDeliveredMeanwhile(t *testing.T) {
 		t.Fatal(err)
 	}
 	final := func(text string) Outcome {
-		return Outcome{State: RunOK, ResultText: text, SessionStatus: "done", UnlessDelivered: true, ReadSeq: 3,
+		return Outcome{State: RunOK, ResultText: text, SessionStatus: "done", UnlessDelivered: true, ReadSeq: 3, ChildKey: named,
 			Messages: []Message{{SessionKey: child, Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: text}}}}
 	}
 	done, claimed, err := a.FinishRunAndClaim(ctx, r.ID, final("first answer"), &Announce{RequesterKey: req, Status: RunOK, Body: "d1 done"},
@@ -69,6 +79,9 @@ func TestFinishUnlessDeliveredMeanwhile(t *testing.T) {
 	if got, err := a.GetRun(ctx, r.ID); err != nil || got.State != RunOK {
 		t.Fatalf("run: %+v (%v), want ok", got, err)
 	}
+	if sess, err := a.GetSession(ctx, child); err != nil || sess.Status != "done" {
+		t.Fatalf("the run's session: %+v (%v), want status done", sess, err)
+	}
 }
 
 // A run killed while its last model call ran is not continued by a
@@ -88,7 +101,7 @@ func TestFinishUnlessDeliveredKilledRunEnds(t *testing.T) {
 	if ok, err := s.KillRun(ctx, r.ID, "killed", nil); err != nil || !ok {
 		t.Fatalf("kill: %v %v", ok, err)
 	}
-	done, _, err := s.FinishRunAndClaim(ctx, r.ID, Outcome{State: RunOK, UnlessDelivered: true, ReadSeq: 1,
+	done, _, err := s.FinishRunAndClaim(ctx, r.ID, Outcome{State: RunOK, UnlessDelivered: true, ReadSeq: 1, ChildKey: child,
 		Messages: []Message{{SessionKey: child, Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: "answer"}}}}, nil, nil)
 	if err != nil || done {
 		t.Fatalf("end of a killed run: done %v, err %v; want false, nil", done, err)
