@@ -84,12 +84,20 @@ type Result struct {
 	CloseAfter bool            // sessions_yield closeAfterYield
 	Note       string          // why it ended, when not plainly ok
 	Final      *store.Message  // with Turn.DeferFinal: the final answer, not yet written
-	Model      string          // the model id that ran
-	Iterations int
-	ToolCalls  int
-	TokensIn   int64
-	TokensOut  int64
-	CostUSD    float64
+	// ReadSeq, with Final, is the seq of the newest message of the session
+	// the turn read; MayContinue says one more model call is within
+	// max_iterations. A caller that writes Final with the run's end makes
+	// that end conditional on no message having been delivered after
+	// ReadSeq (store.Outcome.UnlessDelivered) and, when one was, continues
+	// the run (the turn itself does not read for deliveries then).
+	ReadSeq     int64
+	MayContinue bool
+	Model       string // the model id that ran
+	Iterations  int
+	ToolCalls   int
+	TokensIn    int64
+	TokensOut   int64
+	CostUSD     float64
 	// ModelServed is the model the provider last said answered ("" when it
 	// named none); see ServedDiffers.
 	ModelServed string
@@ -270,7 +278,7 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		if resp.Reasoning != nil {
 			sm.Content.Reasoning, _ = json.Marshal(resp.Reasoning)
 		}
-		if len(resp.ToolCalls) == 0 && sink.schema == nil && res.Iterations < maxIter && r.deliveredMeanwhile(ctx, t.SessionKey, lastSeq) {
+		if len(resp.ToolCalls) == 0 && sink.schema == nil && res.Iterations < maxIter && !t.DeferFinal && r.deliveredMeanwhile(ctx, t.SessionKey, lastSeq) {
 			// Another session sent a message while the model worked (or
 			// since the turn read its transcript): this answer did not see
 			// it. Keep the answer and make one more call that does, so a
@@ -283,7 +291,10 @@ func (r *Runtime) RunTurn(ctx context.Context, t Turn) Result {
 		if len(resp.ToolCalls) == 0 && sink.schema == nil && t.DeferFinal {
 			// The final answer is written by the caller together with the
 			// run's end, in one transaction (Result.Final).
+			// The caller's end transaction checks for a message delivered
+			// after lastSeq (Result.ReadSeq) when one more call is allowed.
 			res.Text, res.Status, res.Final = resp.Text, StatusOK, &sm
+			res.ReadSeq, res.MayContinue = lastSeq, res.Iterations < maxIter
 			return res
 		}
 		if err := persist(sm); err != nil {

@@ -361,16 +361,49 @@ func (m *Manager) execute(ctx context.Context, id string, ar *activeRun, sl *slo
 	} else {
 		next = sl.takeNext()
 	}
-	res.Iterations += run.Iterations
-	res.ToolCalls += run.ToolCalls
-	res.TokensIn += run.TokensIn
-	res.TokensOut += run.TokensOut
-	res.CostUSD += run.CostUSD
+	prior := Result{Iterations: run.Iterations, ToolCalls: run.ToolCalls, TokensIn: run.TokensIn, TokensOut: run.TokensOut, CostUSD: run.CostUSD}
+	res = res.after(prior)
 	if res.Status == StatusInputRequired && res.Parked != nil {
 		m.park(wctx, run, opts, res, time.Since(started))
 		return
 	}
-	m.finishAndPass(wctx, run, opts, res, next)
+	// A final answer ends the run unless a message was delivered to its
+	// session after the newest one the turn read (checked in the end's
+	// transaction): then the answer is kept, the run goes on with one
+	// more call that reads it, and the lane slot (next's waiter) waits.
+	for m.finishAndPass(wctx, run, opts, res, next) {
+		cont := turn
+		cont.Known, cont.KnownCurrent, cont.Resume, cont.Input = nil, false, nil, ""
+		cont.MaxIterations = m.maxIterations(turn) - (res.Iterations - prior.Iterations)
+		more := m.rt.RunTurn(ctx, cont).after(res)
+		if more.ModelServed == "" {
+			more.ModelServed = res.ModelServed
+		}
+		res = more
+		if res.Status == StatusInputRequired && res.Parked != nil {
+			next.give(nil)
+			m.park(wctx, run, opts, res, time.Since(started))
+			return
+		}
+	}
+}
+
+// maxIterations is the bound on a turn's model calls RunTurn applies.
+func (m *Manager) maxIterations(t Turn) int {
+	if t.MaxIterations > 0 {
+		return t.MaxIterations
+	}
+	return m.rt.cfg.Agents.Defaults.MaxIterations
+}
+
+// after is r continuing from prev: prev's counters added to r's.
+func (r Result) after(prev Result) Result {
+	r.Iterations += prev.Iterations
+	r.ToolCalls += prev.ToolCalls
+	r.TokensIn += prev.TokensIn
+	r.TokensOut += prev.TokensOut
+	r.CostUSD += prev.CostUSD
+	return r
 }
 
 // finish records the outcome and the announce in one transaction, then
@@ -381,9 +414,16 @@ func (m *Manager) finish(ctx context.Context, run *store.Run, opts runOptions, r
 
 // finishAndPass is finish that also gives the lane slot next is taking
 // (may be nil) to its waiting run, claimed in the same transaction when
-// it can be.
-func (m *Manager) finishAndPass(ctx context.Context, run *store.Run, opts runOptions, res Result, next *handoff) {
-	defer next.give(nil)
+// it can be. It returns true, with nothing ended and the slot not given,
+// when res is a final answer (Result.Final, MayContinue) and a message
+// was delivered to the run's session after res.ReadSeq: the answer was
+// written, and the run must make one more call.
+func (m *Manager) finishAndPass(ctx context.Context, run *store.Run, opts runOptions, res Result, next *handoff) (more bool) {
+	defer func() {
+		if !more {
+			next.give(nil)
+		}
+	}()
 	state := res.Status
 	if state == "" {
 		state = store.RunError
@@ -394,9 +434,10 @@ func (m *Manager) finishAndPass(ctx context.Context, run *store.Run, opts runOpt
 	}
 	out := store.Outcome{State: state, Note: res.Note, ResultText: res.Text, ResultJSON: res.Output, Iterations: res.Iterations,
 		ToolCalls: res.ToolCalls, TokensIn: res.TokensIn, TokensOut: res.TokensOut, CostUSD: res.CostUSD, SessionStatus: status,
-		Archive: run.Kind == KindSpawn && (run.Cleanup == "delete" || res.CloseAfter)}
+		Archive: run.Kind == KindSpawn && (run.Cleanup == "delete" || res.CloseAfter), ChildKey: run.ChildKey}
 	if res.Final != nil {
 		out.Messages = []store.Message{*res.Final}
+		out.UnlessDelivered, out.ReadSeq = res.MayContinue, res.ReadSeq
 	}
 	run.State, run.Note, run.ResultText, run.ResultJSON = state, res.Note, res.Text, res.Output
 	run.Iterations, run.ToolCalls, run.TokensIn, run.TokensOut, run.CostUSD = res.Iterations, res.ToolCalls, res.TokensIn, res.TokensOut, res.CostUSD
@@ -414,9 +455,12 @@ func (m *Manager) finishAndPass(ctx context.Context, run *store.Run, opts runOpt
 		ann = m.announce(run, opts.SessionID)
 	}
 	ok, err := m.recordOutcome(ctx, run.ID, out, ann, next)
+	if errors.Is(err, store.ErrDeliveredMeanwhile) {
+		return true
+	}
 	if err != nil {
 		m.rt.log.Error("record run outcome", "run", run.ID, "err", err)
-		return
+		return false
 	}
 	if ok {
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -426,6 +470,7 @@ func (m *Manager) finishAndPass(ctx context.Context, run *store.Run, opts runOpt
 			m.pingPong(wctx, m.gate, run, opts)
 		}
 	}
+	return false
 }
 
 // recordOutcome writes a run's outcome, trying again after a failure until
@@ -447,10 +492,15 @@ func (m *Manager) recordOutcome(ctx context.Context, id string, out store.Outcom
 			ok, err = m.finishRun(wctx, id, out, ann, next)
 			cancel()
 		}
+		if errors.Is(err, store.ErrDeliveredMeanwhile) {
+			return false, err // the run goes on, holding its slot
+		}
 		// The slot goes to its waiter after the first attempt, claimed or
-		// not: a retry must not hold up the next run.
+		// not: a retry must not hold up the next run. So a retry ends the
+		// run whatever was delivered (that stays for the next run).
 		next.give(nil)
 		next = nil
+		out.UnlessDelivered = false
 		if err == nil {
 			return ok, nil
 		}
@@ -476,6 +526,7 @@ func (m *Manager) finishRun(ctx context.Context, id string, out store.Outcome, a
 	m.claimMu.RLock()
 	defer m.claimMu.RUnlock()
 	if m.closing.Load() {
+		out.UnlessDelivered = false // no more calls: a delivery stays for the session's next run
 		return m.st.FinishRun(ctx, id, out, ann)
 	}
 	nc := &store.NextClaim{RunID: next.w.id, Instance: m.instance, PID: m.pid, Start: startInput}

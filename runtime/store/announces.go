@@ -32,7 +32,27 @@ type Outcome struct {
 	// answer), whether or not the run had already ended: what the model
 	// said is kept either way.
 	Messages []Message
+	// UnlessDelivered makes the end conditional on the run's session: when
+	// another session delivered a message to it (trust inter_session, role
+	// user or system: a sessions_send, a subagents send, a child's
+	// announce) after seq ReadSeq, the newest message the run has read,
+	// the run does not end. Messages are appended, nothing else is
+	// written, no run is claimed, and FinishRunAndClaim returns
+	// ErrDeliveredMeanwhile: the run has input its answer did not see.
+	// The check is in the end's transaction, so a delivery committed by
+	// any process either comes before it (seen here) or after the run's
+	// end (left for the session's next run).
+	UnlessDelivered bool
+	ReadSeq         int64
+	// ChildKey, when the caller knows it, is the run's session: the end
+	// then reads nothing before its UPDATE (a wrong one costs that read).
+	ChildKey string
 }
+
+// ErrDeliveredMeanwhile is returned by FinishRun and FinishRunAndClaim
+// when an Outcome with UnlessDelivered found a message delivered after its
+// ReadSeq: the outcome's messages were committed, the run was not ended.
+var ErrDeliveredMeanwhile = errors.New("store: a message was delivered to the run's session after the newest one it read")
 
 // Announce is a durable completion notice for a requester.
 type Announce struct {
@@ -80,11 +100,12 @@ func (s *Store) FinishRunAndClaim(ctx context.Context, id string, o Outcome, ann
 	if next == nil {
 		tx = s.patientTx // nobody waits for a slot: the end may wait for company
 	}
+	more := false
 	err = tx(ctx, func(tx *sql.Tx) error {
-		done, claimed = false, nil
+		done, claimed, more = false, nil, false
 		now := s.nowMS()
-		ended, err := s.finishRunTx(ctx, tx, id, o, announce, now)
-		if err != nil || next == nil {
+		ended, err := s.finishRunTx(ctx, tx, id, o, announce, now, &more)
+		if err != nil || next == nil || more {
 			done = ended
 			return err
 		}
@@ -92,6 +113,9 @@ func (s *Store) FinishRunAndClaim(ctx context.Context, id string, o Outcome, ann
 		done = ended
 		return err
 	})
+	if err == nil && more {
+		return false, nil, ErrDeliveredMeanwhile
+	}
 	if err == nil && done && announce != nil {
 		s.ann.announced()
 	}
@@ -114,31 +138,75 @@ func (s *Store) patientTx(ctx context.Context, fn func(tx *sql.Tx) error) error 
 // The run's session is known before its row is updated, so the session's
 // status, archive mark and served model go into the same UPDATE that
 // appends the final answer: one statement per session row.
-func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, id string, o Outcome, announce *Announce, now int64) (bool, error) {
+//
+// With o.UnlessDelivered, *more is set (and the run not ended) when a
+// message was delivered to the run's session after o.ReadSeq.
+func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, id string, o Outcome, announce *Announce, now int64, more *bool) (bool, error) {
 	var resJSON any
 	if len(o.ResultJSON) > 0 {
 		resJSON = string(o.ResultJSON)
 	}
-	// The run's session, read first: a RETURNING clause costs SQLite an
-	// ephemeral table per execution (about 12 µs, more than this read).
-	var child string
-	if err := s.queryRow(ctx, tx, `SELECT child_key FROM runs WHERE id = ?`, id).Scan(&child); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return false, err
+	end := func(where string, args ...any) (bool, error) {
+		res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
+			tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?),
+			model_served = CASE WHEN ? = '' THEN model_served ELSE ? END
+			WHERE id = ? AND state IN ('queued', 'running', 'input_required')`+where,
+			append([]any{o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now,
+				o.ModelServed, o.ModelServed, id}, args...)...)
+		if err != nil {
+			return false, err
+		}
+		n, err := res.RowsAffected()
+		return n == 1, err
 	}
-	res, err := s.exec(ctx, tx, `UPDATE runs SET state = ?, note = ?, result_text = ?, result_json = ?, iterations = ?, tool_calls = ?,
-		tokens_in = ?, tokens_out = ?, cost_usd = ?, ended_at = ?, started_at = COALESCE(started_at, ?),
-		model_served = CASE WHEN ? = '' THEN model_served ELSE ? END
-		WHERE id = ? AND state IN ('queued', 'running', 'input_required')`,
-		o.State, o.Note, o.ResultText, resJSON, o.Iterations, o.ToolCalls, o.TokensIn, o.TokensOut, o.CostUSD, now, now,
-		o.ModelServed, o.ModelServed, id)
-	if err != nil {
-		return false, err
+	// With o.UnlessDelivered the end looks for a message delivered to the
+	// run's session after o.ReadSeq, in the writer's transaction: no read
+	// transaction of its own, and nothing committed by any process can slip
+	// between the check and the end. A run that has ended (killed
+	// meanwhile) goes on with nothing, so only a running run is held.
+	const deliveredTo = `EXISTS (SELECT 1 FROM messages m WHERE m.session_key = %s AND m.seq > ?
+		AND m.trust = 'inter_session' AND m.role NOT IN ('assistant', 'tool'))`
+	child := o.ChildKey
+	ended := false
+	if child != "" {
+		// The caller named the run's session: the end is one UPDATE that
+		// also holds the check, and nothing is read first when it ends.
+		var err error
+		if o.UnlessDelivered {
+			ended, err = end(` AND child_key = ? AND NOT (state = 'running' AND `+fmt.Sprintf(deliveredTo, "?")+`)`, child, child, o.ReadSeq)
+		} else {
+			ended, err = end(` AND child_key = ?`, child)
+		}
+		if err != nil {
+			return false, err
+		}
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, err
+	if !ended {
+		// The run's session, read (a RETURNING clause costs SQLite an
+		// ephemeral table per execution, about 12 µs, more than this
+		// read), and why the UPDATE above did not end the run: a delivery,
+		// the run already ended, or no session named.
+		var delivered int
+		var err error
+		if o.UnlessDelivered {
+			err = s.queryRow(ctx, tx, `SELECT child_key, CASE WHEN state = 'running' AND `+fmt.Sprintf(deliveredTo, "runs.child_key")+`
+				THEN 1 ELSE 0 END FROM runs WHERE id = ?`, o.ReadSeq, id).Scan(&child, &delivered)
+		} else {
+			err = s.queryRow(ctx, tx, `SELECT child_key FROM runs WHERE id = ?`, id).Scan(&child)
+		}
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return false, err
+		}
+		if delivered > 0 {
+			*more = true
+			return false, s.appendRunMessagesTx(ctx, tx, o.Messages, now)
+		}
+		if o.ChildKey == "" || (child != "" && child != o.ChildKey) {
+			if ended, err = end(""); err != nil {
+				return false, err
+			}
+		}
 	}
-	ended := n == 1
 	var set *sessionSet
 	if ended && (o.SessionStatus != "" || o.Archive || o.ModelServed != "") {
 		set = &sessionSet{key: child, status: o.SessionStatus, archive: o.Archive, modelServed: o.ModelServed}
@@ -180,6 +248,18 @@ func (s *Store) finishRunTx(ctx context.Context, tx *sql.Tx, id string, o Outcom
 		return false, nil
 	}
 	return true, s.Notify(ctx, tx, TopicRuns)
+}
+
+// appendRunMessagesTx appends a run's own messages (an outcome's) in tx.
+func (s *Store) appendRunMessagesTx(ctx context.Context, tx *sql.Tx, msgs []Message, now int64) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	bodies, err := s.encodeMessages(msgs)
+	if err != nil {
+		return err
+	}
+	return s.appendSetTx(ctx, tx, msgs, bodies, now, nil, "")
 }
 
 // insertAnnounceRow writes the announce's row (once per run) and wakes

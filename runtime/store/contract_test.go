@@ -236,6 +236,39 @@ func TestTwoHostsMaxChildrenInTransaction(t *testing.T) {
 	if err := a.QueryRow(ctx, `SELECT count(*) FROM sessions WHERE key LIKE 'agent:w:subagent:%'`).Scan(&sessions); err != nil || sessions != limit {
 		t.Fatalf("%d child sessions (%v), want %d", sessions, err, limit)
 	}
+	checkActive(t, a, "the race", map[string]int{req: limit})
+	// Ends and spawns race across the hosts: each end frees one place, and
+	// the kept count (run_children) stays the real one.
+	active, err := a.ListRuns(ctx, RunFilter{Requesters: []string{req}, States: []string{RunQueued, RunRunning}})
+	if err != nil || len(active) != limit {
+		t.Fatalf("%d active runs (%v), want %d", len(active), err, limit)
+	}
+	ok.Store(0)
+	limited.Store(0)
+	race(2*limit, a, b, func(i int, s *Store) {
+		if i < limit {
+			if done, err := s.FinishRun(ctx, active[i].ID, Outcome{State: RunOK}, nil); err != nil || !done {
+				t.Errorf("finish %s: %v %v", active[i].ID, done, err)
+			}
+			return
+		}
+		id := fmt.Sprintf("more-%02d", i)
+		r := &Run{ID: id, ChildKey: "agent:w:subagent:" + id, RequesterKey: req, AgentID: "w", Kind: "spawn", MaxActiveSiblings: limit}
+		err := s.CreateRun(ctx, &Session{Key: r.ChildKey}, nil, r)
+		var le *LimitError
+		switch {
+		case err == nil:
+			ok.Add(1)
+		case errors.As(err, &le):
+			limited.Add(1)
+		default:
+			t.Errorf("spawn %s: %v", id, err)
+		}
+	})
+	if ok.Load()+limited.Load() != limit {
+		t.Fatalf("%d spawns accepted and %d refused, want %d in all", ok.Load(), limited.Load(), limit)
+	}
+	checkActive(t, b, "ends and spawns racing", map[string]int{req: int(ok.Load())})
 }
 
 // A task is claimed by one session; a cron occurrence fires once.

@@ -45,6 +45,7 @@ var notCopied = map[string]string{
 	"schema_migrations": "the target's own migrations create its schema at the same version",
 	"instances":         "rows of server processes on the source's host: meaningless elsewhere; runs they owned are recovered by the first server on the target (running → unknown, queued → adopted)",
 	"http_sessions":     "MCP HTTP sessions (Mcp-Session-Id): clients initialize again",
+	"run_children":      "active children per requester, kept by the target's own triggers on runs as the copied runs are inserted",
 	// SQLite's FTS5 index and its shadow tables: the target indexes the
 	// copied messages itself (SQLite: its triggers; PostgreSQL: the tsv column).
 	"messages_fts":         "search index, rebuilt on the target",

@@ -52,6 +52,11 @@ func seedPlane(t *testing.T, s *Store) {
 	if _, err := s.FinishRun(ctx, r.ID, Outcome{State: RunOK, ResultText: "done"}, &Announce{RunID: r.ID, RequesterKey: main, Status: RunOK, Body: "run-1 done"}); err != nil {
 		t.Fatal(err)
 	}
+	// An active spawn: the target counts it as its requester's child.
+	r2 := &Run{ID: "run-2", Kind: "spawn", ChildKey: "agent:w:subagent:2", RequesterKey: main, AgentID: "w", Task: "queued"}
+	if err := s.InsertRun(ctx, r2); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.InsertCronJob(ctx, &CronJob{ID: "cron-1", Name: "nightly", Schedule: "every:1h", Timezone: "UTC", Payload: `{"message":"ping"}`, CreatorKey: main, Enabled: true, NextRunAt: 5}); err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +144,12 @@ func TestCopyPlaneKeepsEveryRow(t *testing.T) {
 			}
 		}
 	}
+	// run_children is not copied: the target's triggers count the copied runs.
+	srcKept, _ := activeCounts(t, src)
+	if srcKept["agent:main:main"] != 1 {
+		t.Fatalf("the source counts %v active children, want agent:main:main: 1", srcKept)
+	}
+	checkActive(t, dst, "the copy", srcKept)
 	if len(res.Searches) == 0 || res.Searches[0].Hits == 0 {
 		t.Fatalf("no sample search verified the index: %+v", res.Searches)
 	}

@@ -103,12 +103,15 @@ const runCols = `id, kind, child_key, requester_key, agent_id, label, task, pres
 	state, note, result_text, COALESCE(result_json, ''), options, iterations, tool_calls, tokens_in, tokens_out, cost_usd,
 	owner_pid, owner_instance, heartbeat_at, created_at, COALESCE(started_at, 0), COALESCE(ended_at, 0), model_served`
 
-func scanRun(row interface{ Scan(...any) error }) (*Run, error) {
+// scanRun reads a row of runCols, then the extra columns that follow
+// them into extra.
+func scanRun(row interface{ Scan(...any) error }, extra ...any) (*Run, error) {
 	var r Run
 	var resJSON, opts string
-	err := row.Scan(&r.ID, &r.Kind, &r.ChildKey, &r.RequesterKey, &r.AgentID, &r.Label, &r.Task, &r.Preset, &r.Model, &r.Thinking,
+	err := row.Scan(append([]any{&r.ID, &r.Kind, &r.ChildKey, &r.RequesterKey, &r.AgentID, &r.Label, &r.Task, &r.Preset, &r.Model, &r.Thinking,
 		&r.Cleanup, &r.TimeoutMS, &r.Depth, &r.Role, &r.State, &r.Note, &r.ResultText, &resJSON, &opts, &r.Iterations, &r.ToolCalls,
-		&r.TokensIn, &r.TokensOut, &r.CostUSD, &r.OwnerPID, &r.OwnerInstance, &r.HeartbeatAt, &r.CreatedAt, &r.StartedAt, &r.EndedAt, &r.ModelServed)
+		&r.TokensIn, &r.TokensOut, &r.CostUSD, &r.OwnerPID, &r.OwnerInstance, &r.HeartbeatAt, &r.CreatedAt, &r.StartedAt, &r.EndedAt, &r.ModelServed},
+		extra...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -138,13 +141,37 @@ func (s *Store) insertRunTx(ctx context.Context, tx *sql.Tx, r *Run) error {
 	if r.StartedAt != 0 {
 		started = r.StartedAt
 	}
-	_, err := s.exec(ctx, tx, `INSERT INTO runs (id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking,
-		cleanup, timeout_ms, depth, role, state, options, owner_pid, owner_instance, heartbeat_at, created_at, started_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.ID, r.Kind, r.ChildKey, r.RequesterKey, r.AgentID, r.Label, r.Task, r.Preset, r.Model, r.Thinking,
-		r.Cleanup, r.TimeoutMS, r.Depth, r.Role, r.State, string(r.Options), r.OwnerPID, r.OwnerInstance, r.CreatedAt, r.CreatedAt, started)
-	return err
+	args := []any{r.ID, r.Kind, r.ChildKey, r.RequesterKey, r.AgentID, r.Label, r.Task, r.Preset, r.Model, r.Thinking,
+		r.Cleanup, r.TimeoutMS, r.Depth, r.Role, r.State, string(r.Options), r.OwnerPID, r.OwnerInstance, r.CreatedAt, r.CreatedAt, started}
+	if r.MaxActiveSiblings <= 0 {
+		_, err := s.exec(ctx, tx, `INSERT INTO runs (`+insertRunCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+		return err
+	}
+	// The limit is read and the run inserted in one statement of the
+	// run's transaction, so concurrent spawns can never pass it together
+	// (SQLite: one writer; PostgreSQL: SERIALIZABLE, and the count's row
+	// is written by the insert's trigger). The count is the one the
+	// triggers on runs keep (migration 0016): one row to read, not the
+	// requester's active runs to scan, and no statement of its own.
+	res, err := s.exec(ctx, tx, `INSERT INTO runs (`+insertRunCols+`)
+		SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT), ?, ?, ?, CAST(? AS BIGINT), ?,
+			CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT)
+		WHERE COALESCE((SELECT active FROM run_children WHERE requester_key = ?), 0) < ?`, append(args, r.RequesterKey, r.MaxActiveSiblings)...)
+	if err != nil {
+		return err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 1 {
+		return err
+	}
+	n, err := s.activeChildrenTx(ctx, tx, r.RequesterKey)
+	if err != nil {
+		return err
+	}
+	return &LimitError{Requester: r.RequesterKey, Active: n, Limit: r.MaxActiveSiblings}
 }
+
+const insertRunCols = `id, kind, child_key, requester_key, agent_id, label, task, preset, model, thinking,
+	cleanup, timeout_ms, depth, role, state, options, owner_pid, owner_instance, heartbeat_at, created_at, started_at`
 
 // CreateRun writes, in one transaction, the session the run works in (when
 // sess is non-nil and it does not exist yet), the messages that start it
@@ -203,18 +230,7 @@ func (s *Store) CreateRun(ctx context.Context, sess *Session, msgs []Message, r 
 			}
 			fresh = created && whole
 		}
-		// The limit is counted and the run inserted in one transaction, so
-		// concurrent spawns can never pass it together.
-		if r.MaxActiveSiblings > 0 {
-			var n int
-			if err := s.queryRow(ctx, tx, `SELECT count(*) FROM runs WHERE requester_key = ? AND kind = 'spawn' AND state IN ('queued','running')`,
-				r.RequesterKey).Scan(&n); err != nil {
-				return err
-			}
-			if n >= r.MaxActiveSiblings {
-				return &LimitError{Requester: r.RequesterKey, Active: n, Limit: r.MaxActiveSiblings}
-			}
-		}
+		// r.MaxActiveSiblings is checked by the run's INSERT (insertRunTx).
 		if len(all) > 0 {
 			var first map[string]int64
 			if fresh && len(msgs) > 0 {
@@ -439,7 +455,11 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 	if n, err := res.RowsAffected(); err != nil || n != 1 {
 		return nil, err
 	}
-	r, err := scanRun(s.queryRow(ctx, tx, "SELECT "+runCols+" FROM runs WHERE id = ?", id))
+	// The row and the seq of its session's newest message (before this
+	// claim's appends) in one statement.
+	var last int64
+	r, err := scanRun(s.queryRow(ctx, tx, "SELECT "+runCols+`, (SELECT COALESCE(max(seq), 0) FROM messages WHERE session_key = runs.child_key)
+		FROM runs WHERE id = ?`, id), &last)
 	if err != nil {
 		return nil, err
 	}
@@ -457,6 +477,11 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 		if err := s.appendMessagesSetTx(ctx, tx, msgs, now, set); err != nil {
 			return nil, err
 		}
+		for i := range msgs { // appended after every message read above
+			if msgs[i].SessionKey == r.ChildKey {
+				last = max(last, msgs[i].Seq)
+			}
+		}
 	} else if err := s.setSessionTx(ctx, tx, set, now); err != nil {
 		return nil, err
 	}
@@ -466,22 +491,18 @@ func (s *Store) claimRunTx(ctx context.Context, tx *sql.Tx, id, instance string,
 		}
 		r.Options = newOpts
 	}
+	r.SessionLastSeq = last
 	return r, nil
 }
 
-// claimRunSeqTx is claimRunTx that also reads, in tx, the seq of the
-// newest message of the claimed run's session (Run.SessionLastSeq): the
-// messages themselves, so it holds whatever this transaction appended,
-// however the session row's counters are kept.
+// claimRunSeqTx is claimRunTx, which also sets Run.SessionLastSeq: the
+// seq of the newest message of the claimed run's session as the claim
+// left it, read from the messages themselves (the row's statement reads
+// them; the claim's own appends are counted from their seqs), so it holds
+// whatever this transaction appended, however the session row's counters
+// are kept.
 func (s *Store) claimRunSeqTx(ctx context.Context, tx *sql.Tx, id, instance string, pid int, start StartFunc, now int64) (*Run, error) {
-	r, err := s.claimRunTx(ctx, tx, id, instance, pid, start, now)
-	if r == nil || err != nil {
-		return r, err
-	}
-	if err := s.queryRow(ctx, tx, `SELECT COALESCE(max(seq), 0) FROM messages WHERE session_key = ?`, r.ChildKey).Scan(&r.SessionLastSeq); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return s.claimRunTx(ctx, tx, id, instance, pid, start, now)
 }
 
 // RunStates returns the current state of each run id (for cancellation
@@ -512,8 +533,28 @@ func (s *Store) RunStates(ctx context.Context, ids []string) (map[string]string,
 
 // ActiveChildren counts a requester's queued or running spawned children.
 func (s *Store) ActiveChildren(ctx context.Context, requester string) (int, error) {
+	return s.activeChildrenTx(ctx, nil, requester)
+}
+
+// activeChildrenQuery reads a requester's count of queued or running
+// spawns, kept in run_children by the triggers on runs (migration 0016)
+// in every transaction that inserts a run or moves it in or out of those
+// states. No row: none ever was.
+const activeChildrenQuery = `SELECT active FROM run_children WHERE requester_key = ?`
+
+// activeChildrenTx is ActiveChildren inside tx (nil: a read transaction
+// of its own).
+func (s *Store) activeChildrenTx(ctx context.Context, tx *sql.Tx, requester string) (int, error) {
 	var n int
-	err := s.readRow(ctx, `SELECT count(*) FROM runs WHERE requester_key = ? AND kind = 'spawn' AND state IN ('queued','running')`, requester).Scan(&n)
+	var err error
+	if tx == nil {
+		err = s.readRow(ctx, activeChildrenQuery, requester).Scan(&n)
+	} else {
+		err = s.queryRow(ctx, tx, activeChildrenQuery, requester).Scan(&n)
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
 	return n, err
 }
 

@@ -53,24 +53,26 @@ func TestMigrateWritesOnlyWhatIsPending(t *testing.T) {
 	}
 	ms, _ := loadMigrations(s2.d.migrations)
 	last := ms[len(ms)-1]
-	// Undo the newest migration (SQLite: the insert trigger of the search
-	// index dropped, the delete trigger made conditional; PostgreSQL: a
-	// no-op) as if the file were made by the previous release.
-	if sqlite {
-		for _, q := range []string{
-			"DROP TRIGGER messages_fts_ad", "DROP TRIGGER messages_fts_au",
-			`CREATE TRIGGER messages_fts_ai AFTER INSERT ON messages WHEN new.body != '' BEGIN
-				INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body); END`,
-			`CREATE TRIGGER messages_fts_ad AFTER DELETE ON messages WHEN old.body != '' BEGIN
-				INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body); END`,
-			`CREATE TRIGGER messages_fts_au_old AFTER UPDATE OF body ON messages WHEN old.body != '' BEGIN
-				INSERT INTO messages_fts (messages_fts, rowid, body) VALUES ('delete', old.id, old.body); END`,
-			`CREATE TRIGGER messages_fts_au_new AFTER UPDATE OF body ON messages WHEN new.body != '' BEGIN
-				INSERT INTO messages_fts (rowid, body) VALUES (new.id, new.body); END`,
-		} {
-			if _, err := s2.DB().ExecContext(ctx, q); err != nil {
-				t.Fatal(err)
-			}
+	// Undo the newest migration (0016: the kept count of active children)
+	// as if the file were made by the previous release, with runs in it:
+	// the migration fills the count from them.
+	undo := []string{"DROP TRIGGER run_children_insert", "DROP TRIGGER run_children_update", "DROP TRIGGER run_children_delete", "DROP TABLE run_children"}
+	if !sqlite {
+		undo = []string{"DROP TRIGGER run_children_count ON runs", "DROP FUNCTION run_children_count()", "DROP TABLE run_children"}
+	}
+	for _, q := range undo {
+		if _, err := s2.DB().ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, r := range []struct{ id, req, kind, state string }{
+		{"m1", "agent:main:main", "spawn", RunQueued}, {"m2", "agent:main:main", "spawn", RunRunning},
+		{"m3", "agent:main:main", "spawn", RunOK}, {"m4", "agent:main:main", "send", RunQueued},
+		{"m5", "agent:main:x", "spawn", RunQueued}, {"m6", "agent:main:y", "spawn", RunInputRequired},
+	} {
+		run := &Run{ID: r.id, Kind: r.kind, ChildKey: fmt.Sprintf("agent:w:subagent:%d", i), RequesterKey: r.req, AgentID: "w", State: r.state}
+		if err := s2.InsertRun(ctx, run); err != nil {
+			t.Fatal(err)
 		}
 	}
 	if _, err := s2.DB().ExecContext(ctx, s2.d.rebind("DELETE FROM schema_migrations WHERE version = ?"), last.version); err != nil {
@@ -88,13 +90,12 @@ func TestMigrateWritesOnlyWhatIsPending(t *testing.T) {
 	if n != len(ms) || newest != last.version || s3.SchemaVersion() != last.version {
 		t.Fatalf("schema_migrations: %d rows up to %d (store at %d), want %d up to %d", n, newest, s3.SchemaVersion(), len(ms), last.version)
 	}
-	// The insert trigger is gone again.
-	if sqlite {
-		var triggers string
-		if err := s3.QueryRow(ctx, "SELECT group_concat(name, ',') FROM (SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name)").Scan(&triggers); err != nil || triggers != "messages_fts_ad,messages_fts_au" {
-			t.Fatalf("migration %s not re-applied: triggers %q (%v)", last.name, triggers, err)
-		}
+	// The count is back, filled from the runs the file held, and kept.
+	checkActive(t, s3, "migration "+last.name, map[string]int{"agent:main:main": 2, "agent:main:x": 1, "agent:main:y": 0})
+	if ok, err := s3.KillRun(ctx, "m1", "", nil); err != nil || !ok {
+		t.Fatalf("kill m1: %v %v", ok, err)
 	}
+	checkActive(t, s3, "a kill after the migration", map[string]int{"agent:main:main": 1})
 }
 
 func TestMigrationsEmptyAndReopen(t *testing.T) {
