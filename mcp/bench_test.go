@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -88,6 +89,13 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// numGC is how many GC cycles the process has completed.
+func numGC() uint32 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.NumGC
 }
 
 func peakRSSMB() float64 {
@@ -279,7 +287,7 @@ func BenchmarkSmallCalls(b *testing.B) {
 			req := mcp.CallToolRequest{}
 			req.Params.Name = tool
 			req.Params.Arguments = map[string]any{}
-			cpu0, w0 := cpuTime(), st.WriteStats()
+			cpu0, w0, gc0 := cpuTime(), st.WriteStats(), numGC()
 			for i := 0; i < b.N; i++ {
 				res, err := c.CallTool(ctx, req)
 				if err != nil || res.IsError {
@@ -294,6 +302,10 @@ func BenchmarkSmallCalls(b *testing.B) {
 			// CPU time (client, server and writer alike) holds its value
 			// on a loaded machine, where wall time does not.
 			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			// Collections per 1,000 calls: what the calls' garbage costs
+			// in GC cycles (each stops the world and scans every stack),
+			// steady whatever the load.
+			b.ReportMetric(float64(numGC()-gc0)*1000/float64(b.N), "gcs/kop")
 		})
 	}
 }
@@ -340,7 +352,7 @@ func BenchmarkStdioCalls(b *testing.B) {
 			req := mcp.CallToolRequest{}
 			req.Params.Name = tool
 			req.Params.Arguments = map[string]any{}
-			cpu0, w0 := cpuTime(), st.WriteStats()
+			cpu0, w0, gc0 := cpuTime(), st.WriteStats(), numGC()
 			for i := 0; i < b.N; i++ {
 				res, err := c.CallTool(ctx, req)
 				if err != nil || res.IsError {
@@ -353,6 +365,10 @@ func BenchmarkStdioCalls(b *testing.B) {
 			w1 := st.WriteStats()
 			b.ReportMetric(float64(w1.Commits-w0.Commits)/float64(b.N), "commits/op")
 			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+			// Collections per 1,000 calls: what the calls' garbage costs
+			// in GC cycles (each stops the world and scans every stack),
+			// steady whatever the load.
+			b.ReportMetric(float64(numGC()-gc0)*1000/float64(b.N), "gcs/kop")
 		})
 	}
 }

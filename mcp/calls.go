@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -128,7 +129,7 @@ func (f *foldedRecord) done(res tools.Result, log *slog.Logger) ([]store.Announc
 // callMessages is a client's tool call and its result as recorded in its
 // own session's transcript.
 func callMessages(own, name string, args json.RawMessage, res tools.Result) []store.Message {
-	callID := fmt.Sprintf("mcp_%d", time.Now().UnixNano())
+	callID := "mcp_" + strconv.FormatInt(time.Now().UnixNano(), 10)
 	text := res.Text
 	if len(text) > 4000 {
 		text = text[:4000] + " …[cut]"

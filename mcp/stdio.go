@@ -368,6 +368,9 @@ func modernRequest(params json.RawMessage) bool {
 // exactArgs checks a tools/call's arguments as sent for integers a JSON
 // number cannot hold exactly (they would be rounded before any check).
 func exactArgs(params json.RawMessage) string {
+	if !tools.MayHoldInexact(params) { // nothing in params can be refused: no need to decode them
+		return ""
+	}
 	var p struct {
 		Arguments json.RawMessage `json:"arguments"`
 	}

@@ -229,6 +229,38 @@ func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 // arguments as the client sent them) and describes the first integer a
 // JSON number cannot hold exactly, or returns "".
 func ExactIntegers(raw json.RawMessage) string {
+	if !MayHoldInexact(raw) {
+		return ""
+	}
+	return exactIntegers(raw)
+}
+
+// MayHoldInexact reports whether raw may hold a number ExactIntegers
+// refuses, from its bytes alone: such a number has 16 digits in a row
+// (2^53 has 16; a decimal too large for a float64 has hundreds) or an
+// exponent (a digit followed by e or E). When it returns false, every
+// number in raw is exact and the document need not be decoded (most calls:
+// no arguments or small ones). Bytes inside strings count too, so it may
+// say true for a document that is fine, never false for one that is not.
+func MayHoldInexact(raw []byte) bool {
+	run := 0
+	for _, c := range raw {
+		switch {
+		case c >= '0' && c <= '9':
+			run++
+			if run >= 16 {
+				return true
+			}
+		case (c == 'e' || c == 'E') && run > 0:
+			return true
+		default:
+			run = 0
+		}
+	}
+	return false
+}
+
+func exactIntegers(raw json.RawMessage) string {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any

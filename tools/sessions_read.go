@@ -98,7 +98,7 @@ func sessionsList(ctx context.Context, call *Call, in ListIn) (ListOut, string, 
 			return ListOut{}, "", &policy.Denied{Decision: d}
 		}
 	}
-	f := store.ListFilter{Text: in.Filter, Kinds: in.Kinds, Status: in.Status, IncludeArchived: in.IncludeArchived}
+	f := store.ListFilter{Text: in.Filter, Kinds: in.Kinds, Status: in.Status, IncludeArchived: in.IncludeArchived, Brief: true} // sessionInfo's columns
 	if in.ActiveMinutes > 0 {
 		f.UpdatedSince = call.Env.Store.NowMS() - int64(in.ActiveMinutes)*60_000
 	}

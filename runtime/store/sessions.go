@@ -191,6 +191,23 @@ type ListFilter struct {
 	UpdatedSince    int64 // ms; 0 = any
 	IncludeArchived bool
 	AgentID         string
+	// Brief reads only listCols, what a session list shows: the sessions
+	// yielded have no Depth, Thinking, Preset, ModelServed, ForkedFrom nor
+	// ForkedAtSeq (every column read costs its name and declared type on
+	// every query, as modernc reads them).
+	Brief bool
+}
+
+// listCols are the columns of a session a list shows (ListFilter.Brief):
+// sessionCols without depth, thinking, preset, model_served, forked_from
+// and forked_at_seq.
+const listCols = `key, session_id, agent_id, kind, label, COALESCE(parent_key,''), spawned_by, model, status, message_count,
+	tokens_in, tokens_out, cost_usd, created_at, updated_at, COALESCE(archived_at, 0)`
+
+// listDests are the scan destinations of listCols, in its order.
+func listDests(s *Session) []any {
+	return []any{&s.Key, &s.ID, &s.AgentID, &s.Kind, &s.Label, &s.ParentKey, &s.SpawnedBy, &s.Model, &s.Status, &s.MessageCount,
+		&s.TokensIn, &s.TokensOut, &s.CostUSD, &s.CreatedAt, &s.UpdatedAt, &s.ArchivedAt}
 }
 
 // ListSessions streams the sessions matching f, most recently updated
@@ -219,7 +236,11 @@ func (s *Store) ListSessions(ctx context.Context, f ListFilter, yield func(*Sess
 		where = append(where, "agent_id = ?")
 		args = append(args, f.AgentID)
 	}
-	q := "SELECT " + sessionCols + " FROM sessions"
+	cols, dests := sessionCols, sessionDests
+	if f.Brief {
+		cols, dests = listCols, listDests
+	}
+	q := "SELECT " + cols + " FROM sessions"
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -233,11 +254,11 @@ func (s *Store) ListSessions(ctx context.Context, f ListFilter, yield func(*Sess
 		if err := ctx.Err(); err != nil { // the query does not watch ctx (briefRead): stop here
 			return err
 		}
-		sess, err := scanSession(rows)
-		if err != nil {
+		var sess Session
+		if err := rows.Scan(dests(&sess)...); err != nil {
 			return fmt.Errorf("store: list sessions: %w", s.fault(err))
 		}
-		if !yield(sess) {
+		if !yield(&sess) {
 			return nil
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -607,5 +608,41 @@ func TestListSessionsStopsWhenCancelled(t *testing.T) {
 	}
 	if err := s.ListSessions(ctx, ListFilter{}, func(*Session) bool { n++; return true }); err != nil || n != 3 {
 		t.Fatalf("list: %d yielded, err %v; want 3", n, err)
+	}
+}
+
+// A brief list (ListFilter.Brief) yields the same sessions in the same
+// order as a full one, each with every field a list shows and the six it
+// does not read left zero.
+func TestListSessionsBrief(t *testing.T) {
+	s := openTest(t, "")
+	ctx := context.Background()
+	for _, in := range []Session{
+		{Key: "agent:m:main", Label: "main one", Model: "m1", Thinking: "high", Preset: "p"},
+		{Key: "agent:m:subagent:a", ParentKey: "agent:m:main", Depth: 1, Label: "kid", SpawnedBy: "agent:m:main", Model: "m2"},
+		{Key: "cron:nightly", Model: "m3"},
+	} {
+		if _, err := s.EnsureSession(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.DB().ExecContext(ctx, `UPDATE sessions SET model_served = 'm2-served', forked_from = 'agent:m:main', forked_at_seq = 3,
+		message_count = 4, tokens_in = 10, tokens_out = 5, cost_usd = 0.5, updated_at = updated_at + 7 WHERE key = 'agent:m:subagent:a'`); err != nil {
+		t.Fatal(err)
+	}
+	s.Archive(ctx, "cron:nightly")
+	for _, f := range []ListFilter{{}, {IncludeArchived: true}, {Text: "KID"}} {
+		var full, brief []Session
+		s.ListSessions(ctx, f, func(x *Session) bool { full = append(full, *x); return true })
+		f.Brief = true
+		if err := s.ListSessions(ctx, f, func(x *Session) bool { brief = append(brief, *x); return true }); err != nil {
+			t.Fatal(err)
+		}
+		for i := range full {
+			full[i].Depth, full[i].Thinking, full[i].Preset, full[i].ModelServed, full[i].ForkedFrom, full[i].ForkedAtSeq = 0, "", "", "", "", 0
+		}
+		if len(full) == 0 || !reflect.DeepEqual(brief, full) {
+			t.Fatalf("filter %+v: brief list\n%+v\nwant\n%+v", f, brief, full)
+		}
 	}
 }
