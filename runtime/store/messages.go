@@ -435,3 +435,64 @@ func (s *Store) Transcript(ctx context.Context, key string) ([]Message, error) {
 	msgs, _, err := s.History(ctx, HistoryQuery{Key: key, Limit: -1, IncludeTools: true})
 	return msgs, err
 }
+
+// DeliveredAfter reports, for a session's messages with seq > after, the
+// newest seq committed and the text of each message another session
+// delivered to it (role user or system, trust inter_session), in order.
+// Unlike MessagesAfter it does not wait for the session's pending
+// read-only records (they are the session's own calls, never deliveries)
+// and decodes only the delivered messages' contents: the notifier calls it
+// at every wake-up.
+func (s *Store) DeliveredAfter(ctx context.Context, key string, after int64) (last int64, texts []string, err error) {
+	rows, err := s.readRows(ctx, `SELECT seq, CASE WHEN trust = 'inter_session' AND role NOT IN ('assistant', 'tool') THEN content ELSE '' END
+		FROM messages WHERE session_key = ? AND seq > ? ORDER BY seq`, key, after)
+	if err != nil {
+		return after, nil, err
+	}
+	defer rows.Close()
+	last = after
+	for rows.Next() {
+		var seq int64
+		var content string
+		if err := rows.Scan(&seq, &content); err != nil {
+			return after, nil, err
+		}
+		last = max(last, seq)
+		if content == "" {
+			continue
+		}
+		var c Content
+		if err := json.Unmarshal([]byte(content), &c); err != nil {
+			c = Content{Text: content}
+		}
+		texts = append(texts, c.Text)
+	}
+	if err := rows.Err(); err != nil {
+		return after, nil, err
+	}
+	return last, texts, nil
+}
+
+// MessagesAfter returns a session's messages with seq > after, in order.
+func (s *Store) MessagesAfter(ctx context.Context, key string, after int64) ([]Message, error) {
+	s.Flush(ctx, key)
+	rows, err := s.readRows(ctx, `SELECT seq, role, content, trust, tokens_in, tokens_out, created_at FROM messages
+		WHERE session_key = ? AND seq > ? ORDER BY seq`, key, after)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m := Message{SessionKey: key}
+		var content string
+		if err := rows.Scan(&m.Seq, &m.Role, &content, &m.Trust, &m.TokensIn, &m.TokensOut, &m.CreatedAt); err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal([]byte(content), &m.Content); err != nil {
+			m.Content = Content{Text: content}
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
