@@ -42,28 +42,9 @@ func BenchmarkSpawnPages(b *testing.B) {
 	}
 	ctx := context.Background()
 	path := testdb.DSN(b, "p.db")
-	s, err := Open(ctx, path, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	me := "agent:main:main"
-	if _, err := s.EnsureSession(ctx, Session{Key: me}); err != nil {
-		b.Fatal(err)
-	}
+	s, me := openSpawnBench(b, path)
 	spawn := func(i int) string {
-		child := fmt.Sprintf("agent:main:subagent:%08d", i)
-		id := fmt.Sprintf("run-%08d", i)
-		rec := &CallRecord{Requester: me, Messages: []Message{
-			{SessionKey: me, Role: RoleAssistant, Trust: TrustUser, Content: Content{ToolCalls: []ToolCall{{ID: id, Name: "sessions_spawn", Args: []byte(`{"task":"task"}`)}}}},
-			{SessionKey: me, Role: RoleTool, Trust: TrustExternal, Content: Content{ToolResults: []ToolResult{{CallID: id, Name: "sessions_spawn", Content: "Sub-agent accepted.\nRun: " + id}}}},
-		}}
-		task := []Message{{SessionKey: child, Role: RoleUser, Trust: TrustInterSession, Content: Content{Text: fmt.Sprintf("summarize report %d for the team", i)}}}
-		r := &Run{ID: id, Kind: "spawn", ChildKey: child, RequesterKey: me, AgentID: "main", State: RunRunning, Record: rec, MaxActiveSiblings: 1000}
-		if err := s.CreateRun(ctx, &Session{Key: child, ParentKey: me, Depth: 1, Status: "queued"}, task, r); err != nil {
-			b.Fatal(err)
-		}
-		return id
+		return spawnForBench(b, s, me, i, fmt.Sprintf("summarize report %d for the team", i), RunRunning)
 	}
 	finish := func(i int, id string) {
 		child := fmt.Sprintf("agent:main:subagent:%08d", i)

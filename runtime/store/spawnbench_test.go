@@ -6,8 +6,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
 func processCPU() time.Duration {
@@ -25,16 +23,7 @@ func processCPU() time.Duration {
 // off the clock), as in BenchmarkSpawnFanout1000's lane. Reports the
 // process's CPU per spawn.
 func BenchmarkCreateRunSpawn(b *testing.B) {
-	ctx := context.Background()
-	s, err := Open(ctx, testdb.DSN(b, "b.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	me := "agent:main:main"
-	if _, err := s.EnsureSession(ctx, Session{Key: me}); err != nil {
-		b.Fatal(err)
-	}
+	s, me := openSpawnBench(b, "")
 	b.ResetTimer()
 	cpu0 := processCPU()
 	for i := 0; i < b.N; i++ {
@@ -45,17 +34,41 @@ func BenchmarkCreateRunSpawn(b *testing.B) {
 			}
 			b.StartTimer()
 		}
-		child := fmt.Sprintf("agent:main:subagent:%08d", i)
-		id := fmt.Sprintf("run-%08d", i)
-		rec := &CallRecord{Requester: me, Messages: []Message{
+		spawnForBench(b, s, me, i, fmt.Sprintf("task %d", i), RunRunning)
+	}
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/spawn")
+}
+
+// openSpawnBench opens a store for a spawn benchmark (at path, or a new
+// file in b's temp dir when ""), closed when b ends, with the requester's
+// session agent:main:main.
+func openSpawnBench(b *testing.B, path string) (s *Store, me string) {
+	s, me = openTest(b, path), "agent:main:main"
+	if _, err := s.EnsureSession(context.Background(), Session{Key: me}); err != nil {
+		b.Fatal(err)
+	}
+	return s, me
+}
+
+// spawnForBench creates spawn i of requester me as sessions_spawn does: a
+// new child session with its task, the run in state (RunRunning: claimed
+// at once; "" queued) under max_children_per_agent 1000, and, for a run
+// created running, the spawn call's record in me's transcript. It returns
+// the run id.
+func spawnForBench(b *testing.B, s *Store, me string, i int, task, state string) string {
+	child := fmt.Sprintf("agent:main:subagent:%08d", i)
+	id := fmt.Sprintf("run-%08d", i)
+	var rec *CallRecord
+	if state == RunRunning {
+		rec = &CallRecord{Requester: me, Messages: []Message{
 			{SessionKey: me, Role: RoleAssistant, Trust: TrustUser, Content: Content{ToolCalls: []ToolCall{{ID: id, Name: "sessions_spawn", Args: []byte(`{"task":"task"}`)}}}},
 			{SessionKey: me, Role: RoleTool, Trust: TrustExternal, Content: Content{ToolResults: []ToolResult{{CallID: id, Name: "sessions_spawn", Content: "Sub-agent accepted.\nRun: " + id}}}},
 		}}
-		task := []Message{{SessionKey: child, Role: RoleUser, Trust: TrustInterSession, Content: Content{Text: fmt.Sprintf("task %d", i)}}}
-		r := &Run{ID: id, Kind: "spawn", ChildKey: child, RequesterKey: me, AgentID: "main", State: RunRunning, Record: rec, MaxActiveSiblings: 1000}
-		if err := s.CreateRun(ctx, &Session{Key: child, ParentKey: me, Depth: 1, Status: "queued"}, task, r); err != nil {
-			b.Fatal(err)
-		}
 	}
-	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/spawn")
+	msgs := []Message{{SessionKey: child, Role: RoleUser, Trust: TrustInterSession, Content: Content{Text: task}}}
+	r := &Run{ID: id, Kind: "spawn", ChildKey: child, RequesterKey: me, AgentID: "main", State: state, Record: rec, MaxActiveSiblings: 1000}
+	if err := s.CreateRun(context.Background(), &Session{Key: child, ParentKey: me, Depth: 1, Status: "queued"}, msgs, r); err != nil {
+		b.Fatal(err)
+	}
+	return id
 }

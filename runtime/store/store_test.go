@@ -15,7 +15,7 @@ import (
 	"github.com/sessionplane/sessionplane/internal/testdb"
 )
 
-func openTest(t *testing.T, path string) *Store {
+func openTest(t testing.TB, path string) *Store {
 	t.Helper()
 	if path == "" {
 		path = testdb.DSN(t, "sp.db")
