@@ -438,7 +438,7 @@ func (s *Store) insertSQL(table string, cols []string, n int) string {
 	one := make([]string, len(cols))
 	for i, c := range cols {
 		one[i] = "?"
-		if table == "messages" && c == s.d.indexCol && c != "" {
+		if table == "messages" && c == s.d.indexCol && s.d == postgresDialect {
 			one[i] = "CAST(? AS tsvector)"
 		}
 	}

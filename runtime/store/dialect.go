@@ -67,8 +67,10 @@ type dialect struct {
 	dfSQL         string // matching documents, counted up to a cap
 	goSnippet     bool   // no snippet() in SQL: hits' snippets are cut in Go (bodySnippet)
 	// For Copy (copy.go): tablesSQL lists the schema's tables; indexCol is
-	// the messages column holding the search index that Copy fills from
-	// body with indexValue ("" when triggers index the rows, as FTS5's do);
+	// the messages column that says how a row is indexed, which Copy fills
+	// from body with indexValue instead of copying it (PostgreSQL: the
+	// search vector; SQLite: fts_deferred = 1, the copy's transaction
+	// indexes the row);
 	// resetIdentity moves a table's id identity past its largest id ("" when
 	// the backend does it itself, as SQLite's INTEGER PRIMARY KEY does).
 	tablesSQL     string
@@ -77,8 +79,11 @@ type dialect struct {
 	resetIdentity func(table string) string
 }
 
-const sqliteInsertMessage = `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+// sqliteInsertMessage sets fts_deferred: the transaction indexes the
+// row before it commits, not the insert trigger (which indexes the rows of
+// an older release's processes sharing the file: migration 0017).
+const sqliteInsertMessage = `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at, fts_deferred)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`
 
 var sqliteDialect = &dialect{
 	name:          BackendSQLite,
@@ -88,8 +93,12 @@ var sqliteDialect = &dialect{
 	migrations:    "migrations/sqlite",
 	insertMessage: sqliteInsertMessage,
 	deferredIndex: true,
-	copyMessages: `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
-		SELECT ?, seq, role, content, body, trust, tokens_in, tokens_out, created_at FROM messages
+	// A copied message is indexed by the copy's transaction (insertPage
+	// calls markIndex), not by the insert trigger kept for older releases.
+	indexCol:   "fts_deferred",
+	indexValue: func(string) any { return 1 },
+	copyMessages: `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at, fts_deferred)
+		SELECT ?, seq, role, content, body, trust, tokens_in, tokens_out, created_at, 1 FROM messages
 		WHERE session_key = ? AND seq <= ? ORDER BY seq`,
 	runDay:    `date(created_at / 1000, 'unixepoch')`,
 	match:     ftsQuery,

@@ -166,3 +166,76 @@ func TestAppendsShareOneIndexSegment(t *testing.T) {
 		t.Fatalf("common: %d hits, want 20", len(got))
 	}
 }
+
+// A process of an older release sharing the SQLite file (still running
+// while another was upgraded) inserts messages without naming
+// fts_deferred: the insert trigger (0017) indexes them at once, as that
+// release expects, between and beside this release's appends, which the
+// trigger leaves to their transaction's end. Every message with text is
+// indexed exactly once.
+func TestOlderReleaseWritesAreIndexed(t *testing.T) {
+	s := openTest(t, "")
+	if s.Backend() != BackendSQLite {
+		t.Skip("SQLite's triggers; on PostgreSQL every release's INSERT carries the search vector")
+	}
+	ctx := context.Background()
+	key := "agent:main:a"
+	if _, err := s.EnsureSession(ctx, Session{Key: key}); err != nil {
+		t.Fatal(err)
+	}
+	// The older release: its own connection to the file, schema 14's
+	// INSERT of a message (and its seq bump), in a transaction of its own.
+	old, err := sql.Open("sqlite", s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+	oldAppend := func(text string) {
+		t.Helper()
+		tx, err := old.BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		var seq int64
+		if err := tx.QueryRowContext(ctx, `UPDATE sessions SET message_count = message_count + 1 WHERE key = ? RETURNING message_count`, key).Scan(&seq); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO messages (session_key, seq, role, content, body, trust, tokens_in, tokens_out, created_at)
+			VALUES (?, ?, 'assistant', ?, ?, 'model_generated', 0, 0, 1)`, key, seq, `{"text":"`+text+`"}`, text); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newAppend := func(text string) {
+		t.Helper()
+		if _, err := s.AppendMessage(ctx, Message{SessionKey: key, Role: RoleAssistant, Trust: TrustModel, Content: Content{Text: text}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newAppend("okapi new one")
+	oldAppend("okapi old one")
+	newAppend("okapi new two")
+	oldAppend("okapi old two")
+	oldAppend("okapi old three")
+	newAppend("okapi new three")
+	if got := indexHits(t, s, "okapi"); len(got) != 6 {
+		t.Fatalf("okapi: hits %v, want all 6 messages (3 by the older release)", got)
+	}
+	if got := indexHits(t, s, "old"); len(got) != 3 {
+		t.Fatalf("old: hits %v, want the older release's 3", got)
+	}
+	if _, err := s.DB().ExecContext(ctx, "INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')"); err != nil {
+		t.Fatalf("the search index is damaged: %v", err)
+	}
+	var entries, deferred int
+	if err := s.DB().QueryRowContext(ctx, `SELECT (SELECT count(*) FROM messages_fts_docsize),
+		(SELECT count(*) FROM messages WHERE fts_deferred = 1)`).Scan(&entries, &deferred); err != nil {
+		t.Fatal(err)
+	}
+	if entries != 6 || deferred != 3 {
+		t.Fatalf("%d index entries for 6 messages, %d marked for the transaction's end (want 6 and 3)", entries, deferred)
+	}
+}

@@ -54,10 +54,12 @@ func TestMigrateWritesOnlyWhatIsPending(t *testing.T) {
 	}
 	ms, _ := loadMigrations(s2.d.migrations)
 	last := ms[len(ms)-1]
-	// Undo the newest migration (0016: the kept count of active children)
-	// as if the file were made by the previous release, with runs in it:
-	// the migration fills the count from them.
-	undo := []string{"DROP TRIGGER run_children_insert", "DROP TRIGGER run_children_update", "DROP TRIGGER run_children_delete", "DROP TABLE run_children"}
+	// Undo the two newest migrations (0017: the insert trigger for older
+	// releases' messages; 0016: the kept count of active children) as if
+	// the file were made by the release before them, with runs in it: the
+	// migrations fill the count from them.
+	undo := []string{"DROP TRIGGER messages_fts_ai", "ALTER TABLE messages DROP COLUMN fts_deferred",
+		"DROP TRIGGER run_children_insert", "DROP TRIGGER run_children_update", "DROP TRIGGER run_children_delete", "DROP TABLE run_children"}
 	if !sqlite {
 		undo = []string{"DROP TRIGGER run_children_count ON runs", "DROP FUNCTION run_children_count()", "DROP TABLE run_children"}
 	}
@@ -76,13 +78,13 @@ func TestMigrateWritesOnlyWhatIsPending(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s2.DB().ExecContext(ctx, s2.d.rebind("DELETE FROM schema_migrations WHERE version = ?"), last.version); err != nil {
+	if _, err := s2.DB().ExecContext(ctx, s2.d.rebind("DELETE FROM schema_migrations WHERE version >= ?"), last.version-1); err != nil {
 		t.Fatal(err)
 	}
 	s2.Close()
 	s3 := openTest(t, path)
 	if w := s3.WriteStats().Waited; sqlite && w != 1 {
-		t.Fatalf("a database one migration behind: %d waited write transactions, want 1", w)
+		t.Fatalf("a database two migrations behind: %d waited write transactions, want 1 (both in one)", w)
 	}
 	var n, newest int
 	if err := s3.QueryRow(ctx, "SELECT count(*), max(version) FROM schema_migrations").Scan(&n, &newest); err != nil {
