@@ -105,11 +105,7 @@ func BenchmarkFinishRunAndClaim(b *testing.B) {
 
 func benchFinish(b *testing.B, chains int) {
 	ctx := context.Background()
-	s, err := Open(ctx, testdb.DSN(b, "b.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(b, "")
 	const req = "agent:b:main"
 	if _, err := s.EnsureSession(ctx, Session{Key: req}); err != nil {
 		b.Fatal(err)
@@ -173,11 +169,7 @@ func BenchmarkAppendOne(b *testing.B) {
 
 func benchAppendOne(b *testing.B, writers int) {
 	ctx := context.Background()
-	s, err := Open(ctx, testdb.DSN(b, "b.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(b, "")
 	// Sessions enough that their rows span several pages, as in a store
 	// that has seen a fan-out.
 	for i := 0; i < 1000; i++ {
@@ -216,11 +208,7 @@ func benchAppendOne(b *testing.B, writers int) {
 // the writer's statements per append.
 func BenchmarkAppendInTx(b *testing.B) {
 	ctx := context.Background()
-	s, err := Open(ctx, testdb.DSN(b, "b.db"), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s := openTest(b, "")
 	for i := 0; i < 1000; i++ {
 		if _, err := s.EnsureSession(ctx, Session{Key: fmt.Sprintf("agent:b:s%04d", i)}); err != nil {
 			b.Fatal(err)

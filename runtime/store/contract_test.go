@@ -209,12 +209,16 @@ func TestTwoHostsMaxChildrenInTransaction(t *testing.T) {
 	ctx := context.Background()
 	const req, limit, tries = "agent:main:main", 3, 12
 	var ok, limited atomic.Int32
-	race(tries, a, b, func(i int, s *Store) {
-		id := fmt.Sprintf("kid-%02d", i)
+	// spawn creates kid id of req under the limit (with a task when task
+	// is set) and counts it accepted or refused.
+	spawn := func(s *Store, id string, task bool) {
 		r := &Run{ID: id, ChildKey: "agent:w:subagent:" + id, RequesterKey: req, AgentID: "w", Kind: "spawn", MaxActiveSiblings: limit}
-		err := s.CreateRun(ctx, &Session{Key: r.ChildKey}, []Message{{SessionKey: r.ChildKey, Role: RoleUser, Trust: TrustUser, Content: Content{Text: "task " + id}}}, r)
+		var msgs []Message
+		if task {
+			msgs = []Message{{SessionKey: r.ChildKey, Role: RoleUser, Trust: TrustUser, Content: Content{Text: "task " + id}}}
+		}
 		var le *LimitError
-		switch {
+		switch err := s.CreateRun(ctx, &Session{Key: r.ChildKey}, msgs, r); {
 		case err == nil:
 			ok.Add(1)
 		case errors.As(err, &le):
@@ -222,6 +226,9 @@ func TestTwoHostsMaxChildrenInTransaction(t *testing.T) {
 		default:
 			t.Errorf("spawn %s: %v", id, err)
 		}
+	}
+	race(tries, a, b, func(i int, s *Store) {
+		spawn(s, fmt.Sprintf("kid-%02d", i), true)
 	})
 	if ok.Load() != limit || limited.Load() != tries-limit {
 		t.Fatalf("%d spawns accepted and %d refused, want %d and %d", ok.Load(), limited.Load(), limit, tries-limit)
@@ -252,18 +259,7 @@ func TestTwoHostsMaxChildrenInTransaction(t *testing.T) {
 			}
 			return
 		}
-		id := fmt.Sprintf("more-%02d", i)
-		r := &Run{ID: id, ChildKey: "agent:w:subagent:" + id, RequesterKey: req, AgentID: "w", Kind: "spawn", MaxActiveSiblings: limit}
-		err := s.CreateRun(ctx, &Session{Key: r.ChildKey}, nil, r)
-		var le *LimitError
-		switch {
-		case err == nil:
-			ok.Add(1)
-		case errors.As(err, &le):
-			limited.Add(1)
-		default:
-			t.Errorf("spawn %s: %v", id, err)
-		}
+		spawn(s, fmt.Sprintf("more-%02d", i), false)
 	})
 	if ok.Load()+limited.Load() != limit {
 		t.Fatalf("%d spawns accepted and %d refused, want %d in all", ok.Load(), limited.Load(), limit)
